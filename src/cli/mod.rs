@@ -1,1 +1,205 @@
-//! The `spotplan` command line.
+//! The `spotplan` command line: `recommend` (a drop-in for spot-optimizer's CLI), `data show`,
+//! and the operator's entry points.
+
+mod output;
+mod recommend;
+
+use crate::core::catalog::Catalog;
+use crate::core::market::{MarketData, PriceTable, SpotAdvisor};
+use crate::data::{DEFAULT_ADVISOR_URL, Loaded, Loader, Source};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Exit codes, documented in the README.
+pub mod exit {
+    /// A flag is missing, malformed or names something unknown.
+    pub const USAGE: u8 = 2;
+    /// Market data could not be read or was refused.
+    pub const DATA: u8 = 3;
+    /// The request is valid but no instance type fits it.
+    pub const NOTHING_FITS: u8 = 4;
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "spotplan", version, about = "Pick EC2 Spot instance types for a workload", long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Recommend ranked, diversified instance types for a workload.
+    Recommend(Box<recommend::RecommendArgs>),
+    /// Inspect market data.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DataCommand {
+    /// Print what market data is loaded, from where, and how old it is.
+    Show {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Also report coverage for this region.
+        #[arg(long)]
+        region: Option<String>,
+    },
+}
+
+/// Where market data comes from (shared by every command that needs it).
+#[derive(Args, Debug, Clone)]
+pub struct DataArgs {
+    /// Spot Advisor data: a file (JSON, or gzip) or an http(s) URL.
+    #[arg(long, value_name = "PATH|URL", env = "SPOTPLAN_ADVISOR_DATA", default_value = DEFAULT_ADVISOR_URL)]
+    pub advisor_data: String,
+    /// Price CSV: region,instance_type,on_demand_usd_per_hour,spot_usd_per_hour (file, gzip or URL).
+    #[arg(long, value_name = "PATH|URL", env = "SPOTPLAN_PRICES")]
+    pub prices: Option<String>,
+    /// Where fetched data is cached (default: $XDG_CACHE_HOME/spotplan).
+    #[arg(long, value_name = "DIR", env = "SPOTPLAN_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Re-fetch a URL when its cached copy is older than this.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub cache_ttl: Duration,
+}
+
+/// Parses `90s`, `15m`, `1h`, `1h30m`, `2d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let span: jiff::Span = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration: use e.g. 30s, 15m, 1h, 1h30m"))?;
+    let d = span
+        .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+        .map_err(|e| format!("'{s}': {e}"))?;
+    std::time::Duration::try_from(d).map_err(|_| format!("'{s}' must be positive"))
+}
+
+impl DataArgs {
+    pub fn loader(&self) -> Loader {
+        Loader::new(
+            self.cache_dir
+                .clone()
+                .or_else(crate::data::load::default_cache_dir),
+            self.cache_ttl,
+        )
+    }
+
+    /// Loads the advisor and (optional) prices and joins them with the catalog.
+    pub async fn market(&self, catalog: &'static Catalog) -> Result<MarketData, CliError> {
+        let loader = self.loader();
+        let advisor_source = Source::parse(&self.advisor_data);
+        let prices_source = self.prices.as_deref().map(Source::parse);
+        let (advisor, prices) =
+            tokio::join!(loader.load::<SpotAdvisor>(&advisor_source, None), async {
+                match &prices_source {
+                    Some(s) => Some(loader.load::<PriceTable>(s, None).await),
+                    None => None,
+                }
+            });
+        let advisor: Loaded<SpotAdvisor> =
+            advisor.map_err(|e| CliError::data("--advisor-data", e))?;
+        let prices: Option<Loaded<PriceTable>> = prices
+            .transpose()
+            .map_err(|e| CliError::data("--prices", e))?;
+        for (flag, prov) in [
+            ("--advisor-data", Some(&advisor.provenance)),
+            ("--prices", prices.as_ref().map(|p| &p.provenance)),
+        ] {
+            if let Some(err) = prov.and_then(|p| p.refresh_error.as_ref()) {
+                eprintln!("warning: {flag}: refresh failed, using the cached copy: {err}");
+            }
+        }
+        let (prices, prices_source) = match prices {
+            Some(p) => (Some(Arc::new(p.data)), Some(p.provenance)),
+            None => (None, None),
+        };
+        Ok(MarketData::new(
+            catalog,
+            Some(Arc::new(advisor.data)),
+            Some(advisor.provenance),
+            prices,
+            prices_source,
+        ))
+    }
+}
+
+/// A CLI failure: one line for the user and an exit code.
+#[derive(Debug)]
+pub struct CliError {
+    pub message: String,
+    pub code: u8,
+}
+
+impl CliError {
+    pub fn usage(flag: &str, message: impl std::fmt::Display) -> CliError {
+        CliError {
+            message: format!("{flag}: {message}"),
+            code: exit::USAGE,
+        }
+    }
+    pub fn data(flag: &str, e: impl std::fmt::Display) -> CliError {
+        CliError {
+            message: format!("{flag}: {e}"),
+            code: exit::DATA,
+        }
+    }
+}
+
+/// Runs the CLI with the process arguments; returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                let _ = e.print();
+                return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                    ExitCode::from(exit::USAGE)
+                } else {
+                    ExitCode::SUCCESS
+                };
+            }
+            // One line: clap's first line names the flag and the problem.
+            let rendered = e.render().to_string();
+            let first = rendered
+                .lines()
+                .next()
+                .unwrap_or("error: invalid arguments");
+            eprintln!("{first} (see --help)");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = runtime.block_on(run(cli));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Recommend(args) => recommend::run(*args).await,
+        Command::Data {
+            command: DataCommand::Show { data, region },
+        } => output::data_show(&data, region.as_deref()).await,
+    }
+}

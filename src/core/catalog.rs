@@ -108,7 +108,9 @@ impl InstanceType {
         self.gpus().map(|g| g.count).sum()
     }
     pub fn gpus(&self) -> impl Iterator<Item = &Accelerator> {
-        self.accelerators.iter().filter(|a| a.kind == AcceleratorKind::Gpu)
+        self.accelerators
+            .iter()
+            .filter(|a| a.kind == AcceleratorKind::Gpu)
     }
     pub fn has_accelerators(&self) -> bool {
         !self.accelerators.is_empty()
@@ -120,7 +122,10 @@ impl InstanceType {
         self.offered.iter().any(|(r, _)| *r == region.0)
     }
     fn az_mask(&self, region: RegionId) -> u64 {
-        self.offered.iter().find(|(r, _)| *r == region.0).map_or(0, |(_, m)| *m)
+        self.offered
+            .iter()
+            .find(|(r, _)| *r == region.0)
+            .map_or(0, |(_, m)| *m)
     }
 }
 
@@ -161,17 +166,20 @@ pub enum CatalogError {
     Invalid(String),
 }
 
+// Borrowed from the input text where possible: the catalog is parsed at every CLI start.
 #[derive(Deserialize)]
-struct RawCatalog {
+struct RawCatalog<'a> {
     schema: u32,
     source: String,
     regions: std::collections::BTreeMap<String, Vec<String>>,
-    types: Vec<RawType>,
-    emr: RawEmr,
+    #[serde(borrow)]
+    types: Vec<RawType<'a>>,
+    #[serde(borrow)]
+    emr: RawEmr<'a>,
 }
 
 #[derive(Deserialize)]
-struct RawType {
+struct RawType<'a> {
     name: String,
     vcpus: u32,
     cores: u32,
@@ -184,18 +192,23 @@ struct RawType {
     spot: bool,
     storage: Option<Storage>,
     accelerators: Vec<Accelerator>,
-    offered: std::collections::BTreeMap<String, String>,
+    #[serde(borrow)]
+    offered: std::collections::BTreeMap<&'a str, &'a str>,
 }
 
 #[derive(Deserialize)]
-struct RawEmr {
-    sets: Vec<Vec<String>>,
+struct RawEmr<'a> {
+    #[serde(borrow)]
+    sets: Vec<Vec<&'a str>>,
     releases: HashMap<String, usize>,
 }
 
 /// Splits `m6i` into (`m`, 6); `u7in-16tb` into (`u`, 7); `u-6tb1` into (`u`, 6).
 fn category_and_generation(family: &str) -> (String, u8) {
-    let category: String = family.chars().take_while(|c| c.is_ascii_lowercase()).collect();
+    let category: String = family
+        .chars()
+        .take_while(|c| c.is_ascii_lowercase())
+        .collect();
     let generation = family
         .chars()
         .skip_while(|c| !c.is_ascii_digit())
@@ -224,7 +237,9 @@ impl Catalog {
             )));
         }
         if raw.emr.sets.len() > 128 {
-            return Err(CatalogError::Invalid("more than 128 distinct EMR type sets".into()));
+            return Err(CatalogError::Invalid(
+                "more than 128 distinct EMR type sets".into(),
+            ));
         }
         let mut regions = Vec::with_capacity(raw.regions.len());
         let mut region_index = HashMap::new();
@@ -238,9 +253,26 @@ impl Catalog {
         let mut emr_membership: HashMap<&str, u128> = HashMap::new();
         for (i, set) in raw.emr.sets.iter().enumerate() {
             for t in set {
-                *emr_membership.entry(t.as_str()).or_default() |= 1u128 << i;
+                *emr_membership.entry(t).or_default() |= 1u128 << i;
             }
         }
+        // AZ letter -> index in the region's zone list.
+        let letters: Vec<[u8; 26]> = regions
+            .iter()
+            .map(|r| {
+                let mut table = [u8::MAX; 26];
+                for (i, z) in r.zones.iter().enumerate() {
+                    if let Some(l) = z
+                        .strip_prefix(r.name.as_str())
+                        .and_then(|s| s.bytes().next())
+                        && l.is_ascii_lowercase()
+                    {
+                        table[usize::from(l - b'a')] = i as u8;
+                    }
+                }
+                table
+            })
+            .collect();
         let mut types = Vec::with_capacity(raw.types.len());
         let mut by_name = HashMap::with_capacity(raw.types.len());
         let mut families: HashMap<String, usize> = HashMap::new();
@@ -248,17 +280,23 @@ impl Catalog {
             let family = t.name.split('.').next().unwrap_or(&t.name).to_string();
             let (category, generation) = category_and_generation(&family);
             let mut offered = Vec::with_capacity(t.offered.len());
-            for (region, letters) in &t.offered {
+            for (&region, &zone_letters) in &t.offered {
                 let id = *region_index.get(region).ok_or_else(|| {
                     CatalogError::Invalid(format!("{}: unknown region {region}", t.name))
                 })?;
-                let zones = &regions[usize::from(id.0)].zones;
                 let mut mask = 0u64;
-                for letter in letters.chars() {
-                    let zone = format!("{region}{letter}");
-                    let z = zones.iter().position(|n| *n == zone).ok_or_else(|| {
-                        CatalogError::Invalid(format!("{}: unknown zone {zone}", t.name))
-                    })?;
+                for letter in zone_letters.bytes() {
+                    let z = letter
+                        .checked_sub(b'a')
+                        .and_then(|i| letters[id.slot()].get(usize::from(i)))
+                        .copied()
+                        .filter(|&z| z != u8::MAX)
+                        .ok_or_else(|| {
+                            CatalogError::Invalid(format!(
+                                "{}: unknown zone {region}{}",
+                                t.name, letter as char
+                            ))
+                        })?;
                     mask |= 1 << z;
                 }
                 offered.push((id.0, mask));
@@ -366,7 +404,11 @@ impl EmrRelease {
 /// `6.10.0` -> `emr-6.10.0`; labels that already carry a prefix stay as they are.
 pub fn normalize_emr_release(release: &str) -> String {
     let r = release.trim().to_ascii_lowercase();
-    if r.starts_with("emr-") { r } else { format!("emr-{r}") }
+    if r.starts_with("emr-") {
+        r
+    } else {
+        format!("emr-{r}")
+    }
 }
 
 #[cfg(test)]
@@ -387,7 +429,10 @@ mod tests {
         let c = Catalog::embedded();
         assert!(c.len() > 1300, "{} types", c.len());
         let m = c.get("m6i.4xlarge").unwrap();
-        assert_eq!((m.vcpus, m.memory_mib, m.arch()), (16, 65536, Some(Arch::Amd64)));
+        assert_eq!(
+            (m.vcpus, m.memory_mib, m.arch()),
+            (16, 65536, Some(Arch::Amd64))
+        );
         assert_eq!((m.family.as_str(), m.generation), ("m6i", 6));
         let g = c.get("c6gd.large").unwrap();
         let s = g.storage.as_ref().unwrap();
@@ -395,7 +440,10 @@ mod tests {
         assert_eq!(g.arch(), Some(Arch::Arm64));
         let p = c.get("p4d.24xlarge").unwrap();
         let gpu = p.gpus().next().unwrap();
-        assert_eq!((gpu.count, gpu.manufacturer.as_str(), gpu.name.as_str()), (8, "NVIDIA", "A100"));
+        assert_eq!(
+            (gpu.count, gpu.manufacturer.as_str(), gpu.name.as_str()),
+            (8, "NVIDIA", "A100")
+        );
         assert_eq!(p.gpu_count(), 8);
         for t in c.types().iter().filter(|t| t.family == "t3") {
             assert!(t.burstable, "{} is burstable", t.name);

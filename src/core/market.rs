@@ -7,8 +7,11 @@
 use crate::core::catalog::{Catalog, RegionId};
 use crate::core::types::Band;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+/// Market data maps are keyed by region and type names we parse from large files: a fast
+/// non-cryptographic hasher keeps loading cheap (the keys are not attacker-chosen per request).
+pub type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Why market data was refused. Every variant names the file and the field or line.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -135,7 +138,11 @@ fn json_error(file: &str, e: serde_path_to_error::Error<serde_json::Error>) -> D
             .to_string();
         DataError::Field {
             file: file.into(),
-            field: if path == "." { "(top level)".into() } else { path },
+            field: if path == "." {
+                "(top level)".into()
+            } else {
+                path
+            },
             problem,
         }
     }
@@ -144,8 +151,17 @@ fn json_error(file: &str, e: serde_path_to_error::Error<serde_json::Error>) -> D
 impl SpotAdvisor {
     /// Parses a `spot-advisor-data.json` document. `file` names the source in errors.
     pub fn parse(bytes: &[u8], file: &str) -> Result<SpotAdvisor, DataError> {
-        let de = &mut serde_json::Deserializer::from_slice(bytes);
-        let raw: RawAdvisor = serde_path_to_error::deserialize(de).map_err(|e| json_error(file, e))?;
+        // Parse without path tracking first (fast); only a failure pays for the path.
+        let raw: RawAdvisor = match serde_json::from_slice(bytes) {
+            Ok(raw) => raw,
+            Err(_) => {
+                let de = &mut serde_json::Deserializer::from_slice(bytes);
+                let err = serde_path_to_error::deserialize::<_, RawAdvisor>(de)
+                    .err()
+                    .expect("the same input fails again");
+                return Err(json_error(file, err));
+            }
+        };
         let field = |field: String, problem: String| DataError::Field {
             file: file.into(),
             field,
@@ -175,15 +191,16 @@ impl SpotAdvisor {
                 format!("band {missing} is missing (want indexes 0..4)"),
             ));
         }
-        let mut regions = HashMap::with_capacity(raw.spot_advisor.len());
-        for (region, by_os) in raw.spot_advisor {
-            let Some(linux) = by_os.get("Linux") else {
+        let mut regions =
+            HashMap::with_capacity_and_hasher(raw.spot_advisor.len(), Default::default());
+        for (region, mut by_os) in raw.spot_advisor {
+            let Some(linux) = by_os.remove("Linux") else {
                 return Err(field(
                     format!("spot_advisor.{region}"),
                     "has no `Linux` entries".into(),
                 ));
             };
-            let mut entries = HashMap::with_capacity(linux.len());
+            let mut entries = HashMap::with_capacity_and_hasher(linux.len(), Default::default());
             for (ty, e) in linux {
                 let band = u8::try_from(e.r).ok().and_then(Band::new).ok_or_else(|| {
                     field(
@@ -198,7 +215,7 @@ impl SpotAdvisor {
                     ));
                 }
                 entries.insert(
-                    ty.clone(),
+                    ty,
                     AdvisorEntry {
                         savings_pct: e.s as i32,
                         band,
@@ -233,7 +250,13 @@ impl SpotAdvisor {
             .keys()
             .filter(|r| !self.regions.contains_key(*r))
             .count();
-        check_loss(file, "regions", last_good.regions.len(), self.regions.len(), lost_regions)?;
+        check_loss(
+            file,
+            "regions",
+            last_good.regions.len(),
+            self.regions.len(),
+            lost_regions,
+        )?;
         let lost_entries: usize = last_good
             .regions
             .iter()
@@ -252,7 +275,13 @@ impl SpotAdvisor {
     }
 }
 
-fn check_loss(file: &str, what: &'static str, old: usize, new: usize, lost: usize) -> Result<(), DataError> {
+fn check_loss(
+    file: &str,
+    what: &'static str,
+    old: usize,
+    new: usize,
+    lost: usize,
+) -> Result<(), DataError> {
     if old > 0 && lost * 2 > old {
         return Err(DataError::Shrunk {
             file: file.into(),
@@ -291,7 +320,7 @@ impl PriceTable {
     pub fn parse(bytes: &[u8], file: &str) -> Result<PriceTable, DataError> {
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
-            .trim(csv::Trim::All)
+            .trim(csv::Trim::Headers)
             .from_reader(bytes);
         let csv_err = |line: u64, column: &str, problem: String| DataError::Csv {
             file: file.into(),
@@ -314,7 +343,7 @@ impl PriceTable {
                 ),
             ));
         }
-        let mut regions: HashMap<String, HashMap<String, Price>> = HashMap::new();
+        let mut regions: HashMap<String, HashMap<String, Price>> = HashMap::default();
         let mut record = csv::StringRecord::new();
         loop {
             match reader.read_record(&mut record) {
@@ -326,8 +355,15 @@ impl PriceTable {
                 }
             }
             let line = record.position().map_or(0, |p| p.line());
-            let region = &record[0];
-            let ty = &record[1];
+            if record.len() != PRICE_HEADER.len() {
+                return Err(csv_err(
+                    line,
+                    "(row)",
+                    format!("has {} columns; want 4", record.len()),
+                ));
+            }
+            let region = record[0].trim();
+            let ty = record[1].trim();
             if region.is_empty() {
                 return Err(csv_err(line, PRICE_HEADER[0], "is empty".into()));
             }
@@ -335,7 +371,7 @@ impl PriceTable {
                 return Err(csv_err(line, PRICE_HEADER[1], "is empty".into()));
             }
             let price = |column: usize, required: bool| -> Result<Option<f64>, DataError> {
-                let text = &record[column];
+                let text = record[column].trim();
                 if text.is_empty() {
                     return if required {
                         Err(csv_err(line, PRICE_HEADER[column], "is empty".into()))
@@ -359,10 +395,12 @@ impl PriceTable {
             };
             let on_demand = price(2, true)?.unwrap_or_default();
             let spot = price(3, false)?;
-            regions
-                .entry(region.to_string())
-                .or_default()
-                .insert(ty.to_string(), Price { on_demand, spot });
+            // Rows come grouped by region: look the region up before allocating its name.
+            let table = match regions.get_mut(region) {
+                Some(t) => t,
+                None => regions.entry(region.to_string()).or_default(),
+            };
+            table.insert(ty.to_string(), Price { on_demand, spot });
         }
         if regions.is_empty() {
             return Err(csv_err(2, "(row)", "the file has no price rows".into()));
@@ -385,7 +423,13 @@ impl PriceTable {
             .keys()
             .filter(|r| !self.regions.contains_key(*r))
             .count();
-        check_loss(file, "regions", last_good.regions.len(), self.regions.len(), lost_regions)?;
+        check_loss(
+            file,
+            "regions",
+            last_good.regions.len(),
+            self.regions.len(),
+            lost_regions,
+        )?;
         let lost: usize = last_good
             .regions
             .iter()
@@ -394,7 +438,13 @@ impl PriceTable {
                 None => old.len(),
             })
             .sum();
-        check_loss(file, "region/type prices", last_good.entry_count(), self.entry_count(), lost)
+        check_loss(
+            file,
+            "region/type prices",
+            last_good.entry_count(),
+            self.entry_count(),
+            lost,
+        )
     }
 }
 
@@ -424,32 +474,51 @@ pub struct Quote {
 }
 
 /// Market data joined with the catalog: for each catalog region, a [`Quote`] per catalog type,
-/// so the optimizer reads by index instead of hashing names.
+/// so the optimizer reads by index instead of hashing names. A region's row is built on first
+/// use, so a one-region CLI run does not pay for the other regions.
 #[derive(Debug, Clone)]
 pub struct MarketData {
     pub advisor: Option<Arc<SpotAdvisor>>,
     pub prices: Option<Arc<PriceTable>>,
     pub advisor_source: Option<Provenance>,
     pub prices_source: Option<Provenance>,
-    quotes: Vec<Vec<Quote>>,
-    priced_regions: Vec<bool>,
+    catalog: &'static Catalog,
+    rows: Arc<[OnceLock<RegionRow>]>,
+}
+
+#[derive(Debug)]
+struct RegionRow {
+    quotes: Vec<Quote>,
+    priced: bool,
 }
 
 impl MarketData {
     pub fn new(
-        catalog: &Catalog,
+        catalog: &'static Catalog,
         advisor: Option<Arc<SpotAdvisor>>,
         advisor_source: Option<Provenance>,
         prices: Option<Arc<PriceTable>>,
         prices_source: Option<Provenance>,
     ) -> MarketData {
-        let mut quotes = Vec::with_capacity(catalog.regions().len());
-        let mut priced_regions = Vec::with_capacity(catalog.regions().len());
-        for region in catalog.regions() {
-            let adv = advisor.as_ref().and_then(|a| a.regions.get(&region.name));
-            let pr = prices.as_ref().and_then(|p| p.regions.get(&region.name));
-            priced_regions.push(pr.is_some_and(|p| !p.is_empty()));
-            let row = catalog
+        MarketData {
+            advisor,
+            prices,
+            advisor_source,
+            prices_source,
+            catalog,
+            rows: (0..catalog.regions().len())
+                .map(|_| OnceLock::new())
+                .collect(),
+        }
+    }
+
+    fn row(&self, region: RegionId) -> &RegionRow {
+        self.rows[region.slot()].get_or_init(|| {
+            let name = &self.catalog.regions()[region.slot()].name;
+            let adv = self.advisor.as_ref().and_then(|a| a.regions.get(name));
+            let pr = self.prices.as_ref().and_then(|p| p.regions.get(name));
+            let quotes = self
+                .catalog
                 .types()
                 .iter()
                 .map(|t| {
@@ -465,7 +534,9 @@ impl MarketData {
                     };
                     // The advisor's savings figure wins; prices give it where the advisor has none.
                     let savings_pct = a.map(|a| a.savings_pct).or(match (spot, on_demand) {
-                        (Some(s), Some(od)) if od > 0.0 => Some(((1.0 - s / od) * 100.0).round() as i32),
+                        (Some(s), Some(od)) if od > 0.0 => {
+                            Some(((1.0 - s / od) * 100.0).round() as i32)
+                        }
                         _ => None,
                     });
                     Quote {
@@ -477,30 +548,30 @@ impl MarketData {
                     }
                 })
                 .collect();
-            quotes.push(row);
-        }
-        MarketData {
-            advisor,
-            prices,
-            advisor_source,
-            prices_source,
-            quotes,
-            priced_regions,
-        }
+            RegionRow {
+                quotes,
+                priced: pr.is_some_and(|p| !p.is_empty()),
+            }
+        })
     }
 
     /// Market data with nothing in it: every band unknown, no prices.
-    pub fn empty(catalog: &Catalog) -> MarketData {
+    pub fn empty(catalog: &'static Catalog) -> MarketData {
         MarketData::new(catalog, None, None, None, None)
     }
 
     pub fn quote(&self, region: RegionId, type_index: usize) -> Quote {
-        self.quotes[region_slot(region)][type_index]
+        self.row(region).quotes[type_index]
+    }
+
+    /// All quotes of a region, in catalog order.
+    pub fn quotes(&self, region: RegionId) -> &[Quote] {
+        &self.row(region).quotes
     }
 
     /// Whether any price is known in this region.
     pub fn has_prices(&self, region: RegionId) -> bool {
-        self.priced_regions[region_slot(region)]
+        self.row(region).priced
     }
 
     /// Regions named by the advisor file.
@@ -513,11 +584,6 @@ impl MarketData {
         v.sort_unstable();
         v
     }
-}
-
-/// MarketData rows follow the order of `catalog.regions()`.
-fn region_slot(region: RegionId) -> usize {
-    region.slot()
 }
 
 #[cfg(test)]
@@ -542,7 +608,11 @@ mod tests {
     fn truncated_advisor_names_file_and_position() {
         let err = SpotAdvisor::parse(&ADVISOR.as_bytes()[..200], "a.json").unwrap_err();
         assert!(matches!(err, DataError::Json { .. }), "{err}");
-        assert!(err.to_string().starts_with("a.json: not valid JSON at line"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("a.json: not valid JSON at line"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -559,11 +629,15 @@ mod tests {
     fn wrong_schema_names_the_field() {
         let bad = ADVISOR.replace("\"spot_advisor\"", "\"spot_adviser\"");
         let err = SpotAdvisor::parse(bad.as_bytes(), "a.json").unwrap_err();
-        assert!(err.to_string().contains("missing field `spot_advisor`"), "{err}");
+        assert!(
+            err.to_string().contains("missing field `spot_advisor`"),
+            "{err}"
+        );
         let bad = ADVISOR.replace(r#""s":70"#, r#""s":"high""#);
         let err = SpotAdvisor::parse(bad.as_bytes(), "a.json").unwrap_err();
         assert!(
-            err.to_string().contains("field `spot_advisor.us-east-1.Linux.m5.large.s`"),
+            err.to_string()
+                .contains("field `spot_advisor.us-east-1.Linux.m5.large.s`"),
             "{err}"
         );
     }
@@ -580,21 +654,35 @@ mod tests {
             "p.csv: line 2, column `on_demand_usd_per_hour`: -0.1 is negative; prices are USD per hour, >= 0"
         );
         let hdr = ok.replace("spot_usd_per_hour", "spot");
-        assert!(PriceTable::parse(hdr.as_bytes(), "p.csv").unwrap_err().to_string().contains("(header)"));
+        assert!(
+            PriceTable::parse(hdr.as_bytes(), "p.csv")
+                .unwrap_err()
+                .to_string()
+                .contains("(header)")
+        );
     }
 
     #[test]
     fn shrunk_data_is_refused() {
         let a = SpotAdvisor::parse(ADVISOR.as_bytes(), "a.json").unwrap();
         let mut b = a.clone();
-        b.regions.insert("eu-west-1".into(), HashMap::new());
-        b.regions.get_mut("eu-west-1").unwrap().insert("m5.large".into(), a.entry("us-east-1", "m5.large").unwrap());
+        b.regions.insert("eu-west-1".into(), HashMap::default());
+        b.regions
+            .get_mut("eu-west-1")
+            .unwrap()
+            .insert("m5.large".into(), a.entry("us-east-1", "m5.large").unwrap());
         assert!(b.check_replaces(&a, "new.json").is_ok());
         let mut c = b.clone();
         c.regions.remove("us-east-1");
-        assert!(c.check_replaces(&b, "new.json").is_ok(), "losing half is allowed");
+        assert!(
+            c.check_replaces(&b, "new.json").is_ok(),
+            "losing half is allowed"
+        );
         c.regions.clear();
-        c.regions.insert("ap-south-1".into(), HashMap::new());
-        assert!(matches!(c.check_replaces(&b, "new.json"), Err(DataError::Shrunk { .. })));
+        c.regions.insert("ap-south-1".into(), HashMap::default());
+        assert!(matches!(
+            c.check_replaces(&b, "new.json"),
+            Err(DataError::Shrunk { .. })
+        ));
     }
 }

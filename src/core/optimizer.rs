@@ -18,6 +18,47 @@ use std::collections::{HashMap, HashSet};
 
 /// Karpenter's spot-to-spot consolidation needs this many instance types.
 pub const KARPENTER_SPOT_TO_SPOT_TYPES: usize = 15;
+/// Commercial, GovCloud and China regions, to tell a typo from a region the catalog lacks.
+pub const AWS_REGIONS: [&str; 38] = [
+    "af-south-1",
+    "ap-east-1",
+    "ap-east-2",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-6",
+    "ap-southeast-7",
+    "ca-central-1",
+    "ca-west-1",
+    "cn-north-1",
+    "cn-northwest-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-north-1",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "il-central-1",
+    "me-central-1",
+    "me-south-1",
+    "mx-central-1",
+    "sa-east-1",
+    "us-east-1",
+    "us-east-2",
+    "us-gov-east-1",
+    "us-gov-west-1",
+    "us-west-1",
+    "us-west-2",
+];
 /// Default length of the list.
 pub const DEFAULT_MAX_TYPES: usize = 20;
 
@@ -223,7 +264,9 @@ impl Filter {
     /// How to loosen this filter.
     pub fn hint(self) -> &'static str {
         match self {
-            Filter::Region => "the embedded catalog has no types offered there; pick another region",
+            Filter::Region => {
+                "the embedded catalog has no types offered there; pick another region"
+            }
             Filter::Spot => "only types that support spot can be planned",
             Filter::Architecture => "allow both amd64 and arm64",
             Filter::InstanceTypes => "list more instance types",
@@ -282,7 +325,9 @@ pub enum PlanError {
 }
 
 fn suggestion_text(s: &Option<String>) -> String {
-    s.as_ref().map(|s| format!(" (did you mean '{s}'?)")).unwrap_or_default()
+    s.as_ref()
+        .map(|s| format!(" (did you mean '{s}'?)"))
+        .unwrap_or_default()
 }
 
 impl PlanError {
@@ -331,13 +376,16 @@ struct Resolved {
     gpu_manufacturer: Option<String>,
 }
 
-fn validate(req: &Request, catalog: &Catalog, market: &MarketData) -> Result<Resolved, PlanError> {
+fn validate(req: &Request, catalog: &Catalog) -> Result<Resolved, PlanError> {
     let invalid = |field: Field, message: String| PlanError::InvalidRequest { field, message };
     if req.vcpus == 0 {
         return Err(invalid(Field::Cpu, "cpu must be at least 1 vCPU".into()));
     }
     if req.memory_mib == 0 {
-        return Err(invalid(Field::Memory, "memory must be greater than 0".into()));
+        return Err(invalid(
+            Field::Memory,
+            "memory must be greater than 0".into(),
+        ));
     }
     if let Some(b) = req.max_band
         && b > Band::MAX
@@ -353,7 +401,10 @@ fn validate(req: &Request, catalog: &Catalog, market: &MarketData) -> Result<Res
     if req.max_types < req.min_types || req.max_types > 100 {
         return Err(invalid(
             Field::MaxTypes,
-            format!("max types must be between min types ({}) and 100", req.min_types),
+            format!(
+                "max types must be between min types ({}) and 100",
+                req.min_types
+            ),
         ));
     }
     if let (Some(lo), Some(hi)) = (req.min_generation, req.max_generation)
@@ -367,25 +418,26 @@ fn validate(req: &Request, catalog: &Catalog, market: &MarketData) -> Result<Res
     if let Some(g) = &req.gpus
         && g.min_count == 0
     {
-        return Err(invalid(Field::Gpus, "gpus must be at least 1 when set".into()));
+        return Err(invalid(
+            Field::Gpus,
+            "gpus must be at least 1 when set".into(),
+        ));
     }
     let region = match catalog.region(&req.region) {
         Some(r) => r,
+        None if AWS_REGIONS.contains(&req.region.as_str()) => {
+            return Err(invalid(
+                Field::Region,
+                format!(
+                    "the embedded catalog ({}) lists no instance type offerings in {}, so no type can be planned there; pick another region",
+                    catalog.source, req.region
+                ),
+            ));
+        }
         None => {
-            let known_to_advisor = market.advisor_regions().contains(&req.region.as_str());
-            if known_to_advisor {
-                return Err(invalid(
-                    Field::Region,
-                    format!(
-                        "region '{}' has Spot Advisor data but the embedded catalog ({}) lists no instance type offerings there, so no type can be planned; pick another region",
-                        req.region, catalog.source
-                    ),
-                ));
-            }
-            let names: Vec<&str> = catalog.regions().iter().map(|r| r.name.as_str()).collect();
             return Err(PlanError::UnknownRegion {
                 region: req.region.clone(),
-                suggestion: closest(&req.region, names),
+                suggestion: closest(&req.region, AWS_REGIONS.iter().copied()),
             });
         }
     };
@@ -568,7 +620,12 @@ fn compare(ranking: Ranking, a: &Scored, b: &Scored) -> Ordering {
         band(a)
             .cmp(&band(b))
             // higher savings first; unknown savings last
-            .then_with(|| b.quote.savings_pct.unwrap_or(i32::MIN).cmp(&a.quote.savings_pct.unwrap_or(i32::MIN)))
+            .then_with(|| {
+                b.quote
+                    .savings_pct
+                    .unwrap_or(i32::MIN)
+                    .cmp(&a.quote.savings_pct.unwrap_or(i32::MIN))
+            })
             .then_with(|| by_waste_name(a, b))
     };
     match ranking {
@@ -587,15 +644,16 @@ fn compare(ranking: Ranking, a: &Scored, b: &Scored) -> Ordering {
 
 /// Plans a request. Pure: the same inputs always give the same plan.
 pub fn optimize(req: &Request, catalog: &Catalog, market: &MarketData) -> Result<Plan, PlanError> {
-    let resolved = validate(req, catalog, market)?;
+    let resolved = validate(req, catalog)?;
     let region = resolved.region;
     let memory_gib = req.memory_gib();
     let node_range = req.mode.node_range(f64::from(req.vcpus), memory_gib);
 
     let mut removed: HashMap<Filter, usize> = HashMap::new();
     let mut survivors: Vec<Scored> = Vec::new();
+    let quotes = market.quotes(region);
     for (i, t) in catalog.types().iter().enumerate() {
-        let quote = market.quote(region, i);
+        let quote = quotes[i];
         if let Some(f) = rejecting_filter(req, &resolved, t, &quote, node_range) {
             *removed.entry(f).or_default() += 1;
             continue;
@@ -603,7 +661,9 @@ pub fn optimize(req: &Request, catalog: &Catalog, market: &MarketData) -> Result
         let count = node_count(req, t);
         let total_v = f64::from(count * t.vcpus);
         let total_m = count as f64 * t.memory_mib as f64;
-        let waste = ((total_v - f64::from(req.vcpus)) / total_v + (total_m - req.memory_mib as f64) / total_m) * 50.0;
+        let waste = ((total_v - f64::from(req.vcpus)) / total_v
+            + (total_m - req.memory_mib as f64) / total_m)
+            * 50.0;
         let total_spot = quote.spot.map(|p| p * f64::from(count));
         survivors.push(Scored {
             t,
@@ -651,7 +711,9 @@ pub fn optimize(req: &Request, catalog: &Catalog, market: &MarketData) -> Result
     };
     for s in &mut survivors {
         s.score = s.total_spot.map(|cost| match ranking {
-            Ranking::RiskAdjustedCost => cost * req.mode.risk_multiplier(Band::rank_of(s.quote.band)),
+            Ranking::RiskAdjustedCost => {
+                cost * req.mode.risk_multiplier(Band::rank_of(s.quote.band))
+            }
             _ => cost,
         });
     }
@@ -670,7 +732,10 @@ pub fn optimize(req: &Request, catalog: &Catalog, market: &MarketData) -> Result
     let totals = Totals {
         spot_usd_per_hour: primary.total_spot_usd_per_hour,
         on_demand_usd_per_hour: primary.total_on_demand_usd_per_hour,
-        savings_pct: match (primary.total_spot_usd_per_hour, primary.total_on_demand_usd_per_hour) {
+        savings_pct: match (
+            primary.total_spot_usd_per_hour,
+            primary.total_on_demand_usd_per_hour,
+        ) {
             (Some(s), Some(o)) if o > 0.0 => Some(round2((1.0 - s / o) * 100.0)),
             _ => None,
         },
@@ -694,7 +759,7 @@ pub fn optimize(req: &Request, catalog: &Catalog, market: &MarketData) -> Result
             .map(|f| (*f, removed.get(f).copied().unwrap_or(0)))
             .filter(|(_, n)| *n > 0)
             .collect();
-        cutters.sort_by(|a, b| b.1.cmp(&a.1));
+        cutters.sort_by_key(|c| std::cmp::Reverse(c.1));
         let hints: Vec<String> = cutters
             .iter()
             .take(2)
@@ -726,9 +791,14 @@ pub fn optimize(req: &Request, catalog: &Catalog, market: &MarketData) -> Result
             req.region
         ));
     }
-    let unpriced_types = candidates.iter().filter(|c| c.total_spot_usd_per_hour.is_none()).count();
+    let unpriced_types = candidates
+        .iter()
+        .filter(|c| c.total_spot_usd_per_hour.is_none())
+        .count();
     if has_prices && unpriced_types > 0 {
-        notes.push(format!("{unpriced_types} listed types have no price and are ranked after the priced ones"));
+        notes.push(format!(
+            "{unpriced_types} listed types have no price and are ranked after the priced ones"
+        ));
     }
     let estimated_spot_prices = candidates.iter().filter(|c| c.spot_price_estimated).count();
 
@@ -802,7 +872,9 @@ fn to_candidate(req: &Request, s: &Scored, rank: usize) -> Candidate {
         on_demand_usd_per_hour: s.quote.on_demand.map(round4),
         total_spot_usd_per_hour: s.total_spot.map(round4),
         total_on_demand_usd_per_hour: s.quote.on_demand.map(|p| round4(p * f64::from(count))),
-        cpu_waste_pct: round2((f64::from(total_vcpus) - f64::from(req.vcpus)) / f64::from(total_vcpus) * 100.0),
+        cpu_waste_pct: round2(
+            (f64::from(total_vcpus) - f64::from(req.vcpus)) / f64::from(total_vcpus) * 100.0,
+        ),
         memory_waste_pct: round2((total_mem_gib - req.memory_gib()) / total_mem_gib * 100.0),
         waste_pct: round2(s.waste),
         local_ssd: t.has_local_ssd(),

@@ -119,7 +119,11 @@ impl Plan {
 
     /// The listed type names, sorted (Karpenter treats the list as a set).
     pub fn type_set(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.candidates.iter().map(|c| c.instance_type.clone()).collect();
+        let mut v: Vec<String> = self
+            .candidates
+            .iter()
+            .map(|c| c.instance_type.clone())
+            .collect();
         v.sort();
         v
     }

@@ -35,7 +35,9 @@ impl FromStr for Arch {
         match s.to_ascii_lowercase().as_str() {
             "amd64" | "x86_64" => Ok(Arch::Amd64),
             "arm64" | "aarch64" => Ok(Arch::Arm64),
-            other => Err(format!("unknown architecture '{other}': use amd64 or arm64")),
+            other => Err(format!(
+                "unknown architecture '{other}': use amd64 or arm64"
+            )),
         }
     }
 }
@@ -177,8 +179,16 @@ mod tests {
 
     #[test]
     fn parse_and_label() {
-        assert_eq!("fault_tolerance".parse::<Mode>().unwrap(), Mode::FaultTolerance);
-        assert!("fast".parse::<Mode>().unwrap_err().contains("latency, balanced"));
+        assert_eq!(
+            "fault_tolerance".parse::<Mode>().unwrap(),
+            Mode::FaultTolerance
+        );
+        assert!(
+            "fast"
+                .parse::<Mode>()
+                .unwrap_err()
+                .contains("latency, balanced")
+        );
         assert_eq!("x86_64".parse::<Arch>().unwrap(), Arch::Amd64);
         assert_eq!(Band::new(2).unwrap().label(), "10-15%");
         assert!(Band::new(5).is_none());

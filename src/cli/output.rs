@@ -1,0 +1,279 @@
+//! Rendering plans and data summaries for people (table) and programs (JSON, YAML).
+
+use super::{CliError, DataArgs};
+use crate::core::catalog::Catalog;
+use crate::core::market::{MarketData, Provenance};
+use crate::core::plan::{Candidate, Plan};
+use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_BORDERS_ONLY};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Yaml,
+}
+
+/// A number that prints as an integer when it is whole (spot-optimizer prints ints).
+#[derive(Debug, Clone, Copy)]
+struct Num(f64);
+
+impl Serialize for Num {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0.fract() == 0.0 && self.0.abs() < 1e15 {
+            s.serialize_i64(self.0 as i64)
+        } else {
+            s.serialize_f64(self.0)
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct LegacyInstances<'a> {
+    #[serde(rename = "type")]
+    instance_type: &'a str,
+    count: u32,
+}
+
+#[derive(Serialize)]
+struct Reliability {
+    /// Advisor savings %, as spot-optimizer reports it.
+    spot_score: Option<i32>,
+    /// Band index; an unknown band is reported as 4, the band it is ranked as.
+    interruption_rate: u8,
+}
+
+#[derive(Serialize)]
+struct DataStamp<'a> {
+    catalog: &'a str,
+    advisor: Option<&'a Provenance>,
+    prices: Option<&'a Provenance>,
+}
+
+/// spot-optimizer's keys first, then spotplan's (`mode` comes with the plan).
+#[derive(Serialize)]
+struct Output<'a> {
+    instances: LegacyInstances<'a>,
+    total_cores: u32,
+    total_ram: Num,
+    reliability: Reliability,
+    #[serde(flatten)]
+    plan: &'a Plan,
+    data: DataStamp<'a>,
+}
+
+pub fn print_plan(plan: &Plan, market: &MarketData, catalog: &Catalog, format: Format) {
+    let p = plan.primary();
+    let out = Output {
+        instances: LegacyInstances {
+            instance_type: &p.instance_type,
+            count: p.count,
+        },
+        total_cores: p.total_vcpus,
+        total_ram: Num(p.total_memory_gib),
+        reliability: Reliability {
+            spot_score: p.savings_pct,
+            interruption_rate: p.interruption_band.unwrap_or(4),
+        },
+        plan,
+        data: DataStamp {
+            catalog: &catalog.source,
+            advisor: market.advisor_source.as_ref(),
+            prices: market.prices_source.as_ref(),
+        },
+    };
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&out).expect("plan serializes")
+        ),
+        Format::Yaml => print!(
+            "{}",
+            serde_saphyr::to_string(&out).expect("plan serializes")
+        ),
+        Format::Table => print_table(plan, market),
+    }
+}
+
+fn usd(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.4}"))
+}
+
+fn row(c: &Candidate) -> Vec<Cell> {
+    let right = |s: String| Cell::new(s).set_alignment(CellAlignment::Right);
+    vec![
+        right(c.rank.to_string()),
+        Cell::new(&c.instance_type),
+        right(c.count.to_string()),
+        right(format!("{}/{}", c.vcpus, c.memory_gib)),
+        Cell::new(c.interruption_label),
+        right(c.savings_pct.map_or("-".into(), |s| format!("{s}%"))),
+        right(format!(
+            "{}{}",
+            usd(c.spot_usd_per_hour),
+            if c.spot_price_estimated { "*" } else { "" }
+        )),
+        right(usd(c.total_spot_usd_per_hour)),
+        right(usd(c.total_on_demand_usd_per_hour)),
+        right(format!("{:.1}%", c.waste_pct)),
+    ]
+}
+
+fn print_table(plan: &Plan, market: &MarketData) {
+    let p = plan.primary();
+    println!(
+        "{} vCPU / {} GiB in {}, mode {} ({}-{} nodes per type), ranked by {}",
+        plan.vcpus,
+        plan.memory_gib,
+        plan.region,
+        plan.mode,
+        plan.node_count_range.0,
+        plan.node_count_range.1,
+        plan.ranking_label(),
+    );
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY).set_header(vec![
+        "#",
+        "type",
+        "count",
+        "vCPU/GiB",
+        "interruption",
+        "savings",
+        "spot $/h",
+        "total spot $/h",
+        "total OD $/h",
+        "waste",
+    ]);
+    for c in &plan.candidates {
+        t.add_row(row(c));
+    }
+    println!("{t}");
+    println!(
+        "primary: {} x {} = {} vCPU / {} GiB, spot {}/h vs on-demand {}/h{}",
+        p.count,
+        p.instance_type,
+        p.total_vcpus,
+        p.total_memory_gib,
+        usd(plan.totals.spot_usd_per_hour),
+        usd(plan.totals.on_demand_usd_per_hour),
+        plan.totals
+            .savings_pct
+            .map_or(String::new(), |s| format!(" ({s:.1}% saved)")),
+    );
+    println!(
+        "diversity: {} types, {} families, {} generations (want >= {}); {} of {} catalog types eligible",
+        plan.diversity.types,
+        plan.diversity.families,
+        plan.diversity.generations,
+        plan.diversity.min_types,
+        plan.eligible_types,
+        plan.catalog_types,
+    );
+    if plan.estimated_spot_prices > 0 {
+        println!("* spot price estimated from on-demand price and advisor savings");
+    }
+    for n in &plan.notes {
+        println!("note: {n}");
+    }
+    for (what, prov) in [
+        ("advisor", &market.advisor_source),
+        ("prices", &market.prices_source),
+    ] {
+        if let Some(p) = prov {
+            println!("{what}: {} ({})", p.location, age_text(p.as_of));
+        }
+    }
+}
+
+impl Plan {
+    fn ranking_label(&self) -> &'static str {
+        match self.ranking {
+            crate::core::plan::Ranking::RiskAdjustedCost => {
+                "spot $/h with the mode's interruption premium"
+            }
+            crate::core::plan::Ranking::Cost => "spot $/h within the interruption ceiling",
+            crate::core::plan::Ranking::BandSavingsWaste => "band, savings, waste (no prices)",
+        }
+    }
+}
+
+/// "as of 2026-11-23T10:00:00Z, 3h 2m old".
+pub fn age_text(as_of: jiff::Timestamp) -> String {
+    let secs = jiff::Timestamp::now()
+        .duration_since(as_of)
+        .as_secs()
+        .max(0);
+    let age = if secs >= 86_400 {
+        format!("{}d {}h", secs / 86_400, secs % 86_400 / 3600)
+    } else if secs >= 3600 {
+        format!("{}h {}m", secs / 3600, secs % 3600 / 60)
+    } else {
+        format!("{}m {}s", secs / 60, secs % 60)
+    };
+    format!("as of {}, {age} old", as_of.strftime("%Y-%m-%dT%H:%M:%SZ"))
+}
+
+pub async fn data_show(args: &DataArgs, region: Option<&str>) -> Result<(), CliError> {
+    let catalog = Catalog::embedded();
+    let market = args.market(catalog).await?;
+    println!(
+        "catalog: {} (embedded): {} instance types, {} regions, {} EMR releases",
+        catalog.source,
+        catalog.len(),
+        catalog.regions().len(),
+        catalog.emr_releases().len()
+    );
+    if let (Some(a), Some(p)) = (&market.advisor, &market.advisor_source) {
+        println!(
+            "advisor: {}{} ({}): {} regions, {} Linux region/type entries, global rate {}",
+            p.location,
+            if p.from_cache { " [cached]" } else { "" },
+            age_text(p.as_of),
+            a.regions.len(),
+            a.entry_count(),
+            a.global_rate.as_deref().unwrap_or("-"),
+        );
+        if let Some(e) = &p.refresh_error {
+            println!("advisor: last refresh failed: {e}");
+        }
+    }
+    match (&market.prices, &market.prices_source) {
+        (Some(t), Some(p)) => println!(
+            "prices: {} ({}): {} regions, {} region/type prices",
+            p.location,
+            age_text(p.as_of),
+            t.regions.len(),
+            t.entry_count()
+        ),
+        _ => println!("prices: none (give --prices for cost-aware ranking)"),
+    }
+    if let Some(r) = region {
+        let id = catalog.region(r).ok_or_else(|| {
+            CliError::usage(
+                "--region",
+                crate::core::optimizer::PlanError::UnknownRegion {
+                    region: r.into(),
+                    suggestion: crate::core::optimizer::closest(
+                        r,
+                        catalog.regions().iter().map(|x| x.name.as_str()),
+                    ),
+                },
+            )
+        })?;
+        let (mut spot, mut banded, mut priced) = (0, 0, 0);
+        for (i, t) in catalog.types().iter().enumerate() {
+            if !(t.spot && t.offered_in(id)) {
+                continue;
+            }
+            spot += 1;
+            let q = market.quote(id, i);
+            banded += usize::from(q.band.is_some());
+            priced += usize::from(q.spot.is_some());
+        }
+        println!(
+            "{r}: {spot} spot-capable types offered; {banded} have an advisor band ({} unknown); {priced} have a spot price",
+            spot - banded
+        );
+    }
+    Ok(())
+}
