@@ -91,8 +91,12 @@ pub struct InstanceType {
     pub spot: bool,
     pub storage: Option<Storage>,
     pub accelerators: Vec<Accelerator>,
+    /// Index of the family in the catalog (for cheap grouping).
+    pub family_id: u16,
     /// (region index, bit per AZ index in that region), sorted by region index.
     offered: Vec<(u16, u64)>,
+    /// Bit per region index where the type is offered.
+    region_mask: u64,
     /// Bit `i` set when EMR release set `i` supports this type.
     emr_sets: u128,
 }
@@ -119,7 +123,7 @@ impl InstanceType {
         matches!(&self.storage, Some(s) if s.kind == DiskKind::Ssd)
     }
     pub fn offered_in(&self, region: RegionId) -> bool {
-        self.offered.iter().any(|(r, _)| *r == region.0)
+        self.region_mask & (1 << region.0) != 0
     }
     fn az_mask(&self, region: RegionId) -> u64 {
         self.offered
@@ -244,6 +248,9 @@ impl Catalog {
         let mut regions = Vec::with_capacity(raw.regions.len());
         let mut region_index = HashMap::new();
         for (name, zones) in raw.regions {
+            if regions.len() >= 64 {
+                return Err(CatalogError::Invalid("more than 64 regions".into()));
+            }
             if zones.len() > 64 {
                 return Err(CatalogError::Invalid(format!("{name}: more than 64 zones")));
             }
@@ -302,7 +309,9 @@ impl Catalog {
                 offered.push((id.0, mask));
             }
             offered.sort_unstable();
-            *families.entry(family.clone()).or_default() += 1;
+            let region_mask = offered.iter().fold(0u64, |m, (r, _)| m | 1 << r);
+            let next_id = families.len();
+            let family_id = *families.entry(family.clone()).or_insert(next_id) as u16;
             by_name.insert(t.name.clone(), types.len());
             types.push(InstanceType {
                 emr_sets: emr_membership.get(t.name.as_str()).copied().unwrap_or(0),
@@ -321,7 +330,9 @@ impl Catalog {
                 spot: t.spot,
                 storage: t.storage,
                 accelerators: t.accelerators,
+                family_id,
                 offered,
+                region_mask,
             });
         }
         Ok(Catalog {
@@ -361,6 +372,10 @@ impl Catalog {
     }
     pub fn has_family(&self, family: &str) -> bool {
         self.families.contains_key(family)
+    }
+    /// Number of distinct families (family ids are `0..family_count()`).
+    pub fn family_count(&self) -> usize {
+        self.families.len()
     }
     pub fn families(&self) -> impl Iterator<Item = &str> {
         self.families.keys().map(String::as_str)

@@ -14,7 +14,7 @@ use crate::core::market::{MarketData, Quote};
 use crate::core::plan::{Candidate, Diversity, FilterStat, Plan, Ranking, Totals};
 use crate::core::types::{Arch, Band, Mode};
 use std::cmp::Ordering;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 /// Karpenter's spot-to-spot consolidation needs this many instance types.
 pub const KARPENTER_SPOT_TO_SPOT_TYPES: usize = 15;
@@ -521,18 +521,18 @@ fn rejecting_filter(
     if !arch_ok {
         return Some(Filter::Architecture);
     }
-    let named_type = r.types.contains(&t.name);
-    let named_family = r.families.contains(&t.family);
+    let named_type = !r.types.is_empty() && r.types.contains(&t.name);
+    let named_family = !r.families.is_empty() && r.families.contains(&t.family);
     if !r.types.is_empty() && !named_type {
         return Some(Filter::InstanceTypes);
     }
     if !r.families.is_empty() && !named_family {
         return Some(Filter::InstanceFamilies);
     }
-    if r.exclude_families.contains(&t.family) {
+    if !r.exclude_families.is_empty() && r.exclude_families.contains(&t.family) {
         return Some(Filter::ExcludeFamilies);
     }
-    if r.exclude_types.contains(&t.name) {
+    if !r.exclude_types.is_empty() && r.exclude_types.contains(&t.name) {
         return Some(Filter::ExcludeTypes);
     }
     if req.ssd_only && !t.has_local_ssd() {
@@ -649,13 +649,13 @@ pub fn optimize(req: &Request, catalog: &Catalog, market: &MarketData) -> Result
     let memory_gib = req.memory_gib();
     let node_range = req.mode.node_range(f64::from(req.vcpus), memory_gib);
 
-    let mut removed: HashMap<Filter, usize> = HashMap::new();
+    let mut removed = [0usize; Filter::ALL.len()];
     let mut survivors: Vec<Scored> = Vec::new();
     let quotes = market.quotes(region);
     for (i, t) in catalog.types().iter().enumerate() {
         let quote = quotes[i];
         if let Some(f) = rejecting_filter(req, &resolved, t, &quote, node_range) {
-            *removed.entry(f).or_default() += 1;
+            removed[f as usize] += 1;
             continue;
         }
         let count = node_count(req, t);
@@ -678,7 +678,7 @@ pub fn optimize(req: &Request, catalog: &Catalog, market: &MarketData) -> Result
     let mut filters = Vec::with_capacity(Filter::ALL.len());
     let mut remaining = catalog.len();
     for f in Filter::ALL {
-        let n = removed.get(&f).copied().unwrap_or(0);
+        let n = removed[f as usize];
         remaining -= n;
         filters.push(FilterStat {
             filter: f.name(),
@@ -719,7 +719,7 @@ pub fn optimize(req: &Request, catalog: &Catalog, market: &MarketData) -> Result
     }
     survivors.sort_by(|a, b| compare(ranking, a, b));
 
-    let chosen = diversify(&survivors, req.max_types);
+    let chosen = diversify(&survivors, req.max_types, catalog.family_count());
     let eligible = survivors.len();
     let unknown_band_types = survivors.iter().filter(|s| s.quote.band.is_none()).count();
 
@@ -756,7 +756,7 @@ pub fn optimize(req: &Request, catalog: &Catalog, market: &MarketData) -> Result
         let mut cutters: Vec<(Filter, usize)> = Filter::ALL
             .iter()
             .filter(|f| !matches!(f, Filter::Region | Filter::Spot))
-            .map(|f| (*f, removed.get(f).copied().unwrap_or(0)))
+            .map(|f| (*f, removed[*f as usize]))
             .filter(|(_, n)| *n > 0)
             .collect();
         cutters.sort_by_key(|c| std::cmp::Reverse(c.1));
@@ -825,9 +825,9 @@ pub fn optimize(req: &Request, catalog: &Catalog, market: &MarketData) -> Result
 
 /// Indexes into `ranked` (already in rank order): the best of each family first, then the
 /// second best of each, ... up to `max` entries, returned in rank order.
-fn diversify(ranked: &[Scored], max: usize) -> Vec<usize> {
+fn diversify(ranked: &[Scored], max: usize, families: usize) -> Vec<usize> {
     let mut taken = vec![false; ranked.len()];
-    let mut per_family: HashMap<&str, usize> = HashMap::new();
+    let mut per_family = vec![0usize; families];
     let mut chosen = Vec::with_capacity(max.min(ranked.len()));
     let mut cap = 1;
     while chosen.len() < max && chosen.len() < ranked.len() {
@@ -835,7 +835,7 @@ fn diversify(ranked: &[Scored], max: usize) -> Vec<usize> {
             if chosen.len() == max {
                 break;
             }
-            let n = per_family.entry(s.t.family.as_str()).or_default();
+            let n = &mut per_family[usize::from(s.t.family_id)];
             if !taken[i] && *n < cap {
                 taken[i] = true;
                 *n += 1;

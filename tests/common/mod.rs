@@ -105,3 +105,48 @@ pub fn market() -> spotplan::MarketData {
         None,
     )
 }
+
+/// The Python interpreter of the test venv (moto, spot-optimizer, ...), from `$SPOTPLAN_PYTHON`
+/// as scripts/test.sh exports it. Under CI its absence fails the test; elsewhere the test says
+/// why it did not run.
+pub fn venv_python(test: &str) -> Option<PathBuf> {
+    match std::env::var_os("SPOTPLAN_PYTHON").map(PathBuf::from) {
+        Some(p) if p.exists() => Some(p),
+        other => {
+            let why = format!(
+                "{test}: needs the test venv's python in SPOTPLAN_PYTHON (got {other:?}); run scripts/test.sh or scripts/build-tools.sh python"
+            );
+            assert!(!in_ci(), "{why}");
+            eprintln!("NOT RUN: {why}");
+            None
+        }
+    }
+}
+
+/// Serves `path` at `http://127.0.0.1:<port>/<file name>` from a background thread for the rest
+/// of the test process. Returns the URL.
+pub fn serve_file(path: &std::path::Path) -> String {
+    let bytes = std::fs::read(path).unwrap();
+    let name = path.file_name().unwrap().to_string_lossy().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let app = axum::Router::new().route(
+                &format!("/{name}"),
+                axum::routing::get(move || {
+                    let b = bytes.clone();
+                    async move { b }
+                }),
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(format!("http://{}/{name}", listener.local_addr().unwrap()))
+                .unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    rx.recv().unwrap()
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Benchmarks spotplan and, side by side in the same run, spot-optimizer 1.2.13 (PyPI), then
+# prints the medians and ratios. Both read the same Spot Advisor file; spot-optimizer gets it
+# over 127.0.0.1 (SPOT_OPTIMIZER_URL), as it only fetches URLs.
+#   bench/run.sh            # criterion (core) + CLI and peer timings
+#   BENCH_QUICK=1 bench/run.sh   # fewer repetitions (CI smoke run)
+set -euo pipefail
+. "$(dirname "$0")/../scripts/lib.sh"
+cd "$SPOTPLAN_ROOT"
+bash scripts/build-tools.sh python >/dev/null
+DATA="$SHARED_DIR/data"
+[ -d "$DATA" ] || die "shared data not found at $DATA (set SPOTPLAN_SHARED)"
+export SPOTPLAN_SHARED="$SHARED_DIR"
+
+log "criterion: the core (cargo bench --profile ci)"
+cargo bench -q --profile ci --bench optimizer -- --noplot 2>&1 | grep -E "^[a-z_0-9]+|time:" || true
+BIN="$CARGO_TARGET_DIR/ci/spotplan"
+cargo build -q --profile ci --bin spotplan
+
+log "end to end: spotplan CLI vs spot-optimizer (optimize() and CLI)"
+"$PYVENV/bin/python" "$SPOTPLAN_ROOT/bench/compare.py" \
+  --spotplan "$BIN" --advisor "$DATA/spot-advisor/spot-advisor-data_2025-06-28.json" \
+  --prices "$DATA/prices/ec2-linux-prices_2026-05.csv" \
+  --criterion "$CARGO_TARGET_DIR/criterion" ${BENCH_QUICK:+--quick}
