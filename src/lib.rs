@@ -11,6 +11,7 @@
 pub mod cli;
 pub mod core;
 pub mod data;
+pub mod operator;
 
 pub use crate::core::catalog::Catalog;
 pub use crate::core::market::MarketData;

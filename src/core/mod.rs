@@ -4,4 +4,5 @@ pub mod catalog;
 pub mod market;
 pub mod optimizer;
 pub mod plan;
+pub mod render;
 pub mod types;

@@ -881,3 +881,26 @@ fn to_candidate(req: &Request, s: &Scored, rank: usize) -> Candidate {
         gpus: t.gpu_count(),
     }
 }
+
+/// For each name in `names`, the filter that would reject it under `req` today, or `None` when
+/// it is still eligible (unknown names are rejected as [`Filter::InstanceTypes`]). The operator
+/// uses this to tell a type that merely fell in rank from one that no longer fits.
+pub fn check_types(
+    req: &Request,
+    catalog: &Catalog,
+    market: &MarketData,
+    names: &[String],
+) -> Result<Vec<Option<Filter>>, PlanError> {
+    let resolved = validate(req, catalog)?;
+    let node_range = req.mode.node_range(f64::from(req.vcpus), req.memory_gib());
+    let quotes = market.quotes(resolved.region);
+    Ok(names
+        .iter()
+        .map(|n| match catalog.index_of(n) {
+            None => Some(Filter::InstanceTypes),
+            Some(i) => {
+                rejecting_filter(req, &resolved, &catalog.types()[i], &quotes[i], node_range)
+            }
+        })
+        .collect())
+}

@@ -1,0 +1,399 @@
+//! The `SpotPlan` API (`spotplan.dev/v1alpha1`). Doc comments here become the CRD's
+//! descriptions, which `kubectl explain spotplan.spec` shows: they are written for users.
+
+use k8s_openapi::api::core::v1::Taint;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// API group of SpotPlan.
+pub const GROUP: &str = "spotplan.dev";
+/// Field manager for every server-side apply the controller makes.
+pub const FIELD_MANAGER: &str = "spotplan-controller";
+/// Label on owned NodePools (and, through the template, on their nodes) naming the SpotPlan.
+pub const PLAN_LABEL: &str = "spotplan.dev/plan";
+/// Label telling the spot NodePool from the on-demand base NodePool.
+pub const ROLE_LABEL: &str = "spotplan.dev/role";
+/// Annotation with the owning SpotPlan's uid, also on NodePools kept by `deletionPolicy: Orphan`.
+pub const OWNER_UID_ANNOTATION: &str = "spotplan.dev/owner-uid";
+
+/// Condition types on a SpotPlan.
+pub mod conditions {
+    /// The NodePools match the current plan.
+    pub const READY: &str = "Ready";
+    /// Market data is fresh (refreshed recently and the last refresh succeeded).
+    pub const DATA_FRESH: &str = "DataFresh";
+    /// `spec.suspend` is set: NodePools are left as they are.
+    pub const SUSPENDED: &str = "Suspended";
+    /// A narrowing of the type list is waiting for `minNarrowInterval` to pass.
+    pub const NARROWING_DEFERRED: &str = "NarrowingDeferred";
+}
+
+/// A workload's capacity request, turned by the controller into Karpenter NodePools that offer
+/// a ranked, diversified list of EC2 Spot instance types.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "spotplan.dev",
+    version = "v1alpha1",
+    kind = "SpotPlan",
+    plural = "spotplans",
+    shortname = "sp",
+    category = "spotplan",
+    status = "SpotPlanStatus",
+    derive = "PartialEq",
+    doc = "SpotPlan: the capacity a workload needs, planned onto EC2 Spot instance types and written into Karpenter NodePools that spotplan owns.",
+    printcolumn(name = "Region", type_ = "string", json_path = ".spec.region"),
+    printcolumn(name = "CPU", type_ = "string", json_path = ".spec.resources.cpu"),
+    printcolumn(name = "Memory", type_ = "string", json_path = ".spec.resources.memory"),
+    printcolumn(name = "Types", type_ = "integer", json_path = ".status.plan.typeCount"),
+    printcolumn(name = "Primary", type_ = "string", json_path = ".status.plan.primary", priority = 1),
+    printcolumn(name = "Est. $/h", type_ = "number", json_path = ".status.plan.estimatedSpotUsdPerHour"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("size(self.metadata.name) <= 55").message("metadata.name: at most 55 characters, so the NodePool names and the spotplan.dev/plan label derived from it fit Kubernetes' 63-character limit"),
+)]
+#[x_kube(
+    validation = Rule::new("quantity(string(self.resources.cpu)).isGreaterThan(quantity('0'))").message("spec.resources.cpu must be greater than 0").field_path(".resources.cpu"),
+    validation = Rule::new("quantity(string(self.resources.memory)).isGreaterThan(quantity('0'))").message("spec.resources.memory must be greater than 0").field_path(".resources.memory"),
+    validation = Rule::new("!has(self.capacity) || !has(self.capacity.onDemandBase) || quantity(string(self.capacity.onDemandBase.cpu)).compareTo(quantity(string(self.resources.cpu))) <= 0").message("spec.capacity.onDemandBase.cpu must not exceed spec.resources.cpu"),
+    validation = Rule::new("!has(self.minGeneration) || !has(self.maxGeneration) || self.minGeneration <= self.maxGeneration").message("spec.minGeneration must not exceed spec.maxGeneration"),
+    validation = Rule::new("!has(self.minTypes) || !has(self.maxTypes) || self.minTypes <= self.maxTypes").message("spec.minTypes must not exceed spec.maxTypes"),
+    validation = Rule::new("!has(self.capacity) || !has(self.capacity.onDemandBase) || !has(self.nodePool.weight) || self.nodePool.weight < 100").message("spec.nodePool.weight must be below 100 with an onDemandBase: the on-demand NodePool gets weight + 1"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SpotPlanSpec {
+    /// AWS region the capacity runs in, e.g. us-east-1.
+    #[schemars(regex(pattern = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"))]
+    pub region: String,
+    /// Total resources the workload needs: sizes the plan (instance types and counts). It does not
+    /// cap the NodePools; use nodePool.limits for that.
+    pub resources: PlanResources,
+    /// latency: few large nodes; balanced (default): a moderate number of mid-sized nodes;
+    /// fault_tolerance: many small nodes, so one interruption takes out little capacity.
+    #[serde(default)]
+    pub mode: PlanMode,
+    /// Only instance types with local SSD instance storage.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ssd_only: bool,
+    /// Architectures to allow; default both.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 2))]
+    pub architectures: Vec<PlanArch>,
+    /// Only these instance families (e.g. m6i, c7g). Naming a family also admits its burstable,
+    /// previous-generation or accelerator types.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub instance_families: Vec<String>,
+    /// Leave out these instance families.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub exclude_instance_families: Vec<String>,
+    /// Only these instance types (e.g. m6i.4xlarge).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub instance_types: Vec<String>,
+    /// Leave out these instance types.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub exclude_instance_types: Vec<String>,
+    /// Only instance types this Amazon EMR release supports (e.g. emr-6.10.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emr_release: Option<String>,
+    /// Highest acceptable Spot Advisor interruption band: 0 (<5%), 1 (5-10%), 2 (10-15%),
+    /// 3 (15-20%), 4 (>20%). When set, types with no band are left out and the plan is the
+    /// cheapest within the ceiling; when unset, the mode prices interruption risk in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 4))]
+    pub max_interruption_band: Option<i32>,
+    /// GPUs per instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<GpuSpec>,
+    /// Lowest instance generation (the 6 in m6i).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 20))]
+    pub min_generation: Option<i32>,
+    /// Highest instance generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 20))]
+    pub max_generation: Option<i32>,
+    /// Allow burstable (t*) types.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_burstable: bool,
+    /// Allow types AWS marks as previous generation.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_previous_generation: bool,
+    /// Allow GPU and other accelerator types without asking for GPUs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_accelerators: bool,
+    /// Fewest distinct instance types wanted (default 15, what Karpenter's spot-to-spot
+    /// consolidation needs); fewer is reported in status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 50))]
+    pub min_types: Option<i32>,
+    /// Most instance types to offer (default 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 50))]
+    pub max_types: Option<i32>,
+    /// Spot only (default), spot with on-demand fallback, and/or an on-demand base.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<CapacitySpec>,
+    /// What goes into the NodePools spotplan writes.
+    pub node_pool: NodePoolTemplate,
+    /// Freeze the plan: the NodePools stay exactly as they are until this is cleared.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
+    /// Delete (default): deleting the SpotPlan deletes its NodePools (Karpenter then drains their
+    /// nodes). Orphan: the NodePools stay.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+    /// Shortest time between two narrowings of the instance-type list driven by market data
+    /// (narrowing makes Karpenter replace nodes). Default: the controller's flag, 24h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(s|m|h))+$"))]
+    pub min_narrow_interval: Option<String>,
+}
+
+/// Total resources, as Kubernetes quantities.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct PlanResources {
+    /// vCPUs, e.g. "64" or "500m" (fractions round up to whole vCPUs).
+    pub cpu: Quantity,
+    /// Memory, e.g. 256Gi.
+    pub memory: Quantity,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanMode {
+    Latency,
+    #[default]
+    Balanced,
+    FaultTolerance,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PlanArch {
+    Amd64,
+    Arm64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum DeletionPolicy {
+    #[default]
+    Delete,
+    Orphan,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GpuSpec {
+    /// GPUs per instance, at least.
+    #[schemars(range(min = 1, max = 64))]
+    pub count: i32,
+    /// NVIDIA, AMD, ... (any when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manufacturer: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CapacitySpec {
+    /// The spot NodePool also allows on-demand capacity: Karpenter falls back to on-demand when
+    /// spot is short.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub on_demand_fallback: bool,
+    /// An on-demand NodePool with a higher weight, limited to this much CPU, next to the spot one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_demand_base: Option<OnDemandBase>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct OnDemandBase {
+    /// vCPUs of on-demand capacity (the NodePool's limits.cpu).
+    pub cpu: Quantity,
+}
+
+/// Karpenter NodePool settings passed through to the NodePools spotplan owns. The
+/// instance-type, capacity-type and architecture requirements are spotplan's own.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodePoolTemplate {
+    /// The node class, e.g. {group: karpenter.k8s.aws, kind: EC2NodeClass, name: default}.
+    pub node_class_ref: NodeClassRef,
+    /// Labels for the nodes (spotplan.dev/plan is added).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations for the nodes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Taints for the nodes: reserve a plan's nodes for the workloads that tolerate them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taints: Vec<Taint>,
+    /// Taints removed once the node is initialized.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub startup_taints: Vec<Taint>,
+    /// Further requirements (zones, instance categories, ...). Keys spotplan owns are refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 90))]
+    #[x_kube(validation = Rule::new("self.all(r, !(r.key in ['node.kubernetes.io/instance-type', 'karpenter.sh/capacity-type', 'kubernetes.io/arch']))").message("spec.nodePool.requirements: node.kubernetes.io/instance-type, karpenter.sh/capacity-type and kubernetes.io/arch are set by spotplan; use instanceTypes, capacity and architectures"))]
+    pub requirements: Vec<Requirement>,
+    /// Karpenter's disruption settings. Default: budgets that replace at most one node at a time
+    /// for Drifted (narrowing a list makes nodes drift) and 10% otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserve_unknown")]
+    pub disruption: Option<serde_json::Value>,
+    /// Caps on the spot NodePool (cpu, memory, nodes). resources does not set them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<BTreeMap<String, Quantity>>,
+    /// NodePool weight 1..100 (default 10); the on-demand base NodePool gets weight + 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub weight: Option<i32>,
+    /// Node lifetime before Karpenter replaces it, e.g. 720h or Never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expire_after: Option<String>,
+    /// Longest drain before a node is forcibly terminated, e.g. 24h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub termination_grace_period: Option<String>,
+}
+
+fn preserve_unknown(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct NodeClassRef {
+    /// e.g. karpenter.k8s.aws
+    pub group: String,
+    /// e.g. EC2NodeClass
+    pub kind: String,
+    /// e.g. default
+    pub name: String,
+}
+
+/// A Karpenter requirement.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Requirement {
+    pub key: String,
+    /// In, NotIn, Exists, DoesNotExist, Gt, Lt.
+    pub operator: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_values: Option<i32>,
+}
+
+/// What the controller last did for a SpotPlan.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SpotPlanStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, DataFresh, Suspended, NarrowingDeferred; each with a reason and a message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The current plan: ranked instance types with band, savings and prices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PlanStatus>,
+    /// NodePools written for this plan.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_pools: Vec<String>,
+    /// The instance types in the NodePools (sorted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instance_types: Vec<String>,
+    /// When the Spot Advisor data behind the plan was fetched (or its file modified).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_timestamp: Option<Time>,
+    /// When the price data behind the plan was fetched (or its file modified).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prices_timestamp: Option<Time>,
+    /// The spec generation the NodePools were last written for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_pool_generation: Option<i64>,
+    /// When the instance-type list was last narrowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_narrowed: Option<Time>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanStatus {
+    /// The primary (first-ranked) instance type.
+    pub primary: String,
+    /// Instances of the primary type needed.
+    pub primary_count: i32,
+    /// How the list was ranked: risk_adjusted_cost, cost, or band_savings_waste (no prices).
+    pub ranking: String,
+    /// Number of instance types in the plan.
+    pub type_count: i32,
+    /// Spot $/h of the whole request on the primary type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_spot_usd_per_hour: Option<f64>,
+    /// On-demand $/h of the same capacity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_on_demand_usd_per_hour: Option<f64>,
+    /// Savings of spot over on-demand, percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub savings_pct: Option<f64>,
+    /// Eligible types the Spot Advisor has no band for (ranked as band 4).
+    #[serde(default)]
+    pub unknown_band_types: i32,
+    /// The ranked list.
+    pub instance_types: Vec<RankedType>,
+    /// Remarks: fewer types than wanted, missing prices, ...
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RankedType {
+    pub rank: i32,
+    pub name: String,
+    /// Instances of this type that meet the request alone.
+    pub count: i32,
+    /// Spot Advisor band 0..4; absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub band: Option<i32>,
+    /// <5%, 5-10%, 10-15%, 15-20%, >20%, or unknown.
+    pub interruption: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub savings_pct: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spot_usd_per_hour: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_demand_usd_per_hour: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_spot_usd_per_hour: Option<f64>,
+}
+
+/// The CRD as YAML, as committed under crds/.
+pub fn crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    let crd = SpotPlan::crd();
+    format!(
+        "# Generated by `spotplan crd` from src/operator/crd.rs; do not edit.\n{}",
+        serde_saphyr::to_string(&crd).expect("CRD serializes")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn committed_crd_matches_the_code() {
+        let committed = include_str!("../../crds/spotplan.dev_spotplans.yaml");
+        assert!(
+            committed == super::crd_yaml(),
+            "crds/spotplan.dev_spotplans.yaml is stale: run `spotplan crd > crds/spotplan.dev_spotplans.yaml`"
+        );
+    }
+}

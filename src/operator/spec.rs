@@ -1,0 +1,263 @@
+//! SpotPlan spec to optimizer request, and NodePool settings. Pure: unit-tested from YAML.
+
+use super::crd::{PlanArch, PlanMode, SpotPlanSpec};
+use crate::core::optimizer::{
+    DEFAULT_MAX_TYPES, GpuRequirement, KARPENTER_SPOT_TO_SPOT_TYPES, Request,
+};
+use crate::core::render::NodePoolSettings;
+use crate::core::types::{Arch, Mode};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use std::time::Duration;
+
+/// A spec field that cannot be used, with the fix.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct SpecError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+fn err(field: &'static str, message: impl Into<String>) -> SpecError {
+    SpecError {
+        field,
+        message: message.into(),
+    }
+}
+
+/// Parses a Kubernetes quantity into a value in base units (cores, bytes).
+pub fn parse_quantity(q: &str) -> Option<f64> {
+    let q = q.trim();
+    let split = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(q.len());
+    let (num, suffix) = q.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let mult = match suffix {
+        "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        s if s.starts_with(['e', 'E']) => 10f64.powi(s[1..].parse().ok()?),
+        _ => return None,
+    };
+    let v = n * mult;
+    v.is_finite().then_some(v)
+}
+
+/// Whole vCPUs, rounding fractions (500m) up.
+pub fn cpu_vcpus(q: &Quantity, field: &'static str) -> Result<u32, SpecError> {
+    let v = parse_quantity(&q.0).ok_or_else(|| {
+        err(
+            field,
+            format!("'{}' is not a CPU quantity (e.g. \"64\" or \"500m\")", q.0),
+        )
+    })?;
+    if v <= 0.0 {
+        return Err(err(field, "must be greater than 0"));
+    }
+    // Tolerate float noise: 0.1 + 0.2 style representations of whole numbers.
+    let whole = (v - 1e-9).ceil().max(1.0);
+    u32::try_from(whole as u64).map_err(|_| err(field, "is too large"))
+}
+
+/// MiB, rounding up.
+pub fn memory_mib(q: &Quantity, field: &'static str) -> Result<u64, SpecError> {
+    let v = parse_quantity(&q.0).ok_or_else(|| {
+        err(
+            field,
+            format!("'{}' is not a memory quantity (e.g. 256Gi)", q.0),
+        )
+    })?;
+    if v <= 0.0 {
+        return Err(err(field, "must be greater than 0"));
+    }
+    Ok((v / 1_048_576.0).ceil() as u64)
+}
+
+/// The optimizer request a spec asks for.
+pub fn request(spec: &SpotPlanSpec) -> Result<Request, SpecError> {
+    let mut r = Request::new(
+        cpu_vcpus(&spec.resources.cpu, "spec.resources.cpu")?,
+        memory_mib(&spec.resources.memory, "spec.resources.memory")?,
+        spec.region.clone(),
+    );
+    r.mode = match spec.mode {
+        PlanMode::Latency => Mode::Latency,
+        PlanMode::Balanced => Mode::Balanced,
+        PlanMode::FaultTolerance => Mode::FaultTolerance,
+    };
+    r.ssd_only = spec.ssd_only;
+    r.architectures = spec
+        .architectures
+        .iter()
+        .map(|a| match a {
+            PlanArch::Amd64 => Arch::Amd64,
+            PlanArch::Arm64 => Arch::Arm64,
+        })
+        .collect();
+    r.families = spec.instance_families.clone();
+    r.exclude_families = spec.exclude_instance_families.clone();
+    r.instance_types = spec.instance_types.clone();
+    r.exclude_types = spec.exclude_instance_types.clone();
+    r.emr_release = spec.emr_release.clone();
+    let small = |v: Option<i32>, field: &'static str, max: i32| -> Result<Option<u8>, SpecError> {
+        v.map(|x| {
+            u8::try_from(x)
+                .ok()
+                .filter(|x| i32::from(*x) <= max)
+                .ok_or_else(|| err(field, format!("{x} is out of range 0..{max}")))
+        })
+        .transpose()
+    };
+    r.max_band = small(spec.max_interruption_band, "spec.maxInterruptionBand", 4)?;
+    r.min_generation = small(spec.min_generation, "spec.minGeneration", 20)?;
+    r.max_generation = small(spec.max_generation, "spec.maxGeneration", 20)?;
+    r.gpus = spec
+        .gpus
+        .as_ref()
+        .map(|g| {
+            Ok::<_, SpecError>(GpuRequirement {
+                min_count: u32::try_from(g.count)
+                    .ok()
+                    .filter(|c| *c > 0)
+                    .ok_or_else(|| err("spec.gpus.count", "must be at least 1"))?,
+                manufacturer: g.manufacturer.clone(),
+            })
+        })
+        .transpose()?;
+    r.allow_burstable = spec.allow_burstable;
+    r.allow_previous_generation = spec.allow_previous_generation;
+    r.allow_accelerators = spec.allow_accelerators;
+    let count = |v: Option<i32>, field: &'static str, default: usize| -> Result<usize, SpecError> {
+        match v {
+            None => Ok(default),
+            Some(x) if (1..=50).contains(&x) => Ok(x as usize),
+            Some(x) => Err(err(field, format!("{x} is out of range 1..50"))),
+        }
+    };
+    r.min_types = count(
+        spec.min_types,
+        "spec.minTypes",
+        KARPENTER_SPOT_TO_SPOT_TYPES,
+    )?;
+    r.max_types = count(
+        spec.max_types,
+        "spec.maxTypes",
+        DEFAULT_MAX_TYPES.max(r.min_types),
+    )?;
+    if r.max_types < r.min_types {
+        return Err(err(
+            "spec.maxTypes",
+            format!("{} is below spec.minTypes ({})", r.max_types, r.min_types),
+        ));
+    }
+    Ok(r)
+}
+
+/// The NodePool settings a spec passes through to Karpenter.
+pub fn nodepool_settings(spec: &SpotPlanSpec) -> NodePoolSettings {
+    let np = &spec.node_pool;
+    let to_json = |v: &dyn erased::Ser| v.json();
+    NodePoolSettings {
+        node_class_ref: to_json(&np.node_class_ref),
+        labels: np.labels.clone(),
+        annotations: np.annotations.clone(),
+        taints: np.taints.iter().map(|t| to_json(t)).collect(),
+        startup_taints: np.startup_taints.iter().map(|t| to_json(t)).collect(),
+        requirements: np.requirements.iter().map(|r| to_json(r)).collect(),
+        disruption: np.disruption.clone(),
+        limits: np.limits.as_ref().map(|l| to_json(l)),
+        weight: np.weight.map(i64::from),
+        expire_after: np.expire_after.clone(),
+        termination_grace_period: np.termination_grace_period.clone(),
+    }
+}
+
+mod erased {
+    /// Serialize to JSON without naming each type.
+    pub trait Ser {
+        fn json(&self) -> serde_json::Value;
+    }
+    impl<T: serde::Serialize> Ser for T {
+        fn json(&self) -> serde_json::Value {
+            serde_json::to_value(self).expect("spec types serialize")
+        }
+    }
+}
+
+/// On-demand base vCPUs, if any.
+pub fn on_demand_base(spec: &SpotPlanSpec) -> Result<Option<u32>, SpecError> {
+    spec.capacity
+        .as_ref()
+        .and_then(|c| c.on_demand_base.as_ref())
+        .map(|b| cpu_vcpus(&b.cpu, "spec.capacity.onDemandBase.cpu"))
+        .transpose()
+}
+
+/// `spec.minNarrowInterval`, or the controller's default.
+pub fn min_narrow_interval(spec: &SpotPlanSpec, default: Duration) -> Result<Duration, SpecError> {
+    match &spec.min_narrow_interval {
+        None => Ok(default),
+        Some(s) => crate::cli::parse_duration(s).map_err(|e| err("spec.minNarrowInterval", e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> SpotPlanSpec {
+        serde_saphyr::from_str(yaml).unwrap()
+    }
+
+    const BASE: &str = "region: us-east-1\nresources: {cpu: '500m', memory: 1.5Gi}\nnodePool: {nodeClassRef: {group: g, kind: K, name: n}}\n";
+
+    #[test]
+    fn quantities_round_up() {
+        assert_eq!(parse_quantity("256Gi"), Some(256.0 * 1024f64.powi(3)));
+        assert_eq!(parse_quantity("1e3"), Some(1000.0));
+        assert_eq!(parse_quantity("12x"), None);
+        let r = request(&spec(BASE)).unwrap();
+        assert_eq!((r.vcpus, r.memory_mib), (1, 1536));
+        let r = request(&spec(&BASE.replace("500m", "2.5"))).unwrap();
+        assert_eq!(r.vcpus, 3);
+        let r = request(&spec(&BASE.replace("500m", "64"))).unwrap();
+        assert_eq!(r.vcpus, 64);
+    }
+
+    #[test]
+    fn bad_quantities_name_the_field() {
+        let e = request(&spec(&BASE.replace("1.5Gi", "lots"))).unwrap_err();
+        assert_eq!(e.field, "spec.resources.memory");
+        let e = request(&spec(&BASE.replace("500m", "0"))).unwrap_err();
+        assert_eq!(e.to_string(), "spec.resources.cpu: must be greater than 0");
+    }
+
+    #[test]
+    fn defaults_and_mapping() {
+        let s = spec(&format!(
+            "{BASE}mode: fault_tolerance\narchitectures: [arm64]\nmaxInterruptionBand: 2\ninstanceFamilies: [m7g]\nminTypes: 5\n"
+        ));
+        let r = request(&s).unwrap();
+        assert_eq!(r.mode, Mode::FaultTolerance);
+        assert_eq!(r.architectures, vec![Arch::Arm64]);
+        assert_eq!(r.max_band, Some(2));
+        assert_eq!((r.min_types, r.max_types), (5, 20));
+        assert_eq!(
+            min_narrow_interval(&s, Duration::from_secs(7)).unwrap(),
+            Duration::from_secs(7)
+        );
+    }
+}
