@@ -110,7 +110,11 @@ impl Error {
 /// A whole second: Conditions and Times round-trip through the API at that precision, so
 /// anything finer would make an unchanged status look changed.
 fn now_second() -> Timestamp {
-    Timestamp::from_second(Timestamp::now().as_second()).expect("now is a valid time")
+    whole_second(Timestamp::now())
+}
+
+fn whole_second(t: Timestamp) -> Timestamp {
+    Timestamp::from_second(t.as_second()).expect("a valid time stays valid")
 }
 
 /// Sets a condition, keeping its lastTransitionTime when its status did not change.
@@ -309,6 +313,12 @@ async fn write_status(
     if !ctx.leadership.is_leader() {
         return Ok(false);
     }
+    tracing::debug!(
+        plan = %sp.name_any(),
+        old = %serde_json::to_string(&sp.status).unwrap_or_default(),
+        new = %serde_json::to_string(status).unwrap_or_default(),
+        "writing status"
+    );
     let body = json!({
         "apiVersion": SpotPlan::api_version(&()),
         "kind": SpotPlan::kind(&()),
@@ -388,12 +398,22 @@ fn plan_error_message(e: &PlanError) -> String {
     }
 }
 
-async fn reconcile_plan(sp: &SpotPlan, ctx: &Context) -> Result<Action, Error> {
-    let name = sp.name_any();
-    if sp.metadata.deletion_timestamp.is_some() || !ctx.leadership.is_leader() {
+async fn reconcile_plan(cached: &SpotPlan, ctx: &Context) -> Result<Action, Error> {
+    let name = cached.name_any();
+    if cached.metadata.deletion_timestamp.is_some() || !ctx.leadership.is_leader() {
         // Deletion is garbage collection's job; followers only watch.
         return Ok(Action::await_change());
     }
+    // The watch cache can lag behind our own last status write (a NodePool event may trigger a
+    // reconcile before the status update arrives), and the churn rule depends on that status:
+    // read the plan itself.
+    let Some(fresh_sp) = Api::<SpotPlan>::all(ctx.client.clone())
+        .get_opt(&name)
+        .await?
+    else {
+        return Ok(Action::await_change());
+    };
+    let sp = &fresh_sp;
     let uid = sp.uid().unwrap_or_default();
     let generation = sp.metadata.generation;
     let now = now_second();
@@ -521,7 +541,15 @@ async fn reconcile_plan(sp: &SpotPlan, ctx: &Context) -> Result<Action, Error> {
 
     // Decide: the churn rule.
     let old = sp.status.clone().unwrap_or_default();
-    let current = spot_live.as_ref().map(live_types);
+    // What we wrote last (our record in status), not what the NodePool says now: an edit by
+    // someone else is repaired, not taken as the starting point.
+    let current = spot_live.as_ref().map(|l| {
+        if old.instance_types.is_empty() {
+            live_types(l)
+        } else {
+            old.instance_types.iter().cloned().collect()
+        }
+    });
     let current_list: Vec<String> = current.iter().flatten().cloned().collect();
     let no_longer_fit: BTreeSet<String> = check_types(&req, ctx.catalog, market, &current_list)
         .map(|r| {
@@ -715,8 +743,14 @@ async fn reconcile_plan(sp: &SpotPlan, ctx: &Context) -> Result<Action, Error> {
         plan: Some(plan_status(&plan)),
         node_pools: pools.clone(),
         instance_types: types.clone(),
-        data_timestamp: market.advisor_source.as_ref().map(|p| Time(p.as_of)),
-        prices_timestamp: market.prices_source.as_ref().map(|p| Time(p.as_of)),
+        data_timestamp: market
+            .advisor_source
+            .as_ref()
+            .map(|p| Time(whole_second(p.as_of))),
+        prices_timestamp: market
+            .prices_source
+            .as_ref()
+            .map(|p| Time(whole_second(p.as_of))),
         node_pool_generation: generation,
         last_narrowed: if decision.removed.is_empty() || current.is_none() {
             old.last_narrowed.clone()

@@ -100,12 +100,19 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     // Market data: one refresh loop for all reconciles; a change (or a change in freshness)
     // requeues every SpotPlan.
     let (trigger_tx, trigger_rx) = mpsc::unbounded_channel::<()>();
+    // Load before the first reconcile: a plan must never be marked unavailable (and written)
+    // just because the data was still loading.
+    let mut first = Some(market.refresh().await);
     {
         let (market, metrics, tx) = (market.clone(), metrics.clone(), trigger_tx.clone());
         tokio::spawn(async move {
-            let mut last_fresh = None;
+            // Requeue on a change of data, or of freshness (including its reason).
+            let mut last_fresh: Option<(bool, &'static str)> = None;
             loop {
-                let outcome = market.refresh().await;
+                let outcome = match first.take() {
+                    Some(o) => o,
+                    None => market.refresh().await,
+                };
                 let now = jiff::Timestamp::now();
                 let fresh = market.freshness(now);
                 match &outcome {
@@ -127,20 +134,22 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 for (source, age) in market.ages(now) {
                     metrics.data_age.with_label_values(&[source]).set(age);
                 }
-                if matches!(outcome, Ok(true)) || last_fresh != Some(fresh.fresh) {
+                let state = Some((fresh.fresh, fresh.reason));
+                if matches!(outcome, Ok(true)) || last_fresh != state {
                     let _ = tx.send(());
                 }
-                last_fresh = Some(fresh.fresh);
+                last_fresh = state;
                 // Freshness is also a matter of time passing: check it between refreshes.
                 let mut waited = Duration::ZERO;
                 while waited < market.interval {
                     let step = Duration::from_secs(30).min(market.interval - waited);
                     tokio::time::sleep(step).await;
                     waited += step;
-                    let f = market.freshness(jiff::Timestamp::now()).fresh;
-                    if Some(f) != last_fresh {
-                        metrics.data_fresh.set(i64::from(f));
-                        last_fresh = Some(f);
+                    let f = market.freshness(jiff::Timestamp::now());
+                    let state = Some((f.fresh, f.reason));
+                    if state != last_fresh {
+                        metrics.data_fresh.set(i64::from(f.fresh));
+                        last_fresh = state;
                         let _ = tx.send(());
                     }
                 }

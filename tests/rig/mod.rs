@@ -1,0 +1,389 @@
+//! The real test rig: a control plane per test (etcd, kube-apiserver with an audit log,
+//! kube-controller-manager, kube-scheduler, Karpenter's and SpotPlan's CRDs) started by
+//! scripts/testenv.sh in a private directory, and the real `spotplan` binary as the controller.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{BufRead, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+pub struct Rig {
+    pub dir: tempfile::TempDir,
+    pub state: PathBuf,
+    pub kubeconfig: PathBuf,
+    pub tools: PathBuf,
+    /// Fresh copies of the shared data files (their mtime is "now", so data is fresh).
+    pub advisor: PathBuf,
+    pub prices: PathBuf,
+}
+
+impl Rig {
+    /// Starts a control plane, or returns None (and says why) when the tools are not built and
+    /// this is not CI; under CI a missing part fails the test.
+    pub fn start(test: &str) -> Option<Rig> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("spotplan-{test}-"))
+            .tempdir()
+            .unwrap();
+        let state = dir.path().join("env");
+        let out = Command::new("bash")
+            .arg(root().join("scripts/testenv.sh"))
+            .arg("up")
+            .env("SPOTPLAN_TESTENV_DIR", &state)
+            .output()
+            .expect("run scripts/testenv.sh");
+        if !out.status.success() {
+            let why = format!(
+                "{test}: scripts/testenv.sh up failed: {}{}",
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&out.stdout)
+            );
+            assert!(!in_ci(), "{why}");
+            eprintln!("NOT RUN: {why}");
+            return None;
+        }
+        let env = String::from_utf8_lossy(&out.stdout).to_string();
+        let get = |key: &str| {
+            env.lines()
+                .find_map(|l| l.strip_prefix(&format!("export {key}=")))
+                .map(|v| v.trim_end_matches(":$PATH").to_string())
+                .unwrap_or_else(|| panic!("testenv printed no {key}: {env}"))
+        };
+        // If this test process dies without running Drop, a watchdog still stops the rig.
+        let pid = std::process::id();
+        Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "while kill -0 {pid} 2>/dev/null; do sleep 1; done; SPOTPLAN_TESTENV_DIR='{}' bash '{}' down >/dev/null 2>&1",
+                state.display(),
+                root().join("scripts/testenv.sh").display()
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("watchdog");
+        let shared = std::env::var_os("SPOTPLAN_SHARED")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root().join("../shared"));
+        let advisor = dir.path().join("spot-advisor-data.json");
+        let prices = dir.path().join("prices.csv");
+        std::fs::copy(
+            shared.join("data/spot-advisor/spot-advisor-data_2025-06-28.json"),
+            &advisor,
+        )
+        .unwrap();
+        std::fs::copy(
+            shared.join("data/prices/ec2-linux-prices_2026-05.csv"),
+            &prices,
+        )
+        .unwrap();
+        Some(Rig {
+            kubeconfig: PathBuf::from(get("KUBECONFIG")),
+            tools: PathBuf::from(get("PATH")),
+            state,
+            advisor,
+            prices,
+            dir,
+        })
+    }
+
+    pub fn kubeconfig_for(&self, user: &str) -> PathBuf {
+        self.state.join(format!("{user}.kubeconfig"))
+    }
+
+    /// kubectl as admin; panics on failure.
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        let out = self.kubectl_raw(args, None);
+        assert!(out.0, "kubectl {args:?} failed: {}", out.2);
+        out.1
+    }
+
+    /// kubectl with optional stdin: (success, stdout, stderr).
+    pub fn kubectl_raw(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        let mut c = Command::new(self.tools.join("kubectl"));
+        c.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("kubectl");
+        if let Some(s) = stdin {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+        } else {
+            drop(child.stdin.take());
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into(),
+            String::from_utf8_lossy(&out.stderr).into(),
+        )
+    }
+
+    pub fn apply(&self, yaml: &str) -> (bool, String) {
+        let (ok, out, err) = self.kubectl_raw(&["apply", "-f", "-"], Some(yaml));
+        (ok, format!("{out}{err}"))
+    }
+
+    pub fn get_json(&self, kind: &str, name: &str) -> Option<Value> {
+        let (ok, out, _) = self.kubectl_raw(&["get", kind, name, "-o", "json"], None);
+        ok.then(|| serde_json::from_str(&out).unwrap())
+    }
+
+    pub fn list_json(&self, kind: &str, selector: Option<&str>) -> Vec<Value> {
+        let mut args = vec!["get", kind, "-o", "json"];
+        if let Some(s) = selector {
+            args.extend(["-l", s]);
+        }
+        let v: Value = serde_json::from_str(&self.kubectl(&args)).unwrap();
+        v["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The audit log so far, one JSON event per line.
+    pub fn audit(&self) -> Vec<Value> {
+        let f = std::fs::File::open(self.state.join("audit.log")).unwrap();
+        std::io::BufReader::new(f)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|l| serde_json::from_str(&l).ok())
+            .collect()
+    }
+
+    pub fn restart_apiserver(&self, pause: Duration) {
+        let out = Command::new("bash")
+            .arg(root().join("scripts/testenv.sh"))
+            .arg("restart-apiserver")
+            .env("SPOTPLAN_TESTENV_DIR", &self.state)
+            .env("RESTART_PAUSE", pause.as_secs().to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts `spotplan controller` with the rig's data and `extra` flags, as `user`.
+    pub fn controller(&self, user: &str, extra: &[&str]) -> Controller {
+        self.controller_with_kubeconfig(&self.kubeconfig_for(user), extra)
+    }
+
+    pub fn controller_with_kubeconfig(&self, kubeconfig: &Path, extra: &[&str]) -> Controller {
+        self.controller_env(kubeconfig, &[], extra)
+    }
+
+    /// Starts the controller with extra environment variables (as a pod would get them).
+    pub fn controller_env(
+        &self,
+        kubeconfig: &Path,
+        env: &[(&str, &str)],
+        extra: &[&str],
+    ) -> Controller {
+        let port = free_port();
+        let log = self.dir.path().join(format!("controller-{port}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_spotplan"))
+            .arg("controller")
+            .arg("--advisor-data")
+            .arg(&self.advisor)
+            .arg("--prices")
+            .arg(&self.prices)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("cache"))
+            .args(["--lease-ttl", "6s", "--log-level", "info,spotplan=debug"])
+            .args(extra)
+            .env("KUBECONFIG", kubeconfig)
+            .env_remove("POD_NAMESPACE")
+            .env_remove("POD_NAME")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start spotplan controller");
+        let c = Controller {
+            child: Some(child),
+            port,
+            log,
+        };
+        c.wait_ready();
+        c
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(root().join("scripts/testenv.sh"))
+            .arg("down")
+            .env("SPOTPLAN_TESTENV_DIR", &self.state)
+            .output();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Controller {
+    child: Option<Child>,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    Some((code, body))
+}
+
+impl Controller {
+    pub fn wait_ready(&self) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(60) {
+            if http_get(self.port, "/readyz").is_some_and(|(c, _)| c == 200) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("controller not ready in 60s; log:\n{}", self.log_text());
+    }
+
+    pub fn metrics(&self) -> String {
+        http_get(self.port, "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default()
+    }
+
+    /// The value of a metric line starting with `prefix`, if any.
+    pub fn metric(&self, prefix: &str) -> Option<f64> {
+        self.metrics()
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let start = Instant::now();
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "controller ignored SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: a crash, no chance to hand back the lease.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `f` until it returns Some, or panics after `timeout` with `what`.
+pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A condition of an object's status.
+pub fn condition(obj: &Value, type_: &str) -> Option<(String, String, String)> {
+    obj["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or("").to_string(),
+                c["reason"].as_str().unwrap_or("").to_string(),
+                c["message"].as_str().unwrap_or("").to_string(),
+            )
+        })
+}
+
+/// Writes by `user` in the audit events (create, update, patch, delete), as (verb, resource, name).
+pub fn writes_by(events: &[Value], user: &str) -> Vec<(String, String, String)> {
+    events
+        .iter()
+        .filter(|e| e["user"]["username"] == user && e["stage"] == "ResponseComplete")
+        .filter(|e| {
+            matches!(
+                e["verb"].as_str(),
+                Some("create" | "update" | "patch" | "delete" | "deletecollection")
+            )
+        })
+        .map(|e| {
+            let r = &e["objectRef"];
+            let mut res = r["resource"].as_str().unwrap_or("").to_string();
+            if let Some(s) = r["subresource"].as_str() {
+                res = format!("{res}/{s}");
+            }
+            (
+                e["verb"].as_str().unwrap().to_string(),
+                res,
+                r["name"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
