@@ -502,7 +502,7 @@ fn two_replicas_only_the_leader_writes() {
             "default",
         ]);
     }
-    let mut replicas = vec![
+    let mut replicas = [
         rig.controller("spotplan-a", &["--identity", "replica-a"]),
         rig.controller("spotplan-b", &["--identity", "replica-b"]),
     ];

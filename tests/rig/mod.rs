@@ -59,8 +59,10 @@ impl Rig {
                 .map(|v| v.trim_end_matches(":$PATH").to_string())
                 .unwrap_or_else(|| panic!("testenv printed no {key}: {env}"))
         };
-        // If this test process dies without running Drop, a watchdog still stops the rig.
+        // If this test process dies without running Drop, a watchdog still stops the rig. It
+        // outlives this process on purpose, so nobody waits for it.
         let pid = std::process::id();
+        #[allow(clippy::zombie_processes)]
         Command::new("bash")
             .arg("-c")
             .arg(format!(
