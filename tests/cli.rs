@@ -365,6 +365,8 @@ fn nothing_fits_names_the_filter() {
         "us-east-1",
         "--instance-family",
         "p4d",
+        "--mode",
+        "fault_tolerance",
     ])
     .assert()
     .code(4)

@@ -501,12 +501,12 @@ fn validate(req: &Request, catalog: &Catalog) -> Result<Resolved, PlanError> {
 }
 
 /// Which filter, if any, rejects `t` (the first one in [`Filter::ALL`] order).
+/// Which filter, if any, rejects `t` before node counts are considered.
 fn rejecting_filter(
     req: &Request,
     r: &Resolved,
     t: &InstanceType,
     quote: &Quote,
-    node_range: (u32, u32),
 ) -> Option<Filter> {
     if !t.offered_in(r.region) {
         return Some(Filter::Region);
@@ -578,11 +578,22 @@ fn rejecting_filter(
     {
         return Some(Filter::MaxInterruptionBand);
     }
-    let count = node_count(req, t);
-    if count < node_range.0 || count > node_range.1 {
-        return Some(Filter::NodeCount);
-    }
     None
+}
+
+/// The node-count range types must land in: the mode's range, or, when no eligible type lands
+/// in it, that range widened one step at a time on both sides (fixed instance sizes leave holes:
+/// 88 vCPU in exactly 5 nodes fits no type), by at most half the range's lower end (at least
+/// one step), so a mode never turns into another: fault_tolerance's 3-4 nodes never becomes 1.
+fn effective_range(strict: (u32, u32), counts: &[u32]) -> (u32, u32) {
+    let fits = |r: (u32, u32)| counts.iter().any(|c| (r.0..=r.1).contains(c));
+    if counts.is_empty() || fits(strict) {
+        return strict;
+    }
+    (1..=(strict.0 / 2).max(1))
+        .map(|k| (strict.0.saturating_sub(k).max(1), strict.1 + k))
+        .find(|r| fits(*r))
+        .unwrap_or(strict)
 }
 
 /// Instances of `t` needed to meet the request.
@@ -647,18 +658,27 @@ pub fn optimize(req: &Request, catalog: &Catalog, market: &MarketData) -> Result
     let resolved = validate(req, catalog)?;
     let region = resolved.region;
     let memory_gib = req.memory_gib();
-    let node_range = req.mode.node_range(f64::from(req.vcpus), memory_gib);
+    let mode_range = req.mode.node_range(f64::from(req.vcpus), memory_gib);
 
     let mut removed = [0usize; Filter::ALL.len()];
-    let mut survivors: Vec<Scored> = Vec::new();
+    let mut passed: Vec<(usize, u32)> = Vec::new();
     let quotes = market.quotes(region);
     for (i, t) in catalog.types().iter().enumerate() {
-        let quote = quotes[i];
-        if let Some(f) = rejecting_filter(req, &resolved, t, &quote, node_range) {
-            removed[f as usize] += 1;
+        match rejecting_filter(req, &resolved, t, &quotes[i]) {
+            Some(f) => removed[f as usize] += 1,
+            None => passed.push((i, node_count(req, t))),
+        }
+    }
+    let counts: Vec<u32> = passed.iter().map(|p| p.1).collect();
+    let range = effective_range(mode_range, &counts);
+    let mut survivors: Vec<Scored> = Vec::with_capacity(passed.len());
+    for (i, count) in passed {
+        if count < range.0 || count > range.1 {
+            removed[Filter::NodeCount as usize] += 1;
             continue;
         }
-        let count = node_count(req, t);
+        let t = &catalog.types()[i];
+        let quote = quotes[i];
         let total_v = f64::from(count * t.vcpus);
         let total_m = count as f64 * t.memory_mib as f64;
         let waste = ((total_v - f64::from(req.vcpus)) / total_v
@@ -751,6 +771,12 @@ pub fn optimize(req: &Request, catalog: &Catalog, market: &MarketData) -> Result
     };
 
     let mut notes = Vec::new();
+    if range != mode_range {
+        notes.push(format!(
+            "no eligible type lands in {}'s {}-{} nodes; the range was widened to {}-{}",
+            req.mode, mode_range.0, mode_range.1, range.0, range.1
+        ));
+    }
     if !diversity.meets_min_types {
         // The filters that cut the most, skipping the structural ones a user cannot change.
         let mut cutters: Vec<(Filter, usize)> = Filter::ALL
@@ -807,7 +833,8 @@ pub fn optimize(req: &Request, catalog: &Catalog, market: &MarketData) -> Result
         mode: req.mode,
         vcpus: req.vcpus,
         memory_gib: round4(memory_gib),
-        node_count_range: node_range,
+        node_count_range: range,
+        mode_node_count_range: mode_range,
         ranking,
         totals,
         catalog_types: catalog.len(),
@@ -882,6 +909,31 @@ fn to_candidate(req: &Request, s: &Scored, rank: usize) -> Candidate {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::effective_range;
+
+    #[test]
+    fn node_range_widens_only_over_holes_and_not_far() {
+        assert_eq!(effective_range((5, 5), &[4, 5, 6]), (5, 5));
+        assert_eq!(effective_range((5, 5), &[3, 6, 8]), (4, 6));
+        assert_eq!(effective_range((5, 5), &[3, 8]), (3, 7));
+        assert_eq!(
+            effective_range((5, 5), &[1, 9]),
+            (5, 5),
+            "at most 2 steps for a range starting at 5"
+        );
+        assert_eq!(
+            effective_range((3, 4), &[1]),
+            (3, 4),
+            "fault tolerance never becomes one node"
+        );
+        assert_eq!(effective_range((3, 4), &[2]), (2, 5));
+        assert_eq!(effective_range((1, 1), &[2]), (1, 2));
+        assert_eq!(effective_range((2, 2), &[]), (2, 2));
+    }
+}
+
 /// For each name in `names`, the filter that would reject it under `req` today, or `None` when
 /// it is still eligible (unknown names are rejected as [`Filter::InstanceTypes`]). The operator
 /// uses this to tell a type that merely fell in rank from one that no longer fits.
@@ -892,15 +944,32 @@ pub fn check_types(
     names: &[String],
 ) -> Result<Vec<Option<Filter>>, PlanError> {
     let resolved = validate(req, catalog)?;
-    let node_range = req.mode.node_range(f64::from(req.vcpus), req.memory_gib());
     let quotes = market.quotes(resolved.region);
+    let rejected: Vec<Option<Filter>> = catalog
+        .types()
+        .iter()
+        .zip(quotes)
+        .map(|(t, q)| rejecting_filter(req, &resolved, t, q))
+        .collect();
+    let counts: Vec<u32> = catalog
+        .types()
+        .iter()
+        .zip(&rejected)
+        .filter(|(_, f)| f.is_none())
+        .map(|(t, _)| node_count(req, t))
+        .collect();
+    let range = effective_range(
+        req.mode.node_range(f64::from(req.vcpus), req.memory_gib()),
+        &counts,
+    );
     Ok(names
         .iter()
         .map(|n| match catalog.index_of(n) {
             None => Some(Filter::InstanceTypes),
-            Some(i) => {
-                rejecting_filter(req, &resolved, &catalog.types()[i], &quotes[i], node_range)
-            }
+            Some(i) => rejected[i].or_else(|| {
+                let c = node_count(req, &catalog.types()[i]);
+                (c < range.0 || c > range.1).then_some(Filter::NodeCount)
+            }),
         })
         .collect())
 }

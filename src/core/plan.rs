@@ -88,8 +88,10 @@ pub struct Plan {
     pub mode: Mode,
     pub vcpus: u32,
     pub memory_gib: f64,
-    /// Node-count range a type must land in for the mode.
+    /// Node-count range a type had to land in: the mode's, widened when no type fit it.
     pub node_count_range: (u32, u32),
+    /// The mode's own node-count range (spot-optimizer's).
+    pub mode_node_count_range: (u32, u32),
     pub ranking: Ranking,
     /// Ranked, diversified; the first is the primary pick.
     pub candidates: Vec<Candidate>,

@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Applies N distinct SpotPlans at once and measures the operator (see bench/scale.sh)."""
+import argparse
+import concurrent.futures
+import json
+import os
+import subprocess
+import time
+
+REGIONS = ["us-east-1", "us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-2", "us-east-2"]
+MODES = ["latency", "balanced", "fault_tolerance"]
+FAMILY_SETS = [None, ["m7i", "m7g", "m7a", "c7i", "c7g", "r7i", "r7g", "r7a"], ["m6i", "m6a", "m6g", "r6i", "r6a", "c6i", "c6a", "c6g"]]
+
+
+def plan(i):
+    cpu = 8 * (1 + i % 64)
+    mem = cpu * (2, 4, 8)[i % 3]
+    lines = [
+        "apiVersion: spotplan.dev/v1alpha1", "kind: SpotPlan",
+        f"metadata: {{name: plan-{i:04d}}}", "spec:",
+        f"  region: {REGIONS[i % len(REGIONS)]}",
+        f"  resources: {{cpu: \"{cpu}\", memory: {mem}Gi}}",
+        f"  mode: {MODES[(i // 3) % 3]}",
+        "  nodePool: {nodeClassRef: {group: karpenter.k8s.aws, kind: EC2NodeClass, name: default}}",
+    ]
+    fams = FAMILY_SETS[(i // 9) % 3]
+    if fams:
+        lines.append(f"  instanceFamilies: [{', '.join(fams)}]")
+        lines.append("  allowPreviousGeneration: true")
+    if i % 5 == 0:
+        lines.append("  capacity: {onDemandBase: {cpu: \"8\"}}")
+    return "\n".join(lines)
+
+
+def metrics(port):
+    return subprocess.run(["curl", "-s", f"127.0.0.1:{port}/metrics"], capture_output=True, text=True).stdout
+
+
+def quantile(text, q):
+    buckets = []
+    for line in text.splitlines():
+        if line.startswith("spotplan_reconcile_duration_seconds_bucket"):
+            le = line.split('le="')[1].split('"')[0]
+            buckets.append((float("inf") if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1])))
+    total = buckets[-1][1]
+    target = q * total
+    prev_le, prev_c = 0.0, 0.0
+    for le, c in buckets:
+        if c >= target:
+            if le == float("inf"):
+                return prev_le
+            return prev_le + (le - prev_le) * (target - prev_c) / max(c - prev_c, 1e-9)
+        prev_le, prev_c = le, c
+    return prev_le
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--kubectl", required=True)
+    ap.add_argument("--port", required=True)
+    ap.add_argument("--pid", required=True)
+    ap.add_argument("--work", required=True)
+    a = ap.parse_args()
+    chunks = 8
+    files = []
+    for c in range(chunks):
+        path = os.path.join(a.work, f"plans-{c}.yaml")
+        with open(path, "w") as f:
+            f.write("\n---\n".join(plan(i) for i in range(c, a.n, chunks)) + "\n")
+        files.append(path)
+    start = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(chunks) as ex:
+        list(ex.map(lambda p: subprocess.run([a.kubectl, "create", "-f", p], check=True, capture_output=True), files))
+    applied = time.monotonic() - start
+    while True:
+        out = subprocess.run([a.kubectl, "get", "spotplans", "-o",
+                              "jsonpath={range .items[*]}{.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}"],
+                             capture_output=True, text=True).stdout
+        ready = out.count("True")
+        if ready >= a.n:
+            break
+        if time.monotonic() - start > 600:
+            raise SystemExit(f"only {ready} of {a.n} Ready after 600 s")
+        time.sleep(0.5)
+    elapsed = time.monotonic() - start
+    time.sleep(2)
+    m = metrics(a.port)
+    with open(f"/proc/{a.pid}/status") as f:
+        hwm = next(int(l.split()[1]) for l in f if l.startswith("VmHWM")) / 1024
+    reconciles = next(float(l.split()[1]) for l in m.splitlines() if l.startswith("spotplan_reconciles_total"))
+    pools = subprocess.run([a.kubectl, "get", "nodepools", "--no-headers"], capture_output=True, text=True).stdout.count("\n")
+    print(f"\n{a.n} SpotPlans applied at once ({applied:.1f} s to submit with {chunks} kubectl processes)")
+    print(f"  all Ready after          {elapsed:6.1f} s    goal <= 60 s")
+    print(f"  reconcile p50            {quantile(m, 0.50) * 1000:6.1f} ms")
+    print(f"  reconcile p99            {quantile(m, 0.99) * 1000:6.1f} ms   goal <= 100 ms")
+    print(f"  controller peak RSS      {hwm:6.1f} MiB  goal <= 64 MiB")
+    print(f"  reconciles {int(reconciles)}, NodePools {pools}")
+
+
+if __name__ == "__main__":
+    main()
