@@ -18,7 +18,10 @@ cp "$SHARED_DIR/data/spot-advisor/spot-advisor-data_2025-06-28.json" "$WORK/advi
 cp "$SHARED_DIR/data/prices/ec2-linux-prices_2026-05.csv" "$WORK/prices.csv"
 PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 "$CARGO_TARGET_DIR/ci/spotplan" controller --advisor-data "$WORK/advisor.json" --prices "$WORK/prices.csv" \
-  --listen "127.0.0.1:$PORT" --cache-dir "$WORK/cache" --leader-elect=false --log-level warn 2>"$WORK/controller.log" &
+  --listen "127.0.0.1:$PORT" --cache-dir "$WORK/cache" --leader-elect=false --log-level "${SCALE_LOG:-warn}" ${SCALE_ARGS:-} 2>"$WORK/controller.log" &
 CPID=$!
-until curl -sf "127.0.0.1:$PORT/readyz" >/dev/null; do sleep 0.2; done
+until curl -sf "127.0.0.1:$PORT/readyz" >/dev/null; do
+  kill -0 "$CPID" 2>/dev/null || die "the controller exited: $(tail -5 "$WORK/controller.log")"
+  sleep 0.2
+done
 python3 "$SPOTPLAN_ROOT/bench/scale.py" --n "$N" --kubectl "$TOOLS_BIN/kubectl" --port "$PORT" --pid "$CPID" --work "$WORK"

@@ -90,8 +90,10 @@ pub struct ControllerArgs {
     /// This replica's identity in the Lease and in Events (in a pod: its name).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
-    /// SpotPlans reconciled at once.
-    #[arg(long, env = "SPOTPLAN_CONCURRENCY", default_value_t = 16)]
+    /// SpotPlans reconciled at once. Each reconcile makes at most a few API calls; more at once
+    /// mostly queues in the API server (2 gave the lowest latency and the highest throughput in
+    /// bench/scale.sh).
+    #[arg(long, env = "SPOTPLAN_CONCURRENCY", default_value_t = 2)]
     pub concurrency: u16,
     /// Log format: text or json.
     #[arg(long, env = "SPOTPLAN_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]

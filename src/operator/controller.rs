@@ -25,6 +25,7 @@ use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patc
 use kube::core::error_boundary::{DeserializeGuard, InvalidObject};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use std::collections::{BTreeSet, HashMap};
@@ -58,6 +59,15 @@ pub struct Context {
     /// Failed attempts per plan, for exponential backoff.
     backoff: Mutex<HashMap<String, u32>>,
     nodepools: Api<DynamicObject>,
+    /// Every NodePool in the cluster, from one watch.
+    nodepool_cache: Store<DynamicObject>,
+    /// Set once that cache has its first full list: until then, a missing NodePool may just be
+    /// one not seen yet.
+    pub nodepools_synced: Arc<std::sync::atomic::AtomicBool>,
+    /// The status this replica last wrote per plan. The controller is the only writer of status,
+    /// so within one term of leadership this is what the API server holds, even when the watch
+    /// cache has not caught up with it yet.
+    written: Mutex<HashMap<String, Written>>,
     raw_plans: Api<DynamicObject>,
 }
 
@@ -70,6 +80,7 @@ impl Context {
         recorder: Recorder,
         leadership: Leadership,
         settings: Settings,
+        nodepool_cache: Store<DynamicObject>,
     ) -> Context {
         let plans = ApiResource::erase::<SpotPlan>(&());
         Context {
@@ -83,8 +94,43 @@ impl Context {
             leadership,
             settings,
             backoff: Mutex::default(),
+            nodepool_cache,
+            nodepools_synced: Arc::default(),
+            written: Mutex::default(),
         }
     }
+
+    /// Forgets what was written for a deleted plan.
+    pub fn forget(&self, plan: &str) {
+        self.written.lock().expect("written lock").remove(plan);
+    }
+
+    /// The cached plan with the status we last wrote for it, when that is newer than the cache.
+    /// Once the cache has caught up, the record is dropped (no second copy of every status).
+    fn current(&self, cached: &SpotPlan) -> SpotPlan {
+        let mut sp = cached.clone();
+        let mut written = self.written.lock().expect("written lock");
+        let name = cached.name_any();
+        let Some(w) = written.get(&name) else {
+            return sp;
+        };
+        let ours = Some(&w.uid) == cached.metadata.uid.as_ref()
+            && w.generation == cached.metadata.generation
+            && w.term == self.leadership.term();
+        if ours && cached.status.as_ref() != Some(&w.status) {
+            sp.status = Some(w.status.clone());
+        } else {
+            written.remove(&name);
+        }
+        sp
+    }
+}
+
+struct Written {
+    uid: String,
+    generation: Option<i64>,
+    term: u64,
+    status: SpotPlanStatus,
 }
 
 /// Transient failures: the API server said no or could not be reached. Spec problems are not
@@ -313,17 +359,12 @@ async fn write_status(
     if !ctx.leadership.is_leader() {
         return Ok(false);
     }
-    tracing::debug!(
-        plan = %sp.name_any(),
-        old = %serde_json::to_string(&sp.status).unwrap_or_default(),
-        new = %serde_json::to_string(status).unwrap_or_default(),
-        "writing status"
-    );
     let body = json!({
         "apiVersion": SpotPlan::api_version(&()),
         "kind": SpotPlan::kind(&()),
         "status": status,
     });
+    let started = std::time::Instant::now();
     Api::<SpotPlan>::all(ctx.client.clone())
         .patch_status(
             &sp.name_any(),
@@ -331,6 +372,16 @@ async fn write_status(
             &Patch::Apply(&body),
         )
         .await?;
+    tracing::debug!(plan = %sp.name_any(), ms = started.elapsed().as_millis() as u64, "wrote status");
+    ctx.written.lock().expect("written lock").insert(
+        sp.name_any(),
+        Written {
+            uid: sp.uid().unwrap_or_default(),
+            generation: sp.metadata.generation,
+            term: ctx.leadership.term(),
+            status: status.clone(),
+        },
+    );
     Ok(true)
 }
 
@@ -342,9 +393,13 @@ async fn publish(ctx: &Context, sp: &SpotPlan, type_: EventType, reason: &str, n
         action: "Reconcile".into(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&event, &sp.object_ref(&())).await {
-        tracing::warn!(plan = %sp.name_any(), error = %e, "could not publish an event");
-    }
+    // Events are best effort: publish in the background rather than hold the reconcile.
+    let (recorder, reference, plan) = (ctx.recorder.clone(), sp.object_ref(&()), sp.name_any());
+    tokio::spawn(async move {
+        if let Err(e) = recorder.publish(&event, &reference).await {
+            tracing::warn!(%plan, error = %e, "could not publish an event");
+        }
+    });
 }
 
 /// Ready=False with `reason`: the NodePools stay as they are, the last good plan stays in
@@ -404,16 +459,16 @@ async fn reconcile_plan(cached: &SpotPlan, ctx: &Context) -> Result<Action, Erro
         // Deletion is garbage collection's job; followers only watch.
         return Ok(Action::await_change());
     }
+    if !ctx
+        .nodepools_synced
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        return Ok(Action::requeue(Duration::from_millis(500)));
+    }
     // The watch cache can lag behind our own last status write (a NodePool event may trigger a
-    // reconcile before the status update arrives), and the churn rule depends on that status:
-    // read the plan itself.
-    let Some(fresh_sp) = Api::<SpotPlan>::all(ctx.client.clone())
-        .get_opt(&name)
-        .await?
-    else {
-        return Ok(Action::await_change());
-    };
-    let sp = &fresh_sp;
+    // reconcile before the status update arrives), and the churn rule depends on that status.
+    let current = ctx.current(cached);
+    let sp = &current;
     let uid = sp.uid().unwrap_or_default();
     let generation = sp.metadata.generation;
     let now = now_second();
@@ -517,8 +572,13 @@ async fn reconcile_plan(cached: &SpotPlan, ctx: &Context) -> Result<Action, Erro
     // Read what is live.
     let spot_name = render::nodepool_name(&name, "");
     let od_name = render::nodepool_name(&name, "on-demand");
-    let spot_live = ctx.nodepools.get_opt(&spot_name).await?;
-    let od_live = ctx.nodepools.get_opt(&od_name).await?;
+    let cached = |n: &str| {
+        ctx.nodepool_cache
+            .get(&ObjectRef::new_with(n, nodepool_resource()))
+            .map(|o| (*o).clone())
+    };
+    let spot_live = cached(&spot_name);
+    let od_live = cached(&od_name);
     for (n, live) in [(&spot_name, &spot_live), (&od_name, &od_live)] {
         if let Some(l) = live
             && !owned_by(l, &uid)
@@ -630,6 +690,7 @@ async fn reconcile_plan(cached: &SpotPlan, ctx: &Context) -> Result<Action, Erro
     }
     let orphan = sp.spec.deletion_policy == DeletionPolicy::Orphan;
     let mut pools = Vec::new();
+    let mut to_write = Vec::new();
     for (np_name, role, np_spec, live) in desired {
         let mut meta = json!({
             "name": np_name,
@@ -649,22 +710,31 @@ async fn reconcile_plan(cached: &SpotPlan, ctx: &Context) -> Result<Action, Erro
             serde_json::to_value(l).is_ok_and(|v| render::json_subset(&obj, &v))
                 && has_owner_ref != orphan
         });
-        if up_to_date {
-            continue;
+        if !up_to_date {
+            to_write.push((np_name, role, obj));
         }
-        if !ctx.leadership.is_leader() {
-            return Ok(Action::await_change());
-        }
-        match ctx
-            .nodepools
-            .patch(
-                &np_name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&obj),
-            )
-            .await
-        {
-            Ok(_) => {}
+    }
+    if !to_write.is_empty() && !ctx.leadership.is_leader() {
+        return Ok(Action::await_change());
+    }
+    // The spot and on-demand NodePools are independent: write them at once.
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let patches: Vec<_> = to_write
+        .iter()
+        .map(|(_, _, obj)| Patch::Apply(obj))
+        .collect();
+    let t0 = std::time::Instant::now();
+    let results = futures::future::join_all(
+        to_write
+            .iter()
+            .zip(&patches)
+            .map(|((np_name, _, _), patch)| ctx.nodepools.patch(np_name, &params, patch)),
+    )
+    .await;
+    tracing::debug!(plan = %name, writes = to_write.len(), ms = t0.elapsed().as_millis() as u64, "applied NodePools");
+    for ((np_name, role, _), result) in to_write.iter().zip(results) {
+        match result {
+            Ok(_) => ctx.metrics.nodepool_writes.with_label_values(&[role]).inc(),
             // Karpenter's CRD refused what the spec passes through (a bad disruption block,
             // a bad requirement): a spec problem, not a transient one.
             Err(kube::Error::Api(e)) if e.code == 422 => {
@@ -684,7 +754,6 @@ async fn reconcile_plan(cached: &SpotPlan, ctx: &Context) -> Result<Action, Erro
             }
             Err(e) => return Err(e.into()),
         }
-        ctx.metrics.nodepool_writes.with_label_values(&[role]).inc();
     }
     if base_cpu.is_none()
         && let Some(l) = &od_live

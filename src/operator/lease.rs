@@ -18,6 +18,9 @@ use tokio::sync::mpsc;
 pub struct Leadership {
     inner: Arc<Mutex<Option<Instant>>>,
     always: bool,
+    /// Bumped each time this replica takes the lease: what it remembered from an earlier term
+    /// may have been overwritten by another leader since.
+    term: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Leadership {
@@ -26,6 +29,7 @@ impl Leadership {
         Leadership {
             inner: Arc::default(),
             always: true,
+            term: Arc::default(),
         }
     }
 
@@ -33,6 +37,7 @@ impl Leadership {
         Leadership {
             inner: Arc::default(),
             always: false,
+            term: Arc::default(),
         }
     }
 
@@ -44,6 +49,11 @@ impl Leadership {
                 .lock()
                 .expect("lease lock")
                 .is_some_and(|until| Instant::now() < until)
+    }
+
+    /// The current term of leadership of this replica.
+    pub fn term(&self) -> u64 {
+        self.term.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn hold_until(&self, until: Option<Instant>) {
@@ -91,6 +101,7 @@ pub fn start(
                     // than the API server thinks.
                     l.hold_until(held.then(|| started + cfg.ttl * 2 / 3));
                     if held && !was_leader {
+                        l.term.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         tracing::info!(identity = %cfg.identity, lease = %cfg.name, "became leader");
                         let _ = became_leader.send(());
                     } else if !held && was_leader {

@@ -20,8 +20,8 @@ use futures::StreamExt;
 use kube::api::{DynamicObject, ListParams};
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::reflector::{self, ObjectRef, reflector};
+use kube::runtime::{Controller, WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, ResourceExt};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -184,36 +184,84 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             instance: Some(opts.identity.clone()),
         },
     );
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        catalog,
-        market.clone(),
-        metrics.clone(),
-        recorder,
-        leadership,
-        Settings {
-            min_narrow_interval: opts.min_narrow_interval,
-        },
-    ));
-
-    let plans: Api<DeserializeGuard<SpotPlan>> = Api::all(client.clone());
-    let nodepools: Api<DynamicObject> = Api::all_with(client.clone(), &nodepool_resource());
-    let triggers = tokio_stream_from(trigger_rx);
-    let controller = Controller::new(plans, watcher::Config::default().any_semantic())
-        // Owned NodePools carry the plan label: an edit to one brings its plan back at once.
-        .watches_with(
+    let settings = Settings {
+        min_narrow_interval: opts.min_narrow_interval,
+    };
+    let ctx_builder = |nodepools| {
+        Context::new(
+            client.clone(),
+            catalog,
+            market.clone(),
+            metrics.clone(),
+            recorder,
+            leadership,
+            settings,
             nodepools,
-            nodepool_resource(),
-            watcher::Config::default().labels(PLAN_LABEL).any_semantic(),
+        )
+    };
+    let nodepools_api: Api<DynamicObject> = Api::all_with(client.clone(), &nodepool_resource());
+
+    // SpotPlans: reconcile on spec (generation) changes and on first sight; our own status
+    // writes do not come back as work.
+    let plans: Api<DeserializeGuard<SpotPlan>> = Api::all(client.clone());
+    let (plan_store, plan_writer) = reflector::store();
+    let plan_stream = reflector(
+        plan_writer,
+        watcher(plans, watcher::Config::default().any_semantic()).modify(strip_managed_fields),
+    )
+    .default_backoff()
+    .applied_objects()
+    .predicate_filter(predicates::generation, Default::default());
+    // NodePools: one cache of all of them, read by every reconcile (ownership, the live spec)
+    // instead of a GET each; an edit to an owned one brings its plan back at once.
+    let nodepool_writer = reflector::store::Writer::new(nodepool_resource());
+    let nodepool_store = nodepool_writer.as_reader();
+    let nodepool_stream = reflector(
+        nodepool_writer,
+        watcher(nodepools_api, watcher::Config::default().any_semantic()).modify(
+            |np: &mut DynamicObject| {
+                np.managed_fields_mut().clear();
+                // Karpenter's status is not ours to read.
+                if let Some(o) = np.data.as_object_mut() {
+                    o.remove("status");
+                }
+            },
+        ),
+    )
+    .default_backoff()
+    .touched_objects()
+    .predicate_filter(predicates::generation, Default::default());
+    let ctx = Arc::new(ctx_builder(nodepool_store.clone()));
+    let nodepool_ready = ctx.nodepools_synced.clone();
+    let triggers = tokio_stream_from(trigger_rx);
+    let controller = Controller::for_stream(plan_stream, plan_store)
+        .watches_stream_with(
+            nodepool_stream,
             |np| {
                 np.labels()
                     .get(PLAN_LABEL)
                     .map(|plan| ObjectRef::<DeserializeGuard<SpotPlan>>::new(plan))
             },
+            nodepool_resource(),
         )
         .reconcile_all_on(triggers)
         .with_config(kube::runtime::controller::Config::default().concurrency(opts.concurrency))
         .graceful_shutdown_on(shutdown_signal());
+    {
+        // NodePool cache readiness gates /readyz too.
+        let store = nodepool_store.clone();
+        let ready = nodepool_ready.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Ok(Ok(())) =
+                    tokio::time::timeout(Duration::from_millis(500), store.wait_until_ready()).await
+                {
+                    ready.store(true, Ordering::Relaxed);
+                    break;
+                }
+            }
+        });
+    }
 
     let ready = Arc::new(AtomicBool::new(false));
     let store = controller.store();
@@ -234,14 +282,15 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         });
     }
     {
-        // Forget the metrics of deleted plans.
-        let (metrics, store) = (metrics.clone(), store.clone());
+        // Forget the metrics and records of deleted plans.
+        let (metrics, store, ctx) = (metrics.clone(), store.clone(), ctx.clone());
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(30)).await;
                 for plan in metrics.plans() {
                     if store.get(&ObjectRef::new(&plan)).is_none() {
                         metrics.forget_plan(&plan);
+                        ctx.forget(&plan);
                     }
                 }
             }
@@ -287,6 +336,14 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     web_task.abort();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The watch caches keep what the controller reads; managedFields is most of an object's size.
+fn strip_managed_fields(g: &mut DeserializeGuard<SpotPlan>) {
+    match &mut g.0 {
+        Ok(sp) => sp.managed_fields_mut().clear(),
+        Err(invalid) => invalid.metadata.managed_fields = None,
+    }
 }
 
 fn tokio_stream_from(
