@@ -909,31 +909,6 @@ fn to_candidate(req: &Request, s: &Scored, rank: usize) -> Candidate {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::effective_range;
-
-    #[test]
-    fn node_range_widens_only_over_holes_and_not_far() {
-        assert_eq!(effective_range((5, 5), &[4, 5, 6]), (5, 5));
-        assert_eq!(effective_range((5, 5), &[3, 6, 8]), (4, 6));
-        assert_eq!(effective_range((5, 5), &[3, 8]), (3, 7));
-        assert_eq!(
-            effective_range((5, 5), &[1, 9]),
-            (5, 5),
-            "at most 2 steps for a range starting at 5"
-        );
-        assert_eq!(
-            effective_range((3, 4), &[1]),
-            (3, 4),
-            "fault tolerance never becomes one node"
-        );
-        assert_eq!(effective_range((3, 4), &[2]), (2, 5));
-        assert_eq!(effective_range((1, 1), &[2]), (1, 2));
-        assert_eq!(effective_range((2, 2), &[]), (2, 2));
-    }
-}
-
 /// For each name in `names`, the filter that would reject it under `req` today, or `None` when
 /// it is still eligible (unknown names are rejected as [`Filter::InstanceTypes`]). The operator
 /// uses this to tell a type that merely fell in rank from one that no longer fits.
@@ -972,4 +947,29 @@ pub fn check_types(
             }),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::effective_range;
+
+    #[test]
+    fn node_range_widens_only_over_holes_and_not_far() {
+        assert_eq!(effective_range((5, 5), &[4, 5, 6]), (5, 5));
+        assert_eq!(effective_range((5, 5), &[3, 6, 8]), (4, 6));
+        assert_eq!(effective_range((5, 5), &[3, 8]), (3, 7));
+        assert_eq!(
+            effective_range((5, 5), &[1, 9]),
+            (5, 5),
+            "at most 2 steps for a range starting at 5"
+        );
+        assert_eq!(
+            effective_range((3, 4), &[1]),
+            (3, 4),
+            "fault tolerance never becomes one node"
+        );
+        assert_eq!(effective_range((3, 4), &[2]), (2, 5));
+        assert_eq!(effective_range((1, 1), &[2]), (1, 2));
+        assert_eq!(effective_range((2, 2), &[]), (2, 2));
+    }
 }

@@ -74,7 +74,6 @@ pub struct Context {
 impl Context {
     pub fn new(
         client: Client,
-        catalog: &'static Catalog,
         market: Arc<MarketCache>,
         metrics: Arc<Metrics>,
         recorder: Recorder,
@@ -83,6 +82,7 @@ impl Context {
         nodepool_cache: Store<DynamicObject>,
     ) -> Context {
         let plans = ApiResource::erase::<SpotPlan>(&());
+        let catalog = market.catalog();
         Context {
             nodepools: Api::all_with(client.clone(), &nodepool_resource()),
             raw_plans: Api::all_with(client.clone(), &plans),

@@ -61,6 +61,10 @@ impl MarketCache {
         }
     }
 
+    pub fn catalog(&self) -> &'static Catalog {
+        self.catalog
+    }
+
     pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
         self.state.read().expect("market lock").snapshot.clone()
     }

@@ -190,7 +190,6 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let ctx_builder = |nodepools| {
         Context::new(
             client.clone(),
-            catalog,
             market.clone(),
             metrics.clone(),
             recorder,
