@@ -116,7 +116,7 @@ pub struct DataArgs {
     #[arg(long, value_name = "DIR", env = "SPOTPLAN_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
     /// Re-fetch a URL when its cached copy is older than this.
-    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", env = "SPOTPLAN_CACHE_TTL", default_value = "1h", value_parser = parse_duration)]
     pub cache_ttl: Duration,
 }
 
