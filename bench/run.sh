@@ -12,10 +12,10 @@ DATA="$SHARED_DIR/data"
 [ -d "$DATA" ] || die "shared data not found at $DATA (set SPOTPLAN_SHARED)"
 export SPOTPLAN_SHARED="$SHARED_DIR"
 
-log "criterion: the core (cargo bench --profile ci)"
-cargo bench -q --profile ci --bench optimizer -- --noplot 2>&1 | grep -E "^[a-z_0-9]+|time:" || true
-BIN="$CARGO_TARGET_DIR/ci/spotplan"
-cargo build -q --profile ci --bin spotplan
+log "criterion: the core (cargo bench --release)"
+cargo bench -q --release --bench optimizer -- --noplot 2>&1 | grep -E "^[a-z_0-9]+|time:" || true
+BIN="$CARGO_TARGET_DIR/release/spotplan"
+cargo build -q --release --bin spotplan
 
 log "end to end: spotplan CLI vs spot-optimizer (optimize() and CLI)"
 "$PYVENV/bin/python" "$SPOTPLAN_ROOT/bench/compare.py" \

@@ -12,12 +12,12 @@ export SPOTPLAN_TESTENV_DIR; SPOTPLAN_TESTENV_DIR=$(mktemp -d)/env
 cleanup() { [ -n "${CPID:-}" ] && kill "$CPID" 2>/dev/null; bash scripts/testenv.sh down >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 eval "$(bash scripts/testenv.sh up)"
-cargo build -q --profile ci --bin spotplan
+cargo build -q --release --bin spotplan
 WORK=$(dirname "$SPOTPLAN_TESTENV_DIR")
 cp "$SHARED_DIR/data/spot-advisor/spot-advisor-data_2025-06-28.json" "$WORK/advisor.json"
 cp "$SHARED_DIR/data/prices/ec2-linux-prices_2026-05.csv" "$WORK/prices.csv"
 PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-"$CARGO_TARGET_DIR/ci/spotplan" controller --advisor-data "$WORK/advisor.json" --prices "$WORK/prices.csv" \
+"$CARGO_TARGET_DIR/release/spotplan" controller --advisor-data "$WORK/advisor.json" --prices "$WORK/prices.csv" \
   --listen "127.0.0.1:$PORT" --cache-dir "$WORK/cache" --leader-elect=false --log-level "${SCALE_LOG:-warn}" ${SCALE_ARGS:-} 2>"$WORK/controller.log" &
 CPID=$!
 until curl -sf "127.0.0.1:$PORT/readyz" >/dev/null; do

@@ -100,6 +100,22 @@ build_python() {
   touch "$PYVENV/.complete"
 }
 
+# Debian packages: lua5.1 (Argo CD runs health checks in gopher-lua, Lua 5.1) and curl/openssl
+# for the control plane scripts.
+build_apt() {
+  local missing=()
+  command -v lua5.1 >/dev/null || missing+=(lua5.1)
+  command -v openssl >/dev/null || missing+=(openssl)
+  command -v curl >/dev/null || missing+=(curl)
+  [ ${#missing[@]} -eq 0 ] && return
+  command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get to install them"
+  log "installing Debian packages: ${missing[*]}"
+  local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 \
+    || { $sudo apt-get update -qq >/dev/null 2>&1 && $sudo apt-get install -y -qq "${missing[@]}" >/dev/null; } \
+    || die "apt-get could not install ${missing[*]}"
+}
+
 # Module directories the tests read files from (Karpenter CRDs, kwok stages, kubeconform's converter).
 module_dir() { go mod download -json "$1" | python3 -c 'import sys,json;print(json.load(sys.stdin)["Dir"])'; }
 
@@ -107,9 +123,10 @@ main() {
   local what=("${@:-all}")
   for w in "${what[@]}"; do
     case "$w" in
-      all) build_python; build_kube; build_etcd; build_karpenter; build_kwok; build_helm; build_kubeconform ;;
+      all) build_apt; build_python; build_kube; build_etcd; build_karpenter; build_kwok; build_helm; build_kubeconform ;;
       go) build_kube; build_etcd; build_karpenter; build_kwok; build_helm; build_kubeconform ;;
       python) build_python ;;
+      apt) build_apt ;;
       kube) build_kube ;; etcd) build_etcd ;; karpenter) build_karpenter ;; kwok) build_kwok ;;
       helm) build_helm ;; kubeconform) build_kubeconform ;;
       moddir) shift; module_dir "$1"; return ;;

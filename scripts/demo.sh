@@ -22,9 +22,9 @@ fi
 need cargo "install Rust (rustup)"
 mkdir -p "$DEMO"
 log "building spotplan (release profile, shared with the tests)"
-cargo build -q --profile ci --bin spotplan
+cargo build -q --release --bin spotplan
 eval "$(bash scripts/testenv.sh up)"
-BIN="$CARGO_TARGET_DIR/ci/spotplan"
+BIN="$CARGO_TARGET_DIR/release/spotplan"
 
 # The data snapshots, copied at run time (a file's age is its modification time).
 cp "$SHARED_DIR/data/spot-advisor/spot-advisor-data_2025-06-28.json" "$DEMO/spot-advisor-data.json"

@@ -31,12 +31,12 @@ phase_end
 if [ "$lint" = 1 ]; then
   phase "fmt + clippy"
   cargo fmt --all -- --check
-  cargo clippy -q --profile ci --all-targets -- -D warnings
+  cargo clippy -q --release --all-targets -- -D warnings
   phase_end
 fi
 
 phase "cargo test"
-cargo test --profile ci --no-fail-fast
+cargo test --release --no-fail-fast
 phase_end
 
 printf '\nphase timings:\n%b' "$TIMINGS" >&2

@@ -24,6 +24,8 @@ print_env() {
   echo "export KUBECONFIG=$KUBECONFIG_FILE"
   echo "export PATH=$TOOLS_BIN:\$PATH"
   echo "export SPOTPLAN_TESTENV_DIR=$STATE"
+  # kubectl caches discovery per host:port; ports are reused between environments.
+  echo "export KUBECACHEDIR=$STATE/kube-cache"
 }
 
 wait_for() { # name, command...
@@ -145,7 +147,7 @@ AP
     || die "cannot download sigs.k8s.io/karpenter@$KARPENTER_VERSION from the Go module proxy"
   ( cd "$kdir" && sha256sum -c --quiet "$SPOTPLAN_ROOT/scripts/karpenter-crds.sha256" ) \
     || die "Karpenter's CRD files in $kdir do not match scripts/karpenter-crds.sha256"
-  local k="$TOOLS_BIN/kubectl --kubeconfig=$KUBECONFIG_FILE"
+  local k="$TOOLS_BIN/kubectl --kubeconfig=$KUBECONFIG_FILE --cache-dir=$STATE/kube-cache"
   $k apply --server-side -f "$kdir/pkg/apis/crds/karpenter.sh_nodepools.yaml" -f "$kdir/pkg/apis/crds/karpenter.sh_nodeclaims.yaml" \
     -f "$kdir/pkg/apis/crds/karpenter.sh_nodeoverlays.yaml" -f "$kdir/kwok/apis/crds/karpenter.kwok.sh_kwoknodeclasses.yaml" >/dev/null
   $k apply --server-side -f "$SPOTPLAN_ROOT/crds/spotplan.dev_spotplans.yaml" >/dev/null

@@ -38,10 +38,27 @@ pub enum Command {
     Controller(Box<ControllerArgs>),
     /// Print the SpotPlan CustomResourceDefinition (YAML), e.g. `spotplan crd | kubectl apply --server-side -f -`.
     Crd,
+    /// Render market data for other tools.
+    Render {
+        #[command(subcommand)]
+        command: RenderCommand,
+    },
     /// Inspect market data.
     Data {
         #[command(subcommand)]
         command: DataCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RenderCommand {
+    /// The instance-types file of Karpenter's kwok cloud provider: the whole catalog in a region
+    /// with spot and on-demand prices per zone, to test plans against real Karpenter.
+    KwokInstanceTypes {
+        #[arg(long)]
+        region: String,
+        #[command(flatten)]
+        data: DataArgs,
     },
 }
 
@@ -256,6 +273,21 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Recommend(args) => recommend::run(*args).await,
         Command::Controller(args) => run_controller(*args).await,
+        Command::Render {
+            command: RenderCommand::KwokInstanceTypes { region, data },
+        } => {
+            let catalog = Catalog::embedded();
+            let id = catalog.region(&region).ok_or_else(|| {
+                CliError::usage(
+                    "--region",
+                    format!("the embedded catalog has no offerings in '{region}'"),
+                )
+            })?;
+            let market = data.market(catalog).await?;
+            let doc = crate::core::render::kwok_instance_types(catalog, &market, id);
+            println!("{}", serde_json::to_string_pretty(&doc).expect("JSON"));
+            Ok(())
+        }
         Command::Crd => {
             print!("{}", crate::operator::crd::crd_yaml());
             Ok(())

@@ -673,12 +673,30 @@ async fn reconcile_plan(cached: &SpotPlan, ctx: &Context) -> Result<Action, Erro
         &spot_live,
     )];
     if let Some(base) = base_cpu {
+        // Karpenter skips instance types that would overrun a NodePool's remaining limits: offer
+        // the on-demand base the plan's types that fit inside it (all of them if none does).
+        let fitting: Vec<String> = types
+            .iter()
+            .filter(|t| ctx.catalog.get(t).is_some_and(|t| t.vcpus <= base))
+            .cloned()
+            .collect();
+        let od_types = if fitting.is_empty() {
+            types.clone()
+        } else {
+            fitting
+        };
+        let mut od_archs: Vec<_> = od_types
+            .iter()
+            .filter_map(|t| ctx.catalog.get(t).and_then(|t| t.arch()))
+            .collect();
+        od_archs.sort_unstable();
+        od_archs.dedup();
         desired.push((
             od_name.clone(),
             "on-demand-base",
             render::nodepool_spec(
-                &types,
-                &archs,
+                &od_types,
+                &od_archs,
                 CapacityTypes::OnDemand,
                 (PLAN_LABEL, &name),
                 &settings,

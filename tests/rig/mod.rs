@@ -114,7 +114,13 @@ impl Rig {
     /// kubectl with optional stdin: (success, stdout, stderr).
     pub fn kubectl_raw(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
         let mut c = Command::new(self.tools.join("kubectl"));
-        c.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
+        // A discovery cache of our own: API server ports are reused between rigs, and a cache
+        // keyed by host:port from an earlier rig would hide this one's CRDs.
+        c.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("kube-cache"))
+            .args(args);
         c.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -210,6 +216,38 @@ impl Rig {
             .env("KUBECONFIG", kubeconfig)
             .env_remove("POD_NAMESPACE")
             .env_remove("POD_NAME")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start spotplan controller");
+        let c = Controller {
+            child: Some(child),
+            port,
+            log,
+        };
+        c.wait_ready();
+        c
+    }
+}
+
+impl Rig {
+    /// Starts the controller with exactly `args` and `env` (plus PATH and HOME), listening on
+    /// `port`: how a pod would run it.
+    pub fn controller_cmd(
+        &self,
+        kubeconfig: &Path,
+        args: &[String],
+        env: &[(&str, &str)],
+        port: u16,
+    ) -> Controller {
+        let log = self.dir.path().join(format!("controller-{port}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_spotplan"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("KUBECONFIG", kubeconfig)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -388,4 +426,45 @@ pub fn writes_by(events: &[Value], user: &str) -> Vec<(String, String, String)> 
             )
         })
         .collect()
+}
+
+/// A background process killed when dropped (Karpenter, ...).
+pub struct Background {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Background {
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Rig {
+    /// The real Karpenter controller with its kwok cloud provider, out of cluster, choosing among
+    /// the instance types in `instance_types` (a kwok instance-types file).
+    pub fn karpenter(&self, instance_types: &Path) -> Background {
+        let log = self.dir.path().join("karpenter.log");
+        let child = Command::new(self.tools.join("karpenter-kwok"))
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("DISABLE_LEADER_ELECTION", "true")
+            .env("METRICS_PORT", free_port().to_string())
+            .env("HEALTH_PROBE_PORT", free_port().to_string())
+            .env("INSTANCE_TYPES_FILE_PATH", instance_types)
+            .env("SYSTEM_NAMESPACE", "kube-system")
+            .env("BATCH_IDLE_DURATION", "1s")
+            .env("BATCH_MAX_DURATION", "3s")
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start karpenter-kwok");
+        Background { child, log }
+    }
 }
