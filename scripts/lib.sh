@@ -4,6 +4,7 @@ SPOTPLAN_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=versions.env
 . "$SPOTPLAN_ROOT/scripts/versions.env"
 SPOTPLAN_CACHE="${SPOTPLAN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/spotplan}"
+mkdir -p "$SPOTPLAN_CACHE"
 SHARED_DIR="${SPOTPLAN_SHARED:-$(cd "$SPOTPLAN_ROOT/.." && pwd)/shared}"
 TOOLS_BIN="$SPOTPLAN_CACHE/tools/bin"
 export GOMODCACHE="${GOMODCACHE_OVERRIDE:-$SPOTPLAN_CACHE/go/mod}"

@@ -619,16 +619,7 @@ fn rbac_role_is_enough_and_no_more() {
         .kubectl(&["create", "token", "spotplan", "-n", ns, "--duration", "1h"])
         .trim()
         .to_string();
-    let admin = std::fs::read_to_string(&rig.kubeconfig).unwrap();
-    let admin_token = admin
-        .split("token: \"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap();
-    let kc = rig.dir.path().join("sa.kubeconfig");
-    std::fs::write(&kc, admin.replace(admin_token, &token)).unwrap();
+    let kc = rig.kubeconfig_with_token(&token);
 
     // Run it as in a pod: its namespace (for the Lease) and name from the environment.
     let c = rig.controller_env(

@@ -405,16 +405,7 @@ fn run_as_deployed(rig: &Rig, manifest: &[Value], ns: &str, token: &str) -> rig:
             *v = format!("127.0.0.1:{listen_port}");
         }
     }
-    let admin = std::fs::read_to_string(&rig.kubeconfig).unwrap();
-    let admin_token = admin
-        .split("token: \"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap();
-    let kc = rig.dir.path().join("deployed.kubeconfig");
-    std::fs::write(&kc, admin.replace(admin_token, token)).unwrap();
+    let kc = rig.kubeconfig_with_token(token);
     let args: Vec<String> = c["args"]
         .as_array()
         .unwrap()

@@ -245,34 +245,35 @@ impl SpotAdvisor {
     /// Refuses `self` as a replacement for `last_good` when it lost most of the regions or of
     /// the (region, type) entries that `last_good` had.
     pub fn check_replaces(&self, last_good: &SpotAdvisor, file: &str) -> Result<(), DataError> {
-        let lost_regions = last_good
-            .regions
-            .keys()
-            .filter(|r| !self.regions.contains_key(*r))
-            .count();
-        check_loss(
-            file,
-            "regions",
-            last_good.regions.len(),
-            self.regions.len(),
-            lost_regions,
-        )?;
-        let lost_entries: usize = last_good
-            .regions
-            .iter()
-            .map(|(r, old)| match self.regions.get(r) {
-                Some(new) => old.keys().filter(|t| !new.contains_key(*t)).count(),
-                None => old.len(),
-            })
-            .sum();
-        check_loss(
+        check_nested_loss(
             file,
             "region/type entries",
-            last_good.entry_count(),
-            self.entry_count(),
-            lost_entries,
+            &self.regions,
+            &last_good.regions,
         )
     }
+}
+
+/// Refuses `new` when it lost more than half of the regions, or of the (region, type) entries,
+/// that `old` had.
+fn check_nested_loss<V>(
+    file: &str,
+    entries: &'static str,
+    new: &HashMap<String, HashMap<String, V>>,
+    old: &HashMap<String, HashMap<String, V>>,
+) -> Result<(), DataError> {
+    let lost_regions = old.keys().filter(|r| !new.contains_key(*r)).count();
+    check_loss(file, "regions", old.len(), new.len(), lost_regions)?;
+    let count =
+        |m: &HashMap<String, HashMap<String, V>>| m.values().map(HashMap::len).sum::<usize>();
+    let lost: usize = old
+        .iter()
+        .map(|(r, o)| match new.get(r) {
+            Some(n) => o.keys().filter(|t| !n.contains_key(*t)).count(),
+            None => o.len(),
+        })
+        .sum();
+    check_loss(file, entries, count(old), count(new), lost)
 }
 
 fn check_loss(
@@ -418,32 +419,11 @@ impl PriceTable {
 
     /// Like [`SpotAdvisor::check_replaces`], for prices.
     pub fn check_replaces(&self, last_good: &PriceTable, file: &str) -> Result<(), DataError> {
-        let lost_regions = last_good
-            .regions
-            .keys()
-            .filter(|r| !self.regions.contains_key(*r))
-            .count();
-        check_loss(
-            file,
-            "regions",
-            last_good.regions.len(),
-            self.regions.len(),
-            lost_regions,
-        )?;
-        let lost: usize = last_good
-            .regions
-            .iter()
-            .map(|(r, old)| match self.regions.get(r) {
-                Some(new) => old.keys().filter(|t| !new.contains_key(*t)).count(),
-                None => old.len(),
-            })
-            .sum();
-        check_loss(
+        check_nested_loss(
             file,
             "region/type prices",
-            last_good.entry_count(),
-            self.entry_count(),
-            lost,
+            &self.regions,
+            &last_good.regions,
         )
     }
 }

@@ -196,6 +196,23 @@ fn set_condition(
     }
 }
 
+fn set_data_fresh(
+    conds: &mut Vec<Condition>,
+    fresh: &Freshness,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    set_condition(
+        conds,
+        conditions::DATA_FRESH,
+        fresh.fresh,
+        fresh.reason,
+        &fresh.message,
+        generation,
+        now,
+    );
+}
+
 fn remove_condition(conds: &mut Vec<Condition>, type_: &str) {
     conds.retain(|c| c.type_ != type_);
 }
@@ -425,15 +442,7 @@ async fn not_ready(
         generation,
         now,
     );
-    set_condition(
-        &mut status.conditions,
-        conditions::DATA_FRESH,
-        fresh.fresh,
-        fresh.reason,
-        &fresh.message,
-        generation,
-        now,
-    );
+    set_data_fresh(&mut status.conditions, fresh, generation, now);
     remove_condition(&mut status.conditions, conditions::SUSPENDED);
     let before = ready_reason(sp.status.as_ref());
     if write_status(ctx, sp, &status).await? && before != Some(("False".into(), reason.into())) {
@@ -486,15 +495,7 @@ async fn reconcile_plan(cached: &SpotPlan, ctx: &Context) -> Result<Action, Erro
             generation,
             now,
         );
-        set_condition(
-            &mut status.conditions,
-            conditions::DATA_FRESH,
-            fresh.fresh,
-            fresh.reason,
-            &fresh.message,
-            generation,
-            now,
-        );
+        set_data_fresh(&mut status.conditions, &fresh, generation, now);
         if write_status(ctx, sp, &status).await? {
             publish(
                 ctx,
@@ -864,15 +865,7 @@ async fn reconcile_plan(cached: &SpotPlan, ctx: &Context) -> Result<Action, Erro
         generation,
         now,
     );
-    set_condition(
-        &mut status.conditions,
-        conditions::DATA_FRESH,
-        fresh.fresh,
-        fresh.reason,
-        &fresh.message,
-        generation,
-        now,
-    );
+    set_data_fresh(&mut status.conditions, &fresh, generation, now);
     remove_condition(&mut status.conditions, conditions::SUSPENDED);
     match (decision.why, decision.narrow_at) {
         (Why::NarrowingDeferred, Some(at)) => set_condition(

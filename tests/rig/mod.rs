@@ -200,34 +200,34 @@ impl Rig {
         extra: &[&str],
     ) -> Controller {
         let port = free_port();
-        let log = self.dir.path().join(format!("controller-{port}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_spotplan"))
-            .arg("controller")
-            .arg("--advisor-data")
-            .arg(&self.advisor)
-            .arg("--prices")
-            .arg(&self.prices)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--cache-dir")
-            .arg(self.dir.path().join("cache"))
-            .args(["--lease-ttl", "6s", "--log-level", "info,spotplan=debug"])
-            .args(extra)
-            .env("KUBECONFIG", kubeconfig)
-            .env_remove("POD_NAMESPACE")
-            .env_remove("POD_NAME")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start spotplan controller");
-        let c = Controller {
-            child: Some(child),
-            port,
-            log,
-        };
-        c.wait_ready();
-        c
+        let mut args: Vec<String> = vec!["controller".into(), "--advisor-data".into()];
+        args.push(self.advisor.display().to_string());
+        args.extend(["--prices".into(), self.prices.display().to_string()]);
+        args.extend(["--listen".into(), format!("127.0.0.1:{port}")]);
+        args.extend([
+            "--cache-dir".into(),
+            self.dir.path().join("cache").display().to_string(),
+        ]);
+        args.extend(["--lease-ttl", "6s", "--log-level", "info,spotplan=debug"].map(String::from));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        self.controller_cmd(kubeconfig, &args, env, port)
+    }
+
+    /// A kubeconfig for this rig that authenticates with `token` (a ServiceAccount's).
+    pub fn kubeconfig_with_token(&self, token: &str) -> PathBuf {
+        let admin = std::fs::read_to_string(&self.kubeconfig).unwrap();
+        let admin_token = admin
+            .split("token: \"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let kc = self.dir.path().join(format!("token-{n}.kubeconfig"));
+        std::fs::write(&kc, admin.replace(admin_token, token)).unwrap();
+        kc
     }
 }
 
