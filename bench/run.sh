@@ -12,8 +12,8 @@ DATA="$SHARED_DIR/data"
 [ -d "$DATA" ] || die "shared data not found at $DATA (set SPOTPLAN_SHARED)"
 export SPOTPLAN_SHARED="$SHARED_DIR"
 
-log "criterion: the core (cargo bench --release)"
-cargo bench -q --release --bench optimizer -- --noplot 2>&1 | grep -E "^[a-z_0-9]+|time:" || true
+log "criterion: the core (cargo bench, sharing the release artifacts)"
+cargo bench -q --bench optimizer -- --noplot 2>&1 | grep -E "^[a-z_0-9]+|time:" || true
 BIN="$CARGO_TARGET_DIR/release/spotplan"
 cargo build -q --release --bin spotplan
 
