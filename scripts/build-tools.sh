@@ -60,15 +60,6 @@ build_karpenter() {
   stamp karpenter-kwok "$KARPENTER_VERSION"
 }
 
-build_kwok() {
-  stamp_ok kwok "$KWOK_VERSION" && return
-  log "building kwok $KWOK_VERSION"
-  scratch_module kwok
-  go get -tool "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
-  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$TOOLS_BIN/kwok" sigs.k8s.io/kwok/cmd/kwok
-  stamp kwok "$KWOK_VERSION"
-}
-
 build_helm() {
   stamp_ok helm "$HELM_VERSION" && return
   log "building helm $HELM_VERSION"
@@ -116,21 +107,21 @@ build_apt() {
     || die "apt-get could not install ${missing[*]}"
 }
 
-# Module directories the tests read files from (Karpenter CRDs, kwok stages, kubeconform's converter).
+# Module directories the tests read files from (Karpenter and kwok CRDs, kubeconform's converter).
 module_dir() { go mod download -json "$1" | python3 -c 'import sys,json;print(json.load(sys.stdin)["Dir"])'; }
 
 main() {
   local what=("${@:-all}")
   for w in "${what[@]}"; do
     case "$w" in
-      all) build_apt; build_python; build_kube; build_etcd; build_karpenter; build_kwok; build_helm; build_kubeconform ;;
-      go) build_kube; build_etcd; build_karpenter; build_kwok; build_helm; build_kubeconform ;;
+      all) build_apt; build_python; build_kube; build_etcd; build_karpenter; build_helm; build_kubeconform ;;
+      go) build_kube; build_etcd; build_karpenter; build_helm; build_kubeconform ;;
       python) build_python ;;
       apt) build_apt ;;
-      kube) build_kube ;; etcd) build_etcd ;; karpenter) build_karpenter ;; kwok) build_kwok ;;
+      kube) build_kube ;; etcd) build_etcd ;; karpenter) build_karpenter ;;
       helm) build_helm ;; kubeconform) build_kubeconform ;;
       moddir) shift; module_dir "$1"; return ;;
-      *) die "unknown tool '$w' (all|go|python|kube|etcd|karpenter|kwok|helm|kubeconform)" ;;
+      *) die "unknown tool '$w' (all|go|python|kube|etcd|karpenter|helm|kubeconform)" ;;
     esac
   done
 }
