@@ -8,7 +8,7 @@
 
 mod rig;
 
-use rig::{Rig, condition, eventually};
+use rig::{Rig, condition, eventually, run_ok};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -97,7 +97,8 @@ fn karpenter_launches_only_planned_types() {
         return;
     };
     let types_file = rig.dir.path().join("kwok-instance-types.json");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_spotplan"))
+    let mut render = std::process::Command::new(env!("CARGO_BIN_EXE_spotplan"));
+    render
         .args([
             "render",
             "kwok-instance-types",
@@ -107,16 +108,10 @@ fn karpenter_launches_only_planned_types() {
         ])
         .arg(&rig.advisor)
         .arg("--prices")
-        .arg(&rig.prices)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::write(&types_file, &out.stdout).unwrap();
-    let catalog: Value = serde_json::from_slice(&out.stdout).unwrap();
+        .arg(&rig.prices);
+    let types_json = run_ok(render);
+    std::fs::write(&types_file, &types_json).unwrap();
+    let catalog: Value = serde_json::from_slice(&types_json).unwrap();
     assert!(
         catalog.as_array().unwrap().len() > 1000,
         "the whole catalog, not the plan's list"

@@ -510,26 +510,16 @@ async fn reconcile_plan(cached: &SpotPlan, ctx: &Context) -> Result<Action, Erro
     }
 
     // Validate: the spec alone.
-    let req = match spec::request(&sp.spec) {
-        Ok(r) => r,
+    let parsed = spec::request(&sp.spec).and_then(|req| {
+        Ok((
+            req,
+            spec::on_demand_base(&sp.spec)?,
+            spec::min_narrow_interval(&sp.spec, ctx.settings.min_narrow_interval)?,
+        ))
+    });
+    let (req, base_cpu, min_interval) = match parsed {
+        Ok(v) => v,
         Err(e) => {
-            return not_ready(
-                ctx,
-                sp,
-                &fresh,
-                "InvalidSpec",
-                e.to_string(),
-                Action::await_change(),
-            )
-            .await;
-        }
-    };
-    let (base_cpu, min_interval) = match (
-        spec::on_demand_base(&sp.spec),
-        spec::min_narrow_interval(&sp.spec, ctx.settings.min_narrow_interval),
-    ) {
-        (Ok(b), Ok(m)) => (b, m),
-        (Err(e), _) | (_, Err(e)) => {
             return not_ready(
                 ctx,
                 sp,

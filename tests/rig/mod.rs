@@ -169,18 +169,12 @@ impl Rig {
     }
 
     pub fn restart_apiserver(&self, pause: Duration) {
-        let out = Command::new("bash")
-            .arg(root().join("scripts/testenv.sh"))
+        let mut cmd = Command::new("bash");
+        cmd.arg(root().join("scripts/testenv.sh"))
             .arg("restart-apiserver")
             .env("SPOTPLAN_TESTENV_DIR", &self.state)
-            .env("RESTART_PAUSE", pause.as_secs().to_string())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .env("RESTART_PAUSE", pause.as_secs().to_string());
+        run_ok(cmd);
     }
 
     /// Starts `spotplan controller` with the rig's data and `extra` flags, as `user`.
@@ -271,6 +265,18 @@ impl Drop for Rig {
             .env("SPOTPLAN_TESTENV_DIR", &self.state)
             .output();
     }
+}
+
+/// Runs a command to completion, failing the test with its stderr unless it succeeds; its stdout.
+pub fn run_ok(mut cmd: Command) -> Vec<u8> {
+    let out = cmd.output().expect("spawn command");
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        cmd,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
 }
 
 pub fn free_port() -> u16 {
