@@ -355,6 +355,51 @@ fn unreadable_data_files() {
 }
 
 #[test]
+fn a_bad_flag_is_reported_before_data_is_read_or_fetched() {
+    // Local files are read while the catalog parses, yet the flag error still wins.
+    let out = spotplan()
+        .args(["recommend", "--cores", "4", "--memory", "8"])
+        .args([
+            "--region",
+            "us-est-1",
+            "--advisor-data",
+            "/nonexistent/advisor.json",
+        ])
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("--region: unknown region"), "{err}");
+
+    // A URL is not fetched at all when a flag is bad.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/advisor.json", listener.local_addr().unwrap());
+    let cache = tempfile::tempdir().unwrap();
+    spotplan()
+        .env("SPOTPLAN_CACHE_DIR", cache.path())
+        .args([
+            "recommend",
+            "--cores",
+            "4",
+            "--memory",
+            "8",
+            "--region",
+            "us-est-1",
+        ])
+        .args(["--advisor-data", &url])
+        .timeout(std::time::Duration::from_secs(30))
+        .assert()
+        .code(2);
+    listener.set_nonblocking(true).unwrap();
+    let accepted = listener.accept();
+    assert!(
+        matches!(&accepted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the advisor URL was fetched despite a bad flag: {accepted:?}"
+    );
+}
+
+#[test]
 fn nothing_fits_names_the_filter() {
     let out = recommend(&[
         "--cores",

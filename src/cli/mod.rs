@@ -160,6 +160,20 @@ impl DataArgs {
 
     /// Loads the advisor and (optional) prices and joins them with the catalog.
     pub async fn market(&self, catalog: &'static Catalog) -> Result<MarketData, CliError> {
+        Ok(self.load().await?.join(catalog))
+    }
+
+    /// True when every source is a local file: loading them fetches nothing, so it may start
+    /// before the flags are checked.
+    pub fn all_local(&self) -> bool {
+        std::iter::once(&self.advisor_data)
+            .chain(self.prices.as_ref())
+            .all(|s| matches!(Source::parse(s), Source::File(_)))
+    }
+
+    /// Loads the advisor and (optional) prices; they do not need the catalog, so this can run
+    /// while the catalog is parsed.
+    pub async fn load(&self) -> Result<LoadedMarket, CliError> {
         let loader = self.loader();
         let advisor_source = Source::parse(&self.advisor_data);
         let prices_source = self.prices.as_deref().map(Source::parse);
@@ -183,17 +197,29 @@ impl DataArgs {
                 eprintln!("warning: {flag}: refresh failed, using the cached copy: {err}");
             }
         }
-        let (prices, prices_source) = match prices {
+        Ok(LoadedMarket { advisor, prices })
+    }
+}
+
+/// Market data read but not yet joined with the catalog.
+pub struct LoadedMarket {
+    advisor: Loaded<SpotAdvisor>,
+    prices: Option<Loaded<PriceTable>>,
+}
+
+impl LoadedMarket {
+    pub fn join(self, catalog: &'static Catalog) -> MarketData {
+        let (prices, prices_source) = match self.prices {
             Some(p) => (Some(Arc::new(p.data)), Some(p.provenance)),
             None => (None, None),
         };
-        Ok(MarketData::new(
+        MarketData::new(
             catalog,
-            Some(Arc::new(advisor.data)),
-            Some(advisor.provenance),
+            Some(Arc::new(self.advisor.data)),
+            Some(self.advisor.provenance),
             prices,
             prices_source,
-        ))
+        )
     }
 }
 

@@ -156,9 +156,20 @@ impl RecommendArgs {
 }
 
 pub async fn run(args: RecommendArgs) -> Result<(), CliError> {
-    let catalog = Catalog::embedded();
+    // Local files parse on the blocking pool while the catalog parses; a URL is fetched only
+    // after the flags are known to be good.
+    let (catalog, early) = if args.data.all_local() {
+        let (catalog, loaded) = tokio::join!(
+            tokio::task::spawn_blocking(Catalog::embedded),
+            args.data.load()
+        );
+        let catalog = catalog.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        (catalog, Some(loaded))
+    } else {
+        (Catalog::embedded(), None)
+    };
     let req = args.request();
-    // Bad flags are reported before any data is fetched.
+    // A bad flag is reported ahead of any data error.
     if let Err(e) = optimize(
         &req,
         catalog,
@@ -167,7 +178,11 @@ pub async fn run(args: RecommendArgs) -> Result<(), CliError> {
     {
         return Err(plan_error(e));
     }
-    let market = args.data.market(catalog).await?;
+    let loaded = match early {
+        Some(loaded) => loaded?,
+        None => args.data.load().await?,
+    };
+    let market = loaded.join(catalog);
     let plan = optimize(&req, catalog, &market).map_err(plan_error)?;
     let format = args.output.unwrap_or(if std::io::stdout().is_terminal() {
         Format::Table

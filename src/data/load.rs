@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// A market-data document the loader can fetch, parse and compare.
@@ -88,7 +89,9 @@ struct CacheMeta {
 pub struct Loader {
     cache_dir: Option<PathBuf>,
     ttl: Duration,
-    http: reqwest::Client,
+    /// Built on the first URL fetch: loading the system's root certificates costs a few
+    /// milliseconds that a run reading only local files should not pay.
+    http: Arc<OnceLock<reqwest::Client>>,
 }
 
 /// `$XDG_CACHE_HOME/spotplan` (or the platform's cache directory).
@@ -118,19 +121,24 @@ pub fn maybe_gunzip(bytes: Vec<u8>, file: &str) -> Result<Vec<u8>, DataError> {
 
 impl Loader {
     pub fn new(cache_dir: Option<PathBuf>, ttl: Duration) -> Loader {
-        // reqwest is built without a default crypto provider; use ring, as kube does.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("spotplan/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60))
-            .build()
-            .expect("HTTP client with static settings");
         Loader {
             cache_dir,
             ttl,
-            http,
+            http: Arc::default(),
         }
+    }
+
+    fn http(&self) -> &reqwest::Client {
+        self.http.get_or_init(|| {
+            // reqwest is built without a default crypto provider; use ring, as kube does.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            reqwest::Client::builder()
+                .user_agent(concat!("spotplan/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(Duration::from_secs(10))
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("HTTP client with static settings")
+        })
     }
 
     pub fn ttl(&self) -> Duration {
@@ -220,7 +228,7 @@ impl Loader {
 
     async fn fetch(&self, url: &str) -> Result<Vec<u8>, DataError> {
         let attempt = || async {
-            let resp = self.http.get(url).send().await?;
+            let resp = self.http().get(url).send().await?;
             let resp = resp.error_for_status()?;
             Ok::<_, reqwest::Error>(resp.bytes().await?.to_vec())
         };

@@ -81,7 +81,20 @@ async fn shutdown_signal() {
 }
 
 /// Runs the controller until SIGTERM.
+/// The binary's allocator (mimalloc) is built not to ask for transparent huge pages, but a host
+/// whose THP setting is `always` hands them out anyway, and huge pages on its arenas took the
+/// controller's resident memory from 57 to 95 MiB at 1,000 plans. A long-running process under
+/// a memory limit wants small pages.
+fn disable_huge_pages() {
+    // SAFETY: PR_SET_THP_DISABLE sets a flag on this process; no memory is touched.
+    let rc = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    if rc != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "could not disable transparent huge pages");
+    }
+}
+
 pub async fn run(opts: Options) -> anyhow::Result<()> {
+    disable_huge_pages();
     let client = Client::try_default().await.map_err(|e| {
         anyhow::anyhow!("no Kubernetes client config (in-cluster or KUBECONFIG): {e}")
     })?;
