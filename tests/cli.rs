@@ -276,24 +276,26 @@ fn unknown_family_and_type() {
     );
 }
 
+/// `spotplan recommend --cores 4 --memory 8` plus `args`, without the default data flags.
+fn small<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> Command {
+    let mut c = spotplan();
+    c.args(["recommend", "--cores", "4", "--memory", "8"])
+        .args(args);
+    c
+}
+
+/// Runs `cmd`, expects exit `code`, and returns its stderr.
+fn stderr_of(cmd: &mut Command, code: i32) -> String {
+    let out = cmd.assert().code(code).get_output().clone();
+    String::from_utf8(out.stderr).unwrap()
+}
+
 #[test]
 fn unreadable_data_files() {
-    let mut c = spotplan();
-    let out = c
-        .args([
-            "recommend",
-            "--cores",
-            "4",
-            "--memory",
-            "8",
-            "--advisor-data",
-            "/nonexistent/advisor.json",
-        ])
-        .assert()
-        .code(3)
-        .get_output()
-        .clone();
-    let err = String::from_utf8(out.stderr).unwrap();
+    let err = stderr_of(
+        &mut small(["--advisor-data", "/nonexistent/advisor.json"]),
+        3,
+    );
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
         err.contains("--advisor-data: /nonexistent/advisor.json: No such file"),
@@ -304,21 +306,13 @@ fn unreadable_data_files() {
     let truncated = dir.path().join("advisor.json");
     let bytes = std::fs::read(common::advisor_path()).unwrap();
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
-    let out = spotplan()
-        .args([
-            "recommend",
-            "--cores",
-            "4",
-            "--memory",
-            "8",
-            "--advisor-data",
-        ])
-        .arg(&truncated)
-        .assert()
-        .code(3)
-        .get_output()
-        .clone();
-    let err = String::from_utf8(out.stderr).unwrap();
+    let err = stderr_of(
+        &mut small([
+            std::ffi::OsStr::new("--advisor-data"),
+            truncated.as_os_str(),
+        ]),
+        3,
+    );
     assert!(
         err.contains("advisor.json: not valid JSON at line"),
         "{err}"
@@ -330,23 +324,16 @@ fn unreadable_data_files() {
         "region,instance_type,on_demand_usd_per_hour,spot_usd_per_hour\nus-east-1,m5.large,-1,\n",
     )
     .unwrap();
-    let out = spotplan()
-        .args([
-            "recommend",
-            "--cores",
-            "4",
-            "--memory",
-            "8",
-            "--advisor-data",
-        ])
-        .arg(common::advisor_path())
-        .arg("--prices")
-        .arg(&bad_prices)
-        .assert()
-        .code(3)
-        .get_output()
-        .clone();
-    let err = String::from_utf8(out.stderr).unwrap();
+    let advisor = common::advisor_path();
+    let err = stderr_of(
+        &mut small([
+            std::ffi::OsStr::new("--advisor-data"),
+            advisor.as_os_str(),
+            std::ffi::OsStr::new("--prices"),
+            bad_prices.as_os_str(),
+        ]),
+        3,
+    );
     assert!(
         err.contains("--prices:")
             && err.contains("line 2, column `on_demand_usd_per_hour`: -1 is negative"),
@@ -357,37 +344,23 @@ fn unreadable_data_files() {
 #[test]
 fn a_bad_flag_is_reported_before_data_is_read_or_fetched() {
     // Local files are read while the catalog parses, yet the flag error still wins.
-    let out = spotplan()
-        .args(["recommend", "--cores", "4", "--memory", "8"])
-        .args([
+    let err = stderr_of(
+        &mut small([
             "--region",
             "us-est-1",
             "--advisor-data",
             "/nonexistent/advisor.json",
-        ])
-        .assert()
-        .code(2)
-        .get_output()
-        .clone();
-    let err = String::from_utf8(out.stderr).unwrap();
+        ]),
+        2,
+    );
     assert!(err.contains("--region: unknown region"), "{err}");
 
     // A URL is not fetched at all when a flag is bad.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/advisor.json", listener.local_addr().unwrap());
     let cache = tempfile::tempdir().unwrap();
-    spotplan()
+    small(["--region", "us-est-1", "--advisor-data", &url])
         .env("SPOTPLAN_CACHE_DIR", cache.path())
-        .args([
-            "recommend",
-            "--cores",
-            "4",
-            "--memory",
-            "8",
-            "--region",
-            "us-est-1",
-        ])
-        .args(["--advisor-data", &url])
         .timeout(std::time::Duration::from_secs(30))
         .assert()
         .code(2);
