@@ -188,12 +188,17 @@ fn emr_release_really_filters() {
     }
 }
 
+/// Runs `cmd`, expects exit `code` and nothing on stdout, and returns its stderr.
+fn stderr_of(cmd: &mut Command, code: i32) -> String {
+    let out = cmd.assert().code(code).get_output().clone();
+    assert!(out.stdout.is_empty(), "a failure prints no plan");
+    String::from_utf8(out.stderr).unwrap()
+}
+
 fn fails_with(args: &[&str], code: i32, line: &str) {
-    let out = recommend(args).assert().code(code).get_output().clone();
-    let stderr = String::from_utf8(out.stderr).unwrap();
+    let stderr = stderr_of(&mut recommend(args), code);
     assert_eq!(stderr.lines().count(), 1, "one line, got: {stderr}");
     assert!(stderr.contains(line), "want '{line}' in: {stderr}");
-    assert!(out.stdout.is_empty());
 }
 
 #[test]
@@ -284,12 +289,6 @@ fn small<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> Comman
     c
 }
 
-/// Runs `cmd`, expects exit `code`, and returns its stderr.
-fn stderr_of(cmd: &mut Command, code: i32) -> String {
-    let out = cmd.assert().code(code).get_output().clone();
-    String::from_utf8(out.stderr).unwrap()
-}
-
 #[test]
 fn unreadable_data_files() {
     let err = stderr_of(
@@ -374,26 +373,21 @@ fn a_bad_flag_is_reported_before_data_is_read_or_fetched() {
 
 #[test]
 fn nothing_fits_names_the_filter() {
-    let out = recommend(&[
-        "--cores",
-        "4",
-        "--memory",
-        "8",
-        "--region",
-        "us-east-1",
-        "--instance-family",
-        "p4d",
-        "--mode",
-        "fault_tolerance",
-    ])
-    .assert()
-    .code(4)
-    .get_output()
-    .clone();
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert!(
-        err.contains("the mode_node_count filter removed the last"),
-        "{err}"
+    fails_with(
+        &[
+            "--cores",
+            "4",
+            "--memory",
+            "8",
+            "--region",
+            "us-east-1",
+            "--instance-family",
+            "p4d",
+            "--mode",
+            "fault_tolerance",
+        ],
+        4,
+        "the mode_node_count filter removed the last",
     );
 }
 

@@ -166,17 +166,25 @@ impl DataArgs {
     /// True when every source is a local file: loading them fetches nothing, so it may start
     /// before the flags are checked.
     pub fn all_local(&self) -> bool {
-        std::iter::once(&self.advisor_data)
-            .chain(self.prices.as_ref())
-            .all(|s| matches!(Source::parse(s), Source::File(_)))
+        let (advisor, prices) = self.sources();
+        std::iter::once(advisor)
+            .chain(prices)
+            .all(|s| matches!(s, Source::File(_)))
+    }
+
+    /// The advisor source and the price source, if any, as the flags name them.
+    fn sources(&self) -> (Source, Option<Source>) {
+        (
+            Source::parse(&self.advisor_data),
+            self.prices.as_deref().map(Source::parse),
+        )
     }
 
     /// Loads the advisor and (optional) prices; they do not need the catalog, so this can run
     /// while the catalog is parsed.
     pub async fn load(&self) -> Result<LoadedMarket, CliError> {
         let loader = self.loader();
-        let advisor_source = Source::parse(&self.advisor_data);
-        let prices_source = self.prices.as_deref().map(Source::parse);
+        let (advisor_source, prices_source) = self.sources();
         let (advisor, prices) =
             tokio::join!(loader.load::<SpotAdvisor>(&advisor_source, None), async {
                 match &prices_source {
