@@ -9,8 +9,8 @@ FROM rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY crates ./crates
 COPY benches ./benches
-COPY catalog ./catalog
 COPY crds ./crds
 RUN cargo build --release --locked --bin spotplan \
     && cp target/release/spotplan /spotplan

@@ -24,32 +24,42 @@ fn benches(c: &mut Criterion) {
     let catalog = Catalog::embedded();
     let advisor = SpotAdvisor::parse(&advisor_bytes, "advisor").unwrap();
     let prices = PriceTable::parse(&price_bytes, "prices").unwrap();
-    let market = MarketData::new(
-        catalog,
-        Some(advisor.into()),
-        None,
-        Some(prices.into()),
-        None,
-    );
+    let market = MarketData::embedded(spotplan::MarketInputs {
+        advisor: Some(advisor.into()),
+        prices: Some(prices.into()),
+        ..Default::default()
+    });
     let req = Request::new(64, 256 * 1024, "us-east-1");
-    optimize(&req, catalog, &market).unwrap(); // builds the region's quote row once
+    optimize(&req, &market).unwrap(); // builds the region's quote row once
 
     c.bench_function("recommend_64vcpu_256gib_us_east_1", |b| {
-        b.iter(|| optimize(black_box(&req), catalog, &market).unwrap())
+        b.iter(|| optimize(black_box(&req), &market).unwrap())
     });
     let mut no_ceiling = req.clone();
     no_ceiling.max_band = Some(2);
     c.bench_function("recommend_64vcpu_256gib_us_east_1_max_band_2", |b| {
-        b.iter(|| optimize(black_box(&no_ceiling), catalog, &market).unwrap())
+        b.iter(|| optimize(black_box(&no_ceiling), &market).unwrap())
     });
-    c.bench_function("load_catalog", |b| {
-        b.iter(|| Catalog::from_json(black_box(spotplan::core::catalog::EMBEDDED_JSON)).unwrap())
-    });
+    // Loading: all regions (the controller) and one region (the CLI's path).
+    let one = Some(&["us-east-1"][..]);
     c.bench_function("load_spot_advisor", |b| {
         b.iter(|| SpotAdvisor::parse(black_box(&advisor_bytes), "advisor").unwrap())
     });
+    c.bench_function("load_spot_advisor_one_region", |b| {
+        b.iter(|| SpotAdvisor::parse_regions(black_box(&advisor_bytes), "advisor", one).unwrap())
+    });
     c.bench_function("load_prices", |b| {
         b.iter(|| PriceTable::parse(black_box(&price_bytes), "prices").unwrap())
+    });
+    c.bench_function("load_prices_one_region", |b| {
+        b.iter(|| PriceTable::parse_regions(black_box(&price_bytes), "prices", one).unwrap())
+    });
+    // Joining a region's quotes (once per region per data version).
+    c.bench_function("join_region_us_east_1", |b| {
+        b.iter(|| {
+            let m = MarketData::new(market.catalog_arc().clone(), market.inputs().clone());
+            m.quotes(catalog.region("us-east-1").unwrap()).len()
+        })
     });
 }
 

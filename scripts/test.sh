@@ -24,19 +24,19 @@ export PATH="$TOOLS_BIN:$PYVENV/bin:$PATH"
 
 phase "generated catalog"
 tmp=$(mktemp); "$SPOTPLAN_PYTHON" tools/gen_catalog.py --out "$tmp" 2>/dev/null
-cmp -s "$tmp" catalog/ec2-catalog.json || { rm -f "$tmp"; die "catalog/ec2-catalog.json differs from what tools/gen_catalog.py makes from moto $MOTO_VERSION: regenerate it"; }
+cmp -s "$tmp" crates/spotplan-core/catalog/ec2-catalog.json || { rm -f "$tmp"; die "crates/spotplan-core/catalog/ec2-catalog.json differs from what tools/gen_catalog.py makes from moto $MOTO_VERSION: regenerate it"; }
 rm -f "$tmp"
 phase_end
 
 if [ "$lint" = 1 ]; then
   phase "fmt + clippy"
   cargo fmt --all -- --check
-  cargo clippy -q --release --all-targets -- -D warnings
+  cargo clippy -q --release --workspace --all-targets -- -D warnings
   phase_end
 fi
 
 phase "cargo test"
-cargo test --release --no-fail-fast
+cargo test --release --workspace --no-fail-fast
 phase_end
 
 printf '\nphase timings:\n%b' "$TIMINGS" >&2

@@ -1,19 +1,23 @@
 //! spotplan picks EC2 Spot instance types for a workload and writes the decision where capacity
-//! is launched (Karpenter NodePools today; EC2 Fleet, Spot Fleet and Auto Scaling groups later).
+//! is launched: Karpenter NodePools in a cluster, EC2 Fleet, Spot Fleet and Auto Scaling group
+//! requests outside one.
 //!
-//! The crate is split the way data flows:
-//! - [`core`]: the pure core. The embedded instance catalog, market data (Spot Advisor bands and
-//!   savings, prices) as validated values, the optimizer and the renderers. No I/O, no clocks,
-//!   no Kubernetes or AWS clients: everything here is a function of its inputs.
-//! - [`data`]: where market data comes from (files, URLs) and how it is cached on disk.
-//! - [`cli`]: the `spotplan` command line, a drop-in for the Python `spot-optimizer` CLI.
+//! This crate is the shell around the pure core ([`spotplan_core`], re-exported as [`core`]):
+//! - [`sources`]: where market data comes from (files, URLs, the disk cache);
+//! - [`cli`]: the `spotplan` command line, a drop-in for the Python `spot-optimizer` CLI;
+//! - [`operator`]: the Kubernetes controller that reconciles SpotPlans into NodePools.
+
+pub use spotplan_core as core;
 
 pub mod cli;
-pub mod core;
-pub mod data;
+pub mod duration;
 pub mod operator;
+pub mod sources;
 
-pub use crate::core::catalog::Catalog;
-pub use crate::core::market::MarketData;
-pub use crate::core::optimizer::{Request, optimize};
-pub use crate::core::plan::Plan;
+pub use spotplan_core::{Catalog, MarketData, MarketInputs, Plan, Request, optimize};
+
+/// reqwest and kube are built without a default TLS crypto provider; both use ring. Installing
+/// it twice is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -177,15 +177,27 @@ fn emr_release_really_filters() {
         "--emr-version",
         "5.36.0",
     ]);
-    let catalog = spotplan::Catalog::embedded();
-    let (_, emr) = catalog.emr_release("5.36.0").unwrap();
-    for c in v["candidates"].as_array().unwrap() {
+    // Checked against moto's own EMR data, not the product's catalog.
+    let supported = &common::indep::EMR["emr-5.36.0"];
+    let candidates = v["candidates"].as_array().unwrap();
+    assert!(candidates.len() >= 5);
+    for c in candidates {
         assert!(
-            emr.supports(catalog.get(c["type"].as_str().unwrap()).unwrap()),
+            supported.contains(c["type"].as_str().unwrap()),
             "{}",
             c["type"]
         );
     }
+    // And it makes a difference: without it, types EMR 5.36 lacks are planned.
+    let all = json(&["--cores", "64", "--memory", "256", "--region", "us-east-1"]);
+    assert!(
+        all["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| !supported.contains(c["type"].as_str().unwrap())),
+        "the EMR filter removed nothing"
+    );
 }
 
 /// Runs `cmd`, expects exit `code` and nothing on stdout, and returns its stderr.
@@ -217,6 +229,91 @@ fn bad_cores() {
         "is not a whole number",
     );
     fails_with(&["--cores", "4", "--memory", "0"], 2, "--memory");
+}
+
+#[test]
+fn sizes_above_the_documented_bound_are_refused_not_wrapped() {
+    // u32::MAX used to wrap to total_cores 0 in the release profile.
+    fails_with(
+        &["--cores", "4294967295", "--memory", "8"],
+        2,
+        "invalid value '4294967295' for '--cores <N>': 4294967295 is above the maximum of 65536",
+    );
+    fails_with(
+        &["--cores", "65537", "--memory", "8"],
+        2,
+        "above the maximum of 65536",
+    );
+    fails_with(
+        &["--cores", "8", "--memory", "262145"],
+        2,
+        "for '--memory <GiB>': 262145 GiB is above the maximum of 262144 GiB",
+    );
+    fails_with(&["--cores", "8", "--memory", "1e300"], 2, "--memory");
+    fails_with(
+        &["--cores", "8", "--memory", "8", "--min-types", "51"],
+        2,
+        "--min-types",
+    );
+    fails_with(
+        &["--cores", "8", "--memory", "8", "--gpus", "65"],
+        2,
+        "--gpus",
+    );
+    fails_with(
+        &["--cores", "8", "--memory", "8", "--min-generation", "21"],
+        2,
+        "--min-generation",
+    );
+    // An explicit --max-types below --min-types is refused, never raised silently.
+    fails_with(
+        &[
+            "--cores",
+            "8",
+            "--memory",
+            "8",
+            "--min-types",
+            "30",
+            "--max-types",
+            "20",
+        ],
+        2,
+        "--max-types: 20 is out of range: use min types (30) to 50",
+    );
+    // At the bound, it plans (or says nothing fits), and the totals never wrap.
+    let v = json(&[
+        "--cores",
+        "65536",
+        "--memory",
+        "262144",
+        "--region",
+        "us-east-1",
+        "--mode",
+        "latency",
+    ]);
+    assert!(
+        v["total_cores"].as_u64().unwrap() >= 65_536,
+        "{}",
+        v["total_cores"]
+    );
+    for c in v["candidates"].as_array().unwrap() {
+        assert_eq!(
+            c["total_vcpus"].as_u64().unwrap(),
+            c["count"].as_u64().unwrap() * c["vcpus"].as_u64().unwrap()
+        );
+    }
+    // Without --max-types, the list follows a --min-types above the default 20.
+    let v = json(&[
+        "--cores",
+        "64",
+        "--memory",
+        "256",
+        "--region",
+        "us-east-1",
+        "--min-types",
+        "30",
+    ]);
+    assert_eq!(v["candidates"].as_array().unwrap().len(), 30);
 }
 
 #[test]
@@ -409,4 +506,138 @@ fn data_show_reports_sources_and_age() {
                 .and(predicate::str::contains("us-east-1:"))
                 .and(predicate::str::contains("unknown")),
         );
+}
+
+/// Serves the advisor file slowly (so concurrent cold runs overlap), counting requests.
+fn slow_advisor_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let bytes = std::fs::read(common::advisor_path()).unwrap();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let h = hits.clone();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/advisor.json", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let (bytes, h) = (bytes.clone(), h.clone());
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut s = stream.unwrap();
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    bytes.len()
+                );
+                for chunk in bytes.chunks(64 * 1024) {
+                    let _ = s.write_all(chunk);
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            });
+        }
+    });
+    (url, hits)
+}
+
+#[test]
+fn concurrent_runs_on_a_cold_cache_all_succeed() {
+    let (url, hits) = slow_advisor_server();
+    let cache = tempfile::tempdir().unwrap();
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_spotplan"))
+                .args([
+                    "recommend",
+                    "--cores",
+                    "16",
+                    "--memory",
+                    "64",
+                    "--region",
+                    "us-east-1",
+                ])
+                .args(["--advisor-data", &url, "-o", "json"])
+                .env("SPOTPLAN_CACHE_DIR", cache.path())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "a concurrent run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(v["instances"]["type"].is_string());
+    }
+    assert!(
+        hits.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "the runs overlapped"
+    );
+    // One whole entry, no temporary files left behind.
+    let files: Vec<String> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].ends_with(".cache"), "{files:?}");
+    // A later run reads that entry without fetching.
+    let before = hits.load(std::sync::atomic::Ordering::SeqCst);
+    small(["--region", "us-east-1", "--advisor-data", &url])
+        .env("SPOTPLAN_CACHE_DIR", cache.path())
+        .assert()
+        .success();
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), before);
+}
+
+#[test]
+fn a_corrupt_cache_entry_is_ignored_with_a_warning() {
+    let (url, hits) = slow_advisor_server();
+    let cache = tempfile::tempdir().unwrap();
+    small(["--region", "us-east-1", "--advisor-data", &url])
+        .env("SPOTPLAN_CACHE_DIR", cache.path())
+        .assert()
+        .success();
+    let entry = std::fs::read_dir(cache.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    for corrupt in [
+        &b"not a cache entry"[..],
+        &b"{\"url\":\"x\"}\n{}"[..],
+        &std::fs::read(&entry).unwrap()[..5000],
+    ] {
+        std::fs::write(&entry, corrupt).unwrap();
+        let before = hits.load(std::sync::atomic::Ordering::SeqCst);
+        let out = small([
+            "--region",
+            "us-east-1",
+            "--advisor-data",
+            &url,
+            "-o",
+            "json",
+        ])
+        .env("SPOTPLAN_CACHE_DIR", cache.path())
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            stderr.contains("warning: ignoring the corrupt cache entry")
+                && stderr.contains("fetching again"),
+            "{stderr}"
+        );
+        assert_eq!(
+            hits.load(std::sync::atomic::Ordering::SeqCst),
+            before + 1,
+            "fetched again"
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap();
+    }
 }

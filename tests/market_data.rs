@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use spotplan::core::market::{DataError, PriceTable, SpotAdvisor};
 use spotplan::core::optimizer::{Request, optimize};
-use spotplan::data::{Loader, Source};
+use spotplan::sources::{Loader, Source};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,7 +41,7 @@ fn coverage_gaps_are_reported_not_hidden() {
     assert_eq!((spot_types.len(), unknown), (1353, 475));
 
     let mut req = Request::new(64, 256 * 1024, "us-east-1");
-    let plan = optimize(&req, catalog, &market).unwrap();
+    let plan = optimize(&req, &market).unwrap();
     assert!(plan.unknown_band_types > 0);
     assert!(plan.notes.iter().any(|n| n.contains("ranked as band 4")));
     for c in plan
@@ -52,7 +52,7 @@ fn coverage_gaps_are_reported_not_hidden() {
         assert_eq!(c.interruption_label, "unknown");
     }
     req.max_band = Some(4);
-    let plan = optimize(&req, catalog, &market).unwrap();
+    let plan = optimize(&req, &market).unwrap();
     assert_eq!(
         plan.unknown_band_types, 0,
         "a max band excludes unknown types"
@@ -66,11 +66,13 @@ fn coverage_gaps_are_reported_not_hidden() {
 
 #[test]
 fn without_prices_ranking_falls_back_to_band_savings_waste() {
-    let catalog = spotplan::Catalog::embedded();
     let advisor =
         SpotAdvisor::parse(&std::fs::read(common::advisor_path()).unwrap(), "advisor").unwrap();
-    let market = spotplan::MarketData::new(catalog, Some(advisor.into()), None, None, None);
-    let plan = optimize(&Request::new(64, 256 * 1024, "us-east-1"), catalog, &market).unwrap();
+    let market = spotplan::MarketData::embedded(spotplan::MarketInputs {
+        advisor: Some(advisor.into()),
+        ..Default::default()
+    });
+    let plan = optimize(&Request::new(64, 256 * 1024, "us-east-1"), &market).unwrap();
     assert!(!plan.has_prices);
     assert_eq!(
         plan.ranking,
@@ -120,9 +122,15 @@ async fn url_is_cached_and_refreshed_after_the_ttl() {
     let source = Source::parse(&s.url);
 
     let loader = Loader::new(Some(cache.path().into()), Duration::from_secs(3600));
-    let first = loader.load::<SpotAdvisor>(&source, None).await.unwrap();
+    let first = loader
+        .load::<SpotAdvisor>(&source, None, None)
+        .await
+        .unwrap();
     assert!(!first.provenance.from_cache);
-    let second = loader.load::<SpotAdvisor>(&source, None).await.unwrap();
+    let second = loader
+        .load::<SpotAdvisor>(&source, None, None)
+        .await
+        .unwrap();
     assert!(
         second.provenance.from_cache,
         "within the TTL the cache serves"
@@ -132,7 +140,10 @@ async fn url_is_cached_and_refreshed_after_the_ttl() {
 
     let expired = Loader::new(Some(cache.path().into()), Duration::from_millis(1));
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let third = expired.load::<SpotAdvisor>(&source, None).await.unwrap();
+    let third = expired
+        .load::<SpotAdvisor>(&source, None, None)
+        .await
+        .unwrap();
     assert!(
         !third.provenance.from_cache,
         "past the TTL it fetches again"
@@ -147,12 +158,18 @@ async fn bad_new_data_keeps_the_last_good() {
     let cache = tempfile::tempdir().unwrap();
     let source = Source::parse(&s.url);
     let loader = Loader::new(Some(cache.path().into()), Duration::from_millis(1));
-    let good = loader.load::<SpotAdvisor>(&source, None).await.unwrap();
+    let good = loader
+        .load::<SpotAdvisor>(&source, None, None)
+        .await
+        .unwrap();
 
     // Truncated JSON.
     s.body.lock().unwrap().1 = real[..real.len() / 3].to_vec();
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let kept = loader.load::<SpotAdvisor>(&source, None).await.unwrap();
+    let kept = loader
+        .load::<SpotAdvisor>(&source, None, None)
+        .await
+        .unwrap();
     assert!(kept.provenance.from_cache);
     assert_eq!(kept.data, good.data);
     let err = kept.provenance.refresh_error.unwrap();
@@ -168,7 +185,7 @@ async fn bad_new_data_keeps_the_last_good() {
     regions.retain(|k, _| keep.contains(k));
     s.body.lock().unwrap().1 = serde_json::to_vec(&v).unwrap();
     let err = loader
-        .load::<SpotAdvisor>(&source, Some(&good.data))
+        .load::<SpotAdvisor>(&source, None, Some(&good.data))
         .await
         .unwrap();
     let msg = err.provenance.refresh_error.expect("refused");
@@ -180,13 +197,19 @@ async fn bad_new_data_keeps_the_last_good() {
 
     // Server errors: the cached copy serves, with the reason.
     *s.body.lock().unwrap() = (StatusCode::INTERNAL_SERVER_ERROR, b"oops".to_vec());
-    let kept = loader.load::<SpotAdvisor>(&source, None).await.unwrap();
+    let kept = loader
+        .load::<SpotAdvisor>(&source, None, None)
+        .await
+        .unwrap();
     assert!(kept.provenance.refresh_error.unwrap().contains("500"));
 
     // Without a cache there is nothing to fall back on: the error names the URL.
     let empty = tempfile::tempdir().unwrap();
     let cold = Loader::new(Some(empty.path().into()), Duration::from_secs(60));
-    let e = cold.load::<SpotAdvisor>(&source, None).await.unwrap_err();
+    let e = cold
+        .load::<SpotAdvisor>(&source, None, None)
+        .await
+        .unwrap_err();
     assert!(
         matches!(e, DataError::Io { .. }) && e.to_string().contains(&s.url),
         "{e}"
@@ -198,7 +221,7 @@ async fn files_refuse_shrunk_data_and_read_gzip() {
     let dir = tempfile::tempdir().unwrap();
     let loader = Loader::new(None, Duration::from_secs(60));
     let good = loader
-        .load::<PriceTable>(&Source::File(common::prices_path()), None)
+        .load::<PriceTable>(&Source::File(common::prices_path()), None, None)
         .await
         .unwrap();
     let text = std::fs::read_to_string(common::prices_path()).unwrap();
@@ -206,7 +229,7 @@ async fn files_refuse_shrunk_data_and_read_gzip() {
     let path = dir.path().join("prices.csv");
     std::fs::write(&path, small).unwrap();
     let e = loader
-        .load::<PriceTable>(&Source::File(path.clone()), Some(&good.data))
+        .load::<PriceTable>(&Source::File(path.clone()), None, Some(&good.data))
         .await
         .unwrap_err();
     assert!(matches!(e, DataError::Shrunk { .. }), "{e}");
@@ -218,7 +241,7 @@ async fn files_refuse_shrunk_data_and_read_gzip() {
     std::io::Write::write_all(&mut enc, &std::fs::read(common::advisor_path()).unwrap()).unwrap();
     std::fs::write(&gz, enc.finish().unwrap()).unwrap();
     let a = loader
-        .load::<SpotAdvisor>(&Source::File(gz), None)
+        .load::<SpotAdvisor>(&Source::File(gz), None, None)
         .await
         .unwrap();
     assert_eq!(a.data.regions.len(), 33);

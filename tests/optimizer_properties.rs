@@ -1,17 +1,21 @@
-//! Property tests of the optimizer over random requests, against the real data snapshots and an
-//! independent reading of them.
+//! Property tests of the optimizer over random requests, against the real data snapshots read
+//! independently (moto's own files for the catalog, the advisor and price files by hand): the
+//! oracle in `common::indep` restates the README's rules and never calls the product's catalog,
+//! filters or parsers. For every request the plan must be exactly the oracle's: the same
+//! eligible set, the same counts, the same ranking, the same diversified list.
 
 mod common;
 
+use common::indep::{self, Ask, MotoType};
 use proptest::prelude::*;
+use spotplan::MarketData;
+use spotplan::core::limits;
 use spotplan::core::optimizer::{GpuRequirement, PlanError, Request, optimize};
 use spotplan::core::types::{Arch, Mode};
-use spotplan::{Catalog, MarketData};
+use std::cmp::Ordering;
 use std::sync::LazyLock;
 
 static MARKET: LazyLock<MarketData> = LazyLock::new(common::market);
-static ADVISOR: LazyLock<common::AdvisorTable> = LazyLock::new(common::independent_advisor);
-static PRICES: LazyLock<common::PriceRows> = LazyLock::new(common::independent_prices);
 
 const REGIONS: [&str; 6] = [
     "us-east-1",
@@ -21,14 +25,156 @@ const REGIONS: [&str; 6] = [
     "sa-east-1",
     "eu-central-1",
 ];
-const FAMILIES: [&str; 10] = [
-    "m6i", "m7i", "c7g", "r6i", "m6g", "c6a", "r7a", "i4i", "m5", "c5d",
+const FAMILIES: [&str; 12] = [
+    "m6i", "m7i", "c7g", "r6i", "m6g", "c6a", "r7a", "i4i", "m5", "c5d", "m4", "t3",
 ];
+const EMR: [&str; 3] = ["emr-6.10.0", "emr-7.9.0", "emr-5.36.0"];
+
+/// The per-band premium of each mode, restated from the README ("The objective", rule 3).
+fn premium(mode: &str, band: u64) -> f64 {
+    let table = match mode {
+        "latency" => [1.00, 1.10, 1.25, 1.45, 1.70],
+        "balanced" => [1.00, 1.05, 1.12, 1.20, 1.35],
+        _ => [1.00, 1.02, 1.04, 1.06, 1.10],
+    };
+    table[band.min(4) as usize]
+}
+
+struct Ranked {
+    t: &'static MotoType,
+    count: u64,
+    band: u64,
+    savings: Option<i64>,
+    total: Option<f64>,
+    score: Option<f64>,
+    waste: f64,
+}
+
+/// The oracle's plan: eligible types ranked by the README's rules, then diversified by family.
+fn oracle(ask: &Ask, max_types: usize) -> (usize, Vec<Ranked>) {
+    let eligible = indep::eligible(ask);
+    let priced = eligible
+        .iter()
+        .any(|(t, _)| indep::spot(&ask.region, &t.name).is_some());
+    let mut ranked: Vec<Ranked> = eligible
+        .iter()
+        .map(|(t, count)| {
+            let band = indep::band(&ask.region, &t.name).unwrap_or(4);
+            let total = indep::spot(&ask.region, &t.name).map(|p| p * *count as f64);
+            let (v, m) = ((*count * t.vcpus) as f64, (*count * t.memory_mib) as f64);
+            Ranked {
+                t,
+                count: *count,
+                band,
+                savings: indep::savings(&ask.region, &t.name),
+                score: total.map(|c| {
+                    if ask.max_band.is_some() {
+                        c
+                    } else {
+                        c * premium(ask.mode, band)
+                    }
+                }),
+                total,
+                waste: ((v - ask.vcpus as f64) / v + (m - ask.memory_mib as f64) / m) * 50.0,
+            }
+        })
+        .collect();
+    let by_band_savings = |a: &Ranked, b: &Ranked| {
+        a.band
+            .cmp(&b.band)
+            .then(
+                b.savings
+                    .unwrap_or(i64::MIN)
+                    .cmp(&a.savings.unwrap_or(i64::MIN)),
+            )
+            .then(a.waste.total_cmp(&b.waste))
+            .then(a.t.name.cmp(&b.t.name))
+    };
+    ranked.sort_by(|a, b| {
+        if !priced {
+            return by_band_savings(a, b);
+        }
+        match (a.score, b.score) {
+            (Some(x), Some(y)) => x
+                .total_cmp(&y)
+                .then(a.band.cmp(&b.band))
+                .then(a.waste.total_cmp(&b.waste))
+                .then(a.t.name.cmp(&b.t.name)),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => by_band_savings(a, b),
+        }
+    });
+    // The best of each family, then the second best of each, ..., kept in rank order.
+    let mut taken = vec![false; ranked.len()];
+    let mut per_family = std::collections::HashMap::<&str, usize>::new();
+    let mut n = 0;
+    let mut round = 1;
+    while n < max_types.min(ranked.len()) {
+        for (i, r) in ranked.iter().enumerate() {
+            let k = per_family.entry(r.t.family.as_str()).or_default();
+            if n < max_types && !taken[i] && *k < round {
+                taken[i] = true;
+                *k += 1;
+                n += 1;
+            }
+        }
+        round += 1;
+    }
+    let total = ranked.len();
+    let list = ranked
+        .into_iter()
+        .zip(taken)
+        .filter(|(_, t)| *t)
+        .map(|(r, _)| r)
+        .collect();
+    (total, list)
+}
+
+fn ask_of(r: &Request) -> Ask {
+    Ask {
+        vcpus: u64::from(r.vcpus),
+        memory_mib: r.memory_mib,
+        region: r.region.clone(),
+        mode: match r.mode {
+            Mode::Latency => "latency",
+            Mode::Balanced => "balanced",
+            Mode::FaultTolerance => "fault_tolerance",
+        },
+        ssd_only: r.ssd_only,
+        archs: r.architectures.iter().map(|a| a.as_str()).collect(),
+        families: r.families.clone(),
+        emr: r.emr_release.clone(),
+        max_band: r.max_band.map(u64::from),
+        gpus: r.gpus.as_ref().map(|g| u64::from(g.min_count)),
+        min_generation: r.min_generation,
+        max_generation: r.max_generation,
+        allow_burstable: r.allow_burstable,
+        allow_previous_generation: r.allow_previous_generation,
+        allow_accelerators: r.allow_accelerators,
+    }
+}
+
+/// vCPUs: mostly everyday sizes, sometimes up to the documented bound.
+fn vcpus() -> impl Strategy<Value = u32> {
+    prop_oneof![
+        8 => 1u32..=1024,
+        1 => 1024u32..=limits::MAX_VCPUS,
+        1 => Just(limits::MAX_VCPUS),
+    ]
+}
+
+fn memory_gib() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        8 => 1u64..=4096,
+        1 => 4096u64..=u64::from(limits::MAX_MEMORY_GIB),
+        1 => Just(u64::from(limits::MAX_MEMORY_GIB)),
+    ]
+}
 
 fn request() -> impl Strategy<Value = Request> {
     (
-        1u32..=1024,
-        1u32..=4096,
+        (vcpus(), memory_gib()),
         prop::sample::select(&REGIONS[..]),
         prop::sample::select(&Mode::ALL[..]),
         prop::bool::weighted(0.2),
@@ -38,15 +184,26 @@ fn request() -> impl Strategy<Value = Request> {
         prop::option::of(prop::sample::select(vec![Arch::Amd64, Arch::Arm64])),
         (any::<bool>(), any::<bool>(), any::<bool>()),
         prop::option::weighted(0.2, (5u8..=7, 0u8..=2)),
-        prop::option::weighted(
-            0.2,
-            prop::sample::select(vec!["emr-6.10.0", "emr-7.9.0", "emr-5.36.0"]),
-        ),
+        prop::option::weighted(0.2, prop::sample::select(&EMR[..])),
         prop::option::weighted(0.1, 1u32..=8),
+        (1usize..=limits::MAX_TYPES, 0usize..=20),
     )
         .prop_map(
-            |(v, mem, region, mode, ssd, band, fams, arch, allow, gens, emr, gpus)| {
-                let mut r = Request::new(v, u64::from(mem) * 1024, region);
+            |(
+                (v, mem),
+                region,
+                mode,
+                ssd,
+                band,
+                fams,
+                arch,
+                allow,
+                gens,
+                emr,
+                gpus,
+                (min, more),
+            )| {
+                let mut r = Request::new(v, mem * 1024, region);
                 r.mode = mode;
                 r.ssd_only = ssd;
                 r.max_band = band;
@@ -66,6 +223,8 @@ fn request() -> impl Strategy<Value = Request> {
                     min_count: n,
                     manufacturer: None,
                 });
+                r.min_types = min;
+                r.max_types = (min + more).min(limits::MAX_TYPES);
                 r
             },
         )
@@ -75,12 +234,13 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
 
     #[test]
-    fn every_plan_keeps_its_promises(req in request()) {
-        let catalog = Catalog::embedded();
-        let plan = match optimize(&req, catalog, &MARKET) {
+    fn every_plan_is_the_oracles(req in request()) {
+        let ask = ask_of(&req);
+        let (eligible, want) = oracle(&ask, req.max_types);
+        let plan = match optimize(&req, &MARKET) {
             Ok(p) => p,
             Err(PlanError::NothingFits { filter, filters, .. }) => {
-                // The named filter is the one after which nothing remained.
+                prop_assert_eq!(eligible, 0, "the oracle finds {} eligible types", eligible);
                 let stat = filters.iter().find(|s| s.filter == filter.name()).unwrap();
                 prop_assert_eq!(stat.remaining, 0);
                 prop_assert!(stat.removed > 0);
@@ -89,73 +249,92 @@ proptest! {
             Err(e) => return Err(TestCaseError::fail(format!("unexpected error {e}"))),
         };
         // Same input, same output.
-        prop_assert_eq!(&plan, &optimize(&req, catalog, &MARKET).unwrap());
-        prop_assert!(!plan.candidates.is_empty());
-        prop_assert!(plan.candidates.len() <= req.max_types);
-        let region = catalog.region(&req.region).unwrap();
-        let mut names = std::collections::HashSet::new();
-        for c in &plan.candidates {
-            prop_assert!(names.insert(c.instance_type.clone()), "duplicate {}", c.instance_type);
-            let t = catalog.get(&c.instance_type).unwrap();
-            // Meets the request on its own.
-            prop_assert!(c.count * t.vcpus >= req.vcpus);
-            prop_assert!(u64::from(c.count) * t.memory_mib >= req.memory_mib);
-            prop_assert!(c.count >= plan.node_count_range.0 && c.count <= plan.node_count_range.1);
-            // Never without spot, never outside the region.
-            prop_assert!(t.spot && t.offered_in(region));
-            // Every filter holds.
-            if req.ssd_only { prop_assert!(t.has_local_ssd()); }
-            if !req.architectures.is_empty() { prop_assert!(req.architectures.contains(&t.arch().unwrap())); }
-            if !req.families.is_empty() { prop_assert!(req.families.contains(&t.family)); }
-            if let Some(lo) = req.min_generation { prop_assert!(t.generation >= lo); }
-            if let Some(hi) = req.max_generation { prop_assert!(t.generation <= hi); }
-            if let Some(emr) = &req.emr_release {
-                prop_assert!(catalog.emr_release(emr).unwrap().1.supports(t));
+        prop_assert_eq!(&plan, &optimize(&req, &MARKET).unwrap());
+        prop_assert_eq!(plan.eligible_types, eligible);
+        // Diversity: as many types as the request allows, up to maxTypes.
+        prop_assert_eq!(plan.candidates.len(), eligible.min(req.max_types));
+        prop_assert_eq!(plan.diversity.meets_min_types, plan.candidates.len() >= req.min_types);
+        let names: Vec<&str> = plan.candidates.iter().map(|c| c.instance_type.as_str()).collect();
+        let oracle_names: Vec<&str> = want.iter().map(|r| r.t.name.as_str()).collect();
+        prop_assert_eq!(&names, &oracle_names, "ranking or diversity differs from the oracle");
+        for (c, o) in plan.candidates.iter().zip(&want) {
+            let t = o.t;
+            // The count formula, exactly, and totals that meet the request.
+            prop_assert_eq!(u64::from(c.count), o.count, "{}", c.instance_type);
+            prop_assert_eq!(c.total_vcpus, o.count * t.vcpus);
+            prop_assert!(c.total_vcpus >= u64::from(req.vcpus));
+            prop_assert!(o.count * t.memory_mib >= req.memory_mib);
+            // Band, savings and prices match the files.
+            prop_assert_eq!(c.interruption_band.map(u64::from), indep::band(&req.region, &t.name));
+            if let Some(s) = o.savings {
+                prop_assert_eq!(c.savings_pct.map(i64::from), Some(s));
             }
-            if let Some(g) = &req.gpus { prop_assert!(t.gpu_count() >= g.min_count); }
-            let named = req.families.contains(&t.family);
-            if !req.allow_burstable && !named { prop_assert!(!t.burstable); }
-            if !req.allow_previous_generation && !named { prop_assert!(t.current_generation); }
-            if !req.allow_accelerators && req.gpus.is_none() && !named { prop_assert!(!t.has_accelerators()); }
-            // Bands and prices match the files, read independently.
-            let adv = ADVISOR.get(&req.region).and_then(|m| m.get(&c.instance_type)).copied();
-            prop_assert_eq!(c.interruption_band.map(u64::from), adv.map(|a| a.1));
-            if let Some(max) = req.max_band {
-                prop_assert!(c.interruption_band.is_some_and(|b| b <= max));
-            }
-            if let Some((s, _)) = adv { prop_assert_eq!(c.savings_pct, Some(s as i32)); }
-            let od = PRICES.get(&(req.region.clone(), c.instance_type.clone())).map(|p| p.0);
-            prop_assert_eq!(c.on_demand_usd_per_hour.map(|x| (x * 1e4).round()), od.map(|x| (x * 1e4).round()));
-            let spot = common::independent_spot_price(&PRICES, &ADVISOR, &req.region, &c.instance_type);
-            match (c.spot_usd_per_hour, spot) {
-                (Some(a), Some(b)) => prop_assert!((a - b).abs() < 1e-4, "{} spot {a} vs {b}", c.instance_type),
+            match (c.total_spot_usd_per_hour, o.total) {
+                (Some(a), Some(b)) => prop_assert!((a - b).abs() < 1e-3, "{} {a} vs {b}", t.name),
                 (a, b) => prop_assert_eq!(a.is_some(), b.is_some()),
             }
-        }
-        // The list is in rank order: priced costs never decrease under the cost ranking.
-        if plan.ranking == spotplan::core::plan::Ranking::Cost {
-            let costs: Vec<f64> = plan.candidates.iter().filter_map(|c| c.total_spot_usd_per_hour).collect();
-            prop_assert!(costs.windows(2).all(|w| w[0] <= w[1] + 1e-9));
+            prop_assert_eq!(c.arch.as_str(), t.arch.unwrap());
         }
     }
 }
 
-/// The generator must not be degenerate: most requests must produce a plan, or the properties
-/// above prove little.
+/// The generator must not be degenerate: most requests must produce a plan, some must reach
+/// the bounds, or the property above proves little.
 #[test]
-fn zz_most_random_requests_produce_plans() {
-    let catalog = Catalog::embedded();
+fn zz_random_requests_cover_plans_and_bounds() {
     use proptest::strategy::ValueTree;
     let mut runner = proptest::test_runner::TestRunner::deterministic();
     let strategy = request();
-    let (mut planned, total) = (0, 300);
+    let (mut planned, mut at_bound, total) = (0, 0, 400);
     for _ in 0..total {
         let req = strategy.new_tree(&mut runner).unwrap().current();
-        planned += usize::from(optimize(&req, catalog, &MARKET).is_ok());
+        at_bound +=
+            usize::from(req.vcpus == limits::MAX_VCPUS || req.memory_mib == limits::MAX_MEMORY_MIB);
+        planned += usize::from(optimize(&req, &MARKET).is_ok());
     }
     assert!(
         planned * 3 >= total,
         "only {planned} of {total} random requests produced a plan"
     );
-    eprintln!("{planned} of {total} random requests produced a plan");
+    assert!(
+        at_bound >= 10,
+        "only {at_bound} requests reached the bounds"
+    );
+    eprintln!("{planned} of {total} random requests produced a plan; {at_bound} at a bound");
+}
+
+/// Above the bounds, every surface refuses with the field named; nothing wraps.
+#[test]
+fn requests_above_the_bounds_are_refused() {
+    let mut r = Request::new(limits::MAX_VCPUS + 1, 1024, "us-east-1");
+    let e = optimize(&r, &MARKET).unwrap_err();
+    assert_eq!(e.field().unwrap().flag(), "--cores");
+    r.vcpus = u32::MAX;
+    assert!(optimize(&r, &MARKET).is_err());
+    r.vcpus = 4;
+    r.memory_mib = limits::MAX_MEMORY_MIB + 1;
+    let e = optimize(&r, &MARKET).unwrap_err();
+    assert_eq!(e.field().unwrap().spec_path(), "spec.resources.memory");
+}
+
+/// The default ranking on the request the README quotes: risk-adjusted cost, never decreasing.
+#[test]
+fn default_ranking_orders_by_risk_adjusted_cost() {
+    let req = Request::new(64, 256 * 1024, "us-east-1");
+    let plan = optimize(&req, &MARKET).unwrap();
+    let ask = ask_of(&req);
+    let scores: Vec<f64> = plan
+        .candidates
+        .iter()
+        .map(|c| {
+            let spot = indep::spot("us-east-1", &c.instance_type).unwrap();
+            let band = indep::band("us-east-1", &c.instance_type).unwrap_or(4);
+            spot * f64::from(c.count) * premium(ask.mode, band)
+        })
+        .collect();
+    assert!(
+        scores.windows(2).all(|w| w[0] <= w[1] + 1e-12),
+        "{scores:?}"
+    );
+    assert!(plan.candidates.len() >= 15);
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generate spotplan's embedded EC2 instance catalog from the data shipped in the PyPI package moto.
 
-    python3 tools/gen_catalog.py [--moto-dir DIR] [--out catalog/ec2-catalog.json]
+    python3 tools/gen_catalog.py [--moto-dir DIR] [--out crates/spotplan-core/catalog/ec2-catalog.json]
 
 Without --moto-dir it reads the `moto` package importable by this interpreter (pin: see
 scripts/versions.env). Inputs, all under the moto package:
@@ -9,6 +9,13 @@ scripts/versions.env). Inputs, all under the moto package:
   ec2/resources/instance_type_offerings/region/*.json.gz    DescribeInstanceTypeOfferings (region)
   ec2/resources/instance_type_offerings/availability-zone/*.json.gz   (per AZ)
   emr/resources/instance-types-<release>.json.gz            ListSupportedInstanceTypes per EMR release
+
+Correction: `current_generation` is not moto's `CurrentGeneration`. moto merges
+DescribeInstanceTypes over every region its account could query, and the merge marks m5, m6i,
+r5, r6i, c5, c6gn, g5, r7g and r7gd (current families with deep spot pools) as previous
+generation. The catalog uses AWS's published list instead (PREVIOUS_GENERATION_FAMILIES below):
+a type is previous generation exactly when its family is on that list. Live data (`--aws`)
+replaces it with the region's own DescribeInstanceTypes answer.
 
 The output is deterministic (sorted keys and lists, no timestamps): the same moto version gives
 the same bytes, which CI checks. One instance type per line keeps diffs between moto versions
@@ -33,6 +40,15 @@ import sys
 
 SCHEMA = 1
 
+# Families AWS lists as previous generation: the "Previous generation instance types" page of the
+# Amazon EC2 instance types guide and the upgrade table at aws.amazon.com/ec2/previous-generation
+# (M1-M4, T1, A1, C1, C3, C4, R3, R4, I2, D2, G2, G3, P2, and the retired cluster and high-I/O
+# families CC1, CC2, CG1, CR1, HI1, HS1). Every other family is current generation.
+PREVIOUS_GENERATION_FAMILIES = frozenset({
+    "a1", "c1", "c3", "c4", "cc1", "cc2", "cg1", "cr1", "d2", "g2", "g3", "hi1", "hs1", "i2",
+    "m1", "m2", "m3", "m4", "p2", "r3", "r4", "t1",
+})
+
 
 def load_gz(path):
     with gzip.open(path, "rt", encoding="utf-8") as f:
@@ -50,15 +66,12 @@ def moto_root(arg):
 
 
 def moto_version(root):
-    try:
-        from importlib.metadata import version
-        return version("moto")
-    except Exception:  # a bare directory: read moto/__init__.py
-        with open(os.path.join(root, "__init__.py"), encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("__version__"):
-                    return line.split("=")[1].strip().strip("\"'")
-    sys.exit("error: cannot tell the moto version")
+    # The version of the package at `root` itself (another moto may be importable elsewhere).
+    with open(os.path.join(root, "__init__.py"), encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("__version__"):
+                return line.split("=")[1].strip().strip("\"'")
+    sys.exit(f"error: cannot tell the moto version of {root}")
 
 
 def arch_of(info):
@@ -117,7 +130,7 @@ def accelerators_of(info):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--moto-dir", help="path of the moto package directory")
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "catalog", "ec2-catalog.json"))
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "crates", "spotplan-core", "catalog", "ec2-catalog.json"))
     args = ap.parse_args()
     root = moto_root(args.moto_dir)
     ec2 = os.path.join(root, "ec2", "resources")
@@ -150,7 +163,7 @@ def main():
             "memory_mib": int(info["MemoryInfo"]["SizeInMiB"]),
             "arch": arch_of(info),
             "processor": info["ProcessorInfo"].get("Manufacturer", ""),
-            "current_generation": bool(info.get("CurrentGeneration", False)),
+            "current_generation": name.split(".")[0] not in PREVIOUS_GENERATION_FAMILIES,
             "bare_metal": bool(info.get("BareMetal", False)),
             "burstable": bool(info.get("BurstablePerformanceSupported", False)),
             "spot": "spot" in info.get("SupportedUsageClasses", []),

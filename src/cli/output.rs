@@ -1,11 +1,11 @@
 //! Rendering plans and data summaries for people (table) and programs (JSON, YAML).
 
-use super::{CliError, DataArgs};
-use crate::core::catalog::Catalog;
-use crate::core::market::{MarketData, Provenance};
-use crate::core::plan::{Candidate, Plan};
+use super::CliError;
+use super::args::DataArgs;
 use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_BORDERS_ONLY};
 use serde::Serialize;
+use spotplan_core::market::{MarketData, PriceFrom, Provenance};
+use spotplan_core::plan::{Candidate, Plan, Ranking};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -46,15 +46,15 @@ struct Reliability {
 #[derive(Serialize)]
 struct DataStamp<'a> {
     catalog: &'a str,
-    advisor: Option<&'a Provenance>,
-    prices: Option<&'a Provenance>,
+    /// Every source the plan was made from, with its age and provenance.
+    sources: &'a [Provenance],
 }
 
 /// spot-optimizer's keys first, then spotplan's (`mode` comes with the plan).
 #[derive(Serialize)]
 struct Output<'a> {
     instances: LegacyInstances<'a>,
-    total_cores: u32,
+    total_cores: u64,
     total_ram: Num,
     reliability: Reliability,
     #[serde(flatten)]
@@ -62,7 +62,7 @@ struct Output<'a> {
     data: DataStamp<'a>,
 }
 
-pub fn print_plan(plan: &Plan, market: &MarketData, catalog: &Catalog, format: Format) {
+pub fn print_plan(plan: &Plan, market: &MarketData, format: Format) {
     let p = plan.primary();
     let out = Output {
         instances: LegacyInstances {
@@ -77,9 +77,8 @@ pub fn print_plan(plan: &Plan, market: &MarketData, catalog: &Catalog, format: F
         },
         plan,
         data: DataStamp {
-            catalog: &catalog.source,
-            advisor: market.advisor_source.as_ref(),
-            prices: market.prices_source.as_ref(),
+            catalog: &market.catalog().source,
+            sources: market.sources(),
         },
     };
     match format {
@@ -111,7 +110,11 @@ fn row(c: &Candidate) -> Vec<Cell> {
         right(format!(
             "{}{}",
             usd(c.spot_usd_per_hour),
-            if c.spot_price_estimated { "*" } else { "" }
+            if c.spot_price_source == PriceFrom::Estimated {
+                "*"
+            } else {
+                ""
+            }
         )),
         right(usd(c.total_spot_usd_per_hour)),
         right(usd(c.total_on_demand_usd_per_hour)),
@@ -129,7 +132,7 @@ fn print_table(plan: &Plan, market: &MarketData) {
         plan.mode,
         plan.node_count_range.0,
         plan.node_count_range.1,
-        plan.ranking_label(),
+        ranking_label(plan.ranking),
     );
     let mut t = Table::new();
     t.load_preset(UTF8_BORDERS_ONLY).set_header(vec![
@@ -175,24 +178,22 @@ fn print_table(plan: &Plan, market: &MarketData) {
     for n in &plan.notes {
         println!("note: {n}");
     }
-    for (what, prov) in [
-        ("advisor", &market.advisor_source),
-        ("prices", &market.prices_source),
-    ] {
-        if let Some(p) = prov {
-            println!("{what}: {} ({})", p.location, age_text(p.as_of));
-        }
+    for p in market.sources() {
+        println!(
+            "{}: {} ({})",
+            p.kind.as_str(),
+            p.location,
+            age_text(p.as_of)
+        );
     }
 }
 
-impl Plan {
-    fn ranking_label(&self) -> &'static str {
-        match self.ranking {
-            crate::core::plan::Ranking::RiskAdjustedCost => {
-                "spot $/h with the mode's interruption premium"
-            }
-            crate::core::plan::Ranking::Cost => "spot $/h within the interruption ceiling",
-            crate::core::plan::Ranking::BandSavingsWaste => "band, savings, waste (no prices)",
+fn ranking_label(ranking: Ranking) -> &'static str {
+    {
+        match ranking {
+            Ranking::RiskAdjustedCost => "spot $/h with the mode's interruption premium",
+            Ranking::Cost => "spot $/h within the interruption ceiling",
+            Ranking::BandSavingsWaste => "band, savings, waste (no prices)",
         }
     }
 }
@@ -214,48 +215,61 @@ pub fn age_text(as_of: jiff::Timestamp) -> String {
 }
 
 pub async fn data_show(args: &DataArgs, region: Option<&str>) -> Result<(), CliError> {
-    let catalog = Catalog::embedded();
-    let market = args.market(catalog).await?;
+    let loaded = args.load(None).await?;
+    let market = loaded.join();
+    let catalog = market.catalog();
     println!(
         "catalog: {} (embedded): {} instance types, {} regions, {} EMR releases",
         catalog.source,
         catalog.len(),
         catalog.regions().len(),
-        catalog.emr_releases().len()
+        catalog.emr_releases().count()
     );
-    if let (Some(a), Some(p)) = (&market.advisor, &market.advisor_source) {
+    for p in market.sources() {
+        let what = p.kind.as_str();
+        let size = match p.kind {
+            spotplan_core::market::SourceKind::SpotAdvisor => market.advisor().map(|a| {
+                format!(
+                    "{} regions, {} Linux region/type entries, global rate {}",
+                    a.regions.len(),
+                    a.entry_count(),
+                    a.global_rate.as_deref().unwrap_or("-")
+                )
+            }),
+            spotplan_core::market::SourceKind::PriceFile => {
+                market.inputs().prices.as_ref().map(|t| {
+                    format!(
+                        "{} regions, {} region/type prices",
+                        t.regions.len(),
+                        t.entry_count()
+                    )
+                })
+            }
+            _ => None,
+        };
         println!(
-            "advisor: {}{} ({}): {} regions, {} Linux region/type entries, global rate {}",
+            "{what}: {}{} ({}){}",
             p.location,
             if p.from_cache { " [cached]" } else { "" },
             age_text(p.as_of),
-            a.regions.len(),
-            a.entry_count(),
-            a.global_rate.as_deref().unwrap_or("-"),
+            size.map(|s| format!(": {s}")).unwrap_or_default()
         );
         if let Some(e) = &p.refresh_error {
-            println!("advisor: last refresh failed: {e}");
+            println!("{what}: last refresh failed: {e}");
         }
     }
-    match (&market.prices, &market.prices_source) {
-        (Some(t), Some(p)) => println!(
-            "prices: {} ({}): {} regions, {} region/type prices",
-            p.location,
-            age_text(p.as_of),
-            t.regions.len(),
-            t.entry_count()
-        ),
-        _ => println!("prices: none (give --prices for cost-aware ranking)"),
+    if market.inputs().prices.is_none() {
+        println!("prices: none (give --prices for cost-aware ranking)");
     }
     if let Some(r) = region {
         let id = catalog.region(r).ok_or_else(|| {
             CliError::usage(
                 "--region",
-                crate::core::optimizer::PlanError::UnknownRegion {
+                spotplan_core::optimizer::RequestError::UnknownRegion {
                     region: r.into(),
-                    suggestion: crate::core::optimizer::closest(
+                    suggestion: spotplan_core::optimizer::closest(
                         r,
-                        catalog.regions().iter().map(|x| x.name.as_str()),
+                        catalog.regions().iter().map(|x| &*x.name),
                     ),
                 },
             )

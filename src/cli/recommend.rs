@@ -1,41 +1,13 @@
 //! `spotplan recommend`: spot-optimizer's flags and JSON keys, plus spotplan's own.
 
+use super::args::{self, DataArgs};
 use super::output::{self, Format};
-use super::{CliError, DataArgs, exit};
-use crate::core::catalog::Catalog;
-use crate::core::optimizer::{
-    DEFAULT_MAX_TYPES, GpuRequirement, KARPENTER_SPOT_TO_SPOT_TYPES, PlanError, Request, optimize,
-};
-use crate::core::types::{Arch, Mode, gib_to_mib};
+use super::{CliError, exit};
 use clap::Args;
+use spotplan_core::optimizer::{GpuRequirement, PlanError, Request, RequestError, validate};
+use spotplan_core::types::{Arch, Mode, gib_to_mib};
+use spotplan_core::{Catalog, limits, optimize};
 use std::io::IsTerminal;
-
-fn positive_u32(s: &str) -> Result<u32, String> {
-    match s.trim().parse::<i64>() {
-        Ok(n) if n < 1 => Err(format!("{n}: must be at least 1, e.g. --cores 64")),
-        Ok(n) => u32::try_from(n).map_err(|_| format!("{n} is too large")),
-        Err(_) => Err(format!("'{s}' is not a whole number, e.g. --cores 64")),
-    }
-}
-
-fn positive_gib(s: &str) -> Result<f64, String> {
-    match s.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        Ok(_) => {
-            Err("must be greater than 0: give the total memory in GiB, e.g. --memory 256".into())
-        }
-        Err(_) => Err(format!("'{s}' is not a number of GiB, e.g. --memory 256")),
-    }
-}
-
-fn band(s: &str) -> Result<u8, String> {
-    match s.trim().parse::<u8>() {
-        Ok(b) if b <= 4 => Ok(b),
-        _ => Err(format!(
-            "'{s}' is not a band: use 0 (<5%), 1 (5-10%), 2 (10-15%), 3 (15-20%) or 4 (>20%)"
-        )),
-    }
-}
 
 fn mode(s: &str) -> Result<Mode, String> {
     s.parse()
@@ -45,13 +17,14 @@ fn arch(s: &str) -> Result<Arch, String> {
     s.parse()
 }
 
-#[derive(Args, Debug)]
-pub struct RecommendArgs {
-    /// Total vCPUs the workload needs.
-    #[arg(long, value_name = "N", value_parser = positive_u32, allow_negative_numbers = true)]
+/// The request flags, shared by `recommend`, `render` and `backtest`.
+#[derive(Args, Debug, Clone)]
+pub struct RequestArgs {
+    /// Total vCPUs the workload needs (1 to 65536).
+    #[arg(long, value_name = "N", value_parser = args::vcpus, allow_negative_numbers = true)]
     pub cores: u32,
-    /// Total memory the workload needs, GiB.
-    #[arg(long, value_name = "GiB", value_parser = positive_gib, allow_negative_numbers = true)]
+    /// Total memory the workload needs, GiB (up to 262144).
+    #[arg(long, value_name = "GiB", value_parser = args::memory_gib, allow_negative_numbers = true)]
     pub memory: f64,
     /// AWS region.
     #[arg(long, default_value = "us-west-2")]
@@ -88,25 +61,25 @@ pub struct RecommendArgs {
     pub emr_version: Option<String>,
     /// Highest acceptable Spot Advisor interruption band, 0 (<5%) .. 4 (>20%). When set, types
     /// with no band are left out and ranking is by cost within the ceiling.
-    #[arg(long, value_name = "B", value_parser = band)]
+    #[arg(long, value_name = "B", value_parser = args::band)]
     pub max_interruption_band: Option<u8>,
-    /// Fewest distinct types wanted (fewer is reported).
-    #[arg(long, value_name = "N", default_value_t = KARPENTER_SPOT_TO_SPOT_TYPES)]
+    /// Fewest distinct types wanted, 1 to 50 (fewer is reported).
+    #[arg(long, value_name = "N", default_value_t = limits::DEFAULT_MIN_TYPES, value_parser = args::type_count)]
     pub min_types: usize,
-    /// Most types to list.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_TYPES)]
-    pub max_types: usize,
-    /// GPUs per instance, at least.
-    #[arg(long, value_name = "N", value_parser = positive_u32)]
+    /// Most types to list, --min-types to 50 (default 20, or --min-types if higher).
+    #[arg(long, value_name = "N", value_parser = args::type_count)]
+    pub max_types: Option<usize>,
+    /// GPUs per instance, at least (1 to 64).
+    #[arg(long, value_name = "N", value_parser = args::gpus)]
     pub gpus: Option<u32>,
     /// GPU manufacturer (NVIDIA, AMD, ...), with --gpus.
     #[arg(long, value_name = "NAME", requires = "gpus")]
     pub gpu_manufacturer: Option<String>,
     /// Lowest generation (the 6 in m6i).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = args::generation)]
     pub min_generation: Option<u8>,
     /// Highest generation.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = args::generation)]
     pub max_generation: Option<u8>,
     /// Allow burstable (t*) types.
     #[arg(long)]
@@ -117,14 +90,11 @@ pub struct RecommendArgs {
     /// Allow GPU and other accelerator types without asking for GPUs.
     #[arg(long)]
     pub allow_accelerators: bool,
-    /// Output: table, json or yaml. Default: table on a terminal, json otherwise (as spot-optimizer).
-    #[arg(long, short = 'o', value_name = "FORMAT")]
-    pub output: Option<Format>,
-    #[command(flatten)]
-    pub data: DataArgs,
 }
 
-impl RecommendArgs {
+impl RequestArgs {
+    /// The optimizer request. Out-of-range values were refused by the parsers; an explicit
+    /// `--max-types` below `--min-types` is refused by validation, never raised silently.
     pub fn request(&self) -> Request {
         let mut req = Request::new(self.cores, gib_to_mib(self.memory), self.region.trim());
         req.mode = self.mode;
@@ -150,53 +120,63 @@ impl RecommendArgs {
         req.allow_previous_generation = self.allow_previous_generation;
         req.allow_accelerators = self.allow_accelerators;
         req.min_types = self.min_types;
-        req.max_types = self.max_types.max(self.min_types);
+        req.max_types = self
+            .max_types
+            .unwrap_or(limits::DEFAULT_MAX_TYPES.max(self.min_types));
         req
     }
 }
 
+#[derive(Args, Debug)]
+pub struct RecommendArgs {
+    #[command(flatten)]
+    pub request: RequestArgs,
+    /// Output: table, json or yaml. Default: table on a terminal, json otherwise (as spot-optimizer).
+    #[arg(long, short = 'o', value_name = "FORMAT")]
+    pub output: Option<Format>,
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
 pub async fn run(args: RecommendArgs) -> Result<(), CliError> {
-    // Local files parse on the blocking pool while the catalog parses; a URL is fetched only
-    // after the flags are known to be good.
-    let (catalog, early) = if args.data.all_local() {
-        let (catalog, loaded) = tokio::join!(
-            tokio::task::spawn_blocking(Catalog::embedded),
-            args.data.load()
-        );
-        let catalog = catalog.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-        (catalog, Some(loaded))
-    } else {
-        (Catalog::embedded(), None)
-    };
-    let req = args.request();
+    let req = args.request.request();
+    let region = [req.region.as_str()];
+    let sources = args.data.sources();
+    // Local files load while the flags are checked; a URL is fetched only once they are good.
+    let early = sources.all_local().then(|| {
+        tokio::spawn({
+            let data = args.data.clone();
+            let region = req.region.clone();
+            async move { data.load(Some(&[region.as_str()])).await }
+        })
+    });
     // A bad flag is reported ahead of any data error.
-    if let Err(e) = optimize(
-        &req,
-        catalog,
-        &crate::core::market::MarketData::empty(catalog),
-    ) && !matches!(e, PlanError::NothingFits { .. })
-    {
-        return Err(plan_error(e));
-    }
+    validate(&req, Catalog::embedded()).map_err(request_error)?;
     let loaded = match early {
-        Some(loaded) => loaded?,
-        None => args.data.load().await?,
+        Some(task) => task
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?,
+        None => args.data.load(Some(&region)).await?,
     };
-    let market = loaded.join(catalog);
-    let plan = optimize(&req, catalog, &market).map_err(plan_error)?;
+    let market = loaded.join();
+    let plan = optimize(&req, &market).map_err(plan_error)?;
     let format = args.output.unwrap_or(if std::io::stdout().is_terminal() {
         Format::Table
     } else {
         Format::Json
     });
-    output::print_plan(&plan, &market, catalog, format);
+    output::print_plan(&plan, &market, format);
     Ok(())
 }
 
-fn plan_error(e: PlanError) -> CliError {
-    match e.field() {
-        Some(field) => CliError::usage(field.flag(), e),
-        None => CliError {
+pub fn request_error(e: RequestError) -> CliError {
+    CliError::usage(e.field().flag(), e)
+}
+
+pub fn plan_error(e: PlanError) -> CliError {
+    match e {
+        PlanError::Request(e) => request_error(e),
+        e => CliError {
             message: e.to_string(),
             code: exit::NOTHING_FITS,
         },

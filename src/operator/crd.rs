@@ -7,6 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use spotplan_core::limits;
 use std::collections::BTreeMap;
 
 /// API group of SpotPlan.
@@ -19,6 +20,10 @@ pub const PLAN_LABEL: &str = "spotplan.dev/plan";
 pub const ROLE_LABEL: &str = "spotplan.dev/role";
 /// Annotation with the owning SpotPlan's uid, also on NodePools kept by `deletionPolicy: Orphan`.
 pub const OWNER_UID_ANNOTATION: &str = "spotplan.dev/owner-uid";
+
+/// The name suffix of a plan's on-demand base NodePool. SpotPlan names cannot end with it (CEL),
+/// so no plan's spot NodePool can take another plan's on-demand name.
+pub const ON_DEMAND_SUFFIX: &str = "on-demand";
 
 /// Condition types on a SpotPlan.
 pub mod conditions {
@@ -54,10 +59,13 @@ pub mod conditions {
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("size(self.metadata.name) <= 55").message("metadata.name: at most 55 characters, so the NodePool names and the spotplan.dev/plan label derived from it fit Kubernetes' 63-character limit"),
+    validation = Rule::new("!self.metadata.name.endsWith('-on-demand')").message("metadata.name must not end with -on-demand: that name is taken by the on-demand NodePool of the SpotPlan without the suffix; pick another name"),
 )]
 #[x_kube(
     validation = Rule::new("quantity(string(self.resources.cpu)).isGreaterThan(quantity('0'))").message("spec.resources.cpu must be greater than 0").field_path(".resources.cpu"),
+    validation = Rule::new(format!("quantity(string(self.resources.cpu)).compareTo(quantity('{}')) <= 0", limits::MAX_VCPUS)).message(Message::Message(format!("spec.resources.cpu must be at most {} vCPUs: split larger workloads into several SpotPlans", limits::MAX_VCPUS))).field_path(".resources.cpu"),
     validation = Rule::new("quantity(string(self.resources.memory)).isGreaterThan(quantity('0'))").message("spec.resources.memory must be greater than 0").field_path(".resources.memory"),
+    validation = Rule::new(format!("quantity(string(self.resources.memory)).compareTo(quantity('{}')) <= 0", limits::MAX_MEMORY_QUANTITY)).message(Message::Message(format!("spec.resources.memory must be at most {}: split larger workloads into several SpotPlans", limits::MAX_MEMORY_QUANTITY))).field_path(".resources.memory"),
     validation = Rule::new("!has(self.capacity) || !has(self.capacity.onDemandBase) || quantity(string(self.capacity.onDemandBase.cpu)).compareTo(quantity(string(self.resources.cpu))) <= 0").message("spec.capacity.onDemandBase.cpu must not exceed spec.resources.cpu"),
     validation = Rule::new("!has(self.minGeneration) || !has(self.maxGeneration) || self.minGeneration <= self.maxGeneration").message("spec.minGeneration must not exceed spec.maxGeneration"),
     validation = Rule::new("!has(self.minTypes) || !has(self.maxTypes) || self.minTypes <= self.maxTypes").message("spec.minTypes must not exceed spec.maxTypes"),
@@ -106,18 +114,18 @@ pub struct SpotPlanSpec {
     /// 3 (15-20%), 4 (>20%). When set, types with no band are left out and the plan is the
     /// cheapest within the ceiling; when unset, the mode prices interruption risk in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 4))]
+    #[schemars(range(min = 0, max = limits::MAX_BAND))]
     pub max_interruption_band: Option<i32>,
     /// GPUs per instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpus: Option<GpuSpec>,
     /// Lowest instance generation (the 6 in m6i).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 20))]
+    #[schemars(range(min = limits::MIN_GENERATION, max = limits::MAX_GENERATION))]
     pub min_generation: Option<i32>,
     /// Highest instance generation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 20))]
+    #[schemars(range(min = limits::MIN_GENERATION, max = limits::MAX_GENERATION))]
     pub max_generation: Option<i32>,
     /// Allow burstable (t*) types.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -131,11 +139,11 @@ pub struct SpotPlanSpec {
     /// Fewest distinct instance types wanted (default 15, what Karpenter's spot-to-spot
     /// consolidation needs); fewer is reported in status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 50))]
+    #[schemars(range(min = 1, max = limits::MAX_TYPES))]
     pub min_types: Option<i32>,
     /// Most instance types to offer (default 20).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 50))]
+    #[schemars(range(min = 1, max = limits::MAX_TYPES))]
     pub max_types: Option<i32>,
     /// Spot only (default), spot with on-demand fallback, and/or an on-demand base.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -159,9 +167,9 @@ pub struct SpotPlanSpec {
 /// Total resources, as Kubernetes quantities.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 pub struct PlanResources {
-    /// vCPUs, e.g. "64" or "500m" (fractions round up to whole vCPUs).
+    /// vCPUs, e.g. "64" or "500m" (fractions round up to whole vCPUs); at most 65536.
     pub cpu: Quantity,
-    /// Memory, e.g. 256Gi.
+    /// Memory, e.g. 256Gi; at most 256Ti.
     pub memory: Quantity,
 }
 
@@ -192,7 +200,7 @@ pub enum DeletionPolicy {
 #[serde(rename_all = "camelCase")]
 pub struct GpuSpec {
     /// GPUs per instance, at least.
-    #[schemars(range(min = 1, max = 64))]
+    #[schemars(range(min = 1, max = limits::MAX_GPUS))]
     pub count: i32,
     /// NVIDIA, AMD, ... (any when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -380,6 +388,12 @@ pub struct RankedType {
 pub fn crd_yaml() -> String {
     use kube::CustomResourceExt;
     let mut crd = serde_json::to_value(SpotPlan::crd()).expect("CRD serializes");
+    // Deleting the CRD deletes every SpotPlan, so (garbage collection) every NodePool, so
+    // Karpenter drains every node: neither Helm nor Argo CD may delete or prune it.
+    crd["metadata"]["annotations"] = serde_json::json!({
+        "helm.sh/resource-policy": "keep",
+        "argocd.argoproj.io/sync-options": "Prune=false,Delete=false",
+    });
     unwrap_descriptions(&mut crd);
     format!(
         "# Generated by `spotplan crd` from src/operator/crd.rs; do not edit.\n{}",

@@ -68,6 +68,59 @@ pub struct LeaseConfig {
     pub ttl: Duration,
 }
 
+/// Leadership as the options ask for it: elected on a Lease, or always the leader. Each time this
+/// replica takes the lease, `became_leader` requeues every plan.
+pub fn elect(
+    client: &Client,
+    opts: &super::Options,
+    became_leader: mpsc::UnboundedSender<()>,
+    metrics: std::sync::Arc<super::metrics::Metrics>,
+) -> (
+    Leadership,
+    Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    Option<Releaser>,
+) {
+    if !opts.leader_elect {
+        metrics.leader.set(1);
+        return (Leadership::always(), None, None);
+    }
+    let (l, task, r) = start(
+        client.clone(),
+        LeaseConfig {
+            namespace: opts.lease_namespace.clone(),
+            name: opts.lease_name.clone(),
+            identity: opts.identity.clone(),
+            ttl: opts.lease_ttl,
+        },
+        became_leader,
+        move |leader| metrics.leader.set(i64::from(leader)),
+    );
+    (l, Some(task), Some(r))
+}
+
+/// Runs `work` until it ends; with a lease loop, stops with an error if that loop ends first:
+/// never keep running without it, another replica may lead.
+pub async fn run_while_elected(
+    work: impl std::future::Future<Output = ()>,
+    lease_task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+) -> anyhow::Result<()> {
+    let Some(task) = lease_task else {
+        work.await;
+        return Ok(());
+    };
+    tokio::select! {
+        _ = work => Ok(()),
+        r = task => {
+            let e = match r {
+                Ok(Err(e)) => e,
+                Ok(Ok(())) => anyhow::anyhow!("lease loop ended"),
+                Err(e) => anyhow::anyhow!(e),
+            };
+            Err(anyhow::anyhow!("leader election stopped: {e}"))
+        }
+    }
+}
+
 /// Starts the election loop. `became_leader` gets a message each time this replica takes the
 /// lease. The returned task ends only with an error (the caller exits on it).
 pub fn start(

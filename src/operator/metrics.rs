@@ -1,13 +1,11 @@
 //! Prometheus metrics of the controller. Labels are fixed categories or plan names, never free
 //! text.
 
-use prometheus::{
-    GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-};
+use prometheus::{GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
 
 pub struct Metrics {
     pub registry: Registry,
-    pub reconciles: IntCounter,
+    pub reconciles: IntCounterVec,
     pub failures: IntCounterVec,
     pub duration: Histogram,
     pub nodepool_writes: IntCounterVec,
@@ -35,7 +33,14 @@ impl Metrics {
             GaugeVec::new(Opts::new(name, help), &["plan"]).expect("valid metric")
         };
         let m = Metrics {
-            reconciles: IntCounter::new("reconciles_total", "Reconciles run").unwrap(),
+            reconciles: IntCounterVec::new(
+                Opts::new(
+                    "reconciles_total",
+                    "Reconciles run, by outcome: Applied (wrote), Unchanged, NotReady, Deferred (not leader, caches or first data not ready), Failed",
+                ),
+                &["outcome"],
+            )
+            .unwrap(),
             failures: IntCounterVec::new(
                 Opts::new(
                     "reconcile_failures_total",
@@ -109,6 +114,10 @@ impl Metrics {
             Box::new(m.leader.clone()),
         ] {
             m.registry.register(c).expect("metrics register once");
+        }
+        // Every outcome and data source has a series from the start (0 until it happens).
+        for o in super::outcome::Outcome::ALL {
+            m.reconciles.with_label_values(&[o.as_str()]);
         }
         m
     }

@@ -1,13 +1,42 @@
 //! SpotPlan spec to optimizer request, and NodePool settings. Pure: unit-tested from YAML.
 
-use super::crd::{PlanArch, PlanMode, SpotPlanSpec};
-use crate::core::optimizer::{
-    DEFAULT_MAX_TYPES, GpuRequirement, KARPENTER_SPOT_TO_SPOT_TYPES, Request,
-};
-use crate::core::render::NodePoolSettings;
-use crate::core::types::{Arch, Mode};
+use super::crd::{DeletionPolicy, PlanArch, PlanMode, SpotPlanSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use spotplan_core::limits;
+use spotplan_core::optimizer::{GpuRequirement, Request};
+use spotplan_core::render::{CapacityTypes, NodePoolSettings};
+use spotplan_core::types::{Arch, Mode};
 use std::time::Duration;
+
+/// Everything a valid spec asks for, parsed once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanSpec {
+    pub request: Request,
+    /// vCPUs of the on-demand base, if any.
+    pub on_demand_base: Option<u32>,
+    /// Capacity types of the spot NodePool.
+    pub spot_capacity: CapacityTypes,
+    pub min_narrow_interval: Duration,
+    pub settings: NodePoolSettings,
+    pub orphan: bool,
+}
+
+/// Parses and checks a spec. `default_narrow` is the controller's default minNarrowInterval.
+pub fn validate(spec: &SpotPlanSpec, default_narrow: Duration) -> Result<PlanSpec, SpecError> {
+    let fallback = spec.capacity.as_ref().is_some_and(|c| c.on_demand_fallback);
+    Ok(PlanSpec {
+        request: request(spec)?,
+        on_demand_base: on_demand_base(spec)?,
+        spot_capacity: if fallback {
+            CapacityTypes::SpotWithOnDemandFallback
+        } else {
+            CapacityTypes::Spot
+        },
+        min_narrow_interval: min_narrow_interval(spec, default_narrow)?,
+        settings: nodepool_settings(spec),
+        orphan: spec.deletion_policy == DeletionPolicy::Orphan,
+    })
+}
 
 /// A spec field that cannot be used, with the fix.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -56,7 +85,7 @@ pub fn parse_quantity(q: &str) -> Option<f64> {
     v.is_finite().then_some(v)
 }
 
-/// Whole vCPUs, rounding fractions (500m) up.
+/// Whole vCPUs, rounding fractions (500m) up; 1..=[`limits::MAX_VCPUS`].
 pub fn cpu_vcpus(q: &Quantity, field: &'static str) -> Result<u32, SpecError> {
     let v = parse_quantity(&q.0).ok_or_else(|| {
         err(
@@ -69,10 +98,19 @@ pub fn cpu_vcpus(q: &Quantity, field: &'static str) -> Result<u32, SpecError> {
     }
     // Tolerate float noise: 0.1 + 0.2 style representations of whole numbers.
     let whole = (v - 1e-9).ceil().max(1.0);
-    u32::try_from(whole as u64).map_err(|_| err(field, "is too large"))
+    if whole > f64::from(limits::MAX_VCPUS) {
+        return Err(err(
+            field,
+            format!(
+                "must be at most {} vCPUs: split larger workloads into several SpotPlans",
+                limits::MAX_VCPUS
+            ),
+        ));
+    }
+    Ok(whole as u32)
 }
 
-/// MiB, rounding up.
+/// MiB, rounding up; at most [`limits::MAX_MEMORY_MIB`].
 pub fn memory_mib(q: &Quantity, field: &'static str) -> Result<u64, SpecError> {
     let v = parse_quantity(&q.0).ok_or_else(|| {
         err(
@@ -83,7 +121,17 @@ pub fn memory_mib(q: &Quantity, field: &'static str) -> Result<u64, SpecError> {
     if v <= 0.0 {
         return Err(err(field, "must be greater than 0"));
     }
-    Ok((v / 1_048_576.0).ceil() as u64)
+    let mib = (v / 1_048_576.0).ceil();
+    if mib > limits::MAX_MEMORY_MIB as f64 {
+        return Err(err(
+            field,
+            format!(
+                "must be at most {}: split larger workloads into several SpotPlans",
+                limits::MAX_MEMORY_QUANTITY
+            ),
+        ));
+    }
+    Ok(mib as u64)
 }
 
 /// The optimizer request a spec asks for.
@@ -121,9 +169,21 @@ pub fn request(spec: &SpotPlanSpec) -> Result<Request, SpecError> {
         })
         .transpose()
     };
-    r.max_band = small(spec.max_interruption_band, "spec.maxInterruptionBand", 4)?;
-    r.min_generation = small(spec.min_generation, "spec.minGeneration", 20)?;
-    r.max_generation = small(spec.max_generation, "spec.maxGeneration", 20)?;
+    r.max_band = small(
+        spec.max_interruption_band,
+        "spec.maxInterruptionBand",
+        i32::from(limits::MAX_BAND),
+    )?;
+    r.min_generation = small(
+        spec.min_generation,
+        "spec.minGeneration",
+        i32::from(limits::MAX_GENERATION),
+    )?;
+    r.max_generation = small(
+        spec.max_generation,
+        "spec.maxGeneration",
+        i32::from(limits::MAX_GENERATION),
+    )?;
     r.gpus = spec
         .gpus
         .as_ref()
@@ -131,8 +191,13 @@ pub fn request(spec: &SpotPlanSpec) -> Result<Request, SpecError> {
             Ok::<_, SpecError>(GpuRequirement {
                 min_count: u32::try_from(g.count)
                     .ok()
-                    .filter(|c| *c > 0)
-                    .ok_or_else(|| err("spec.gpus.count", "must be at least 1"))?,
+                    .filter(|c| (1..=limits::MAX_GPUS).contains(c))
+                    .ok_or_else(|| {
+                        err(
+                            "spec.gpus.count",
+                            format!("must be 1 to {}", limits::MAX_GPUS),
+                        )
+                    })?,
                 manufacturer: g.manufacturer.clone(),
             })
         })
@@ -143,19 +208,18 @@ pub fn request(spec: &SpotPlanSpec) -> Result<Request, SpecError> {
     let count = |v: Option<i32>, field: &'static str, default: usize| -> Result<usize, SpecError> {
         match v {
             None => Ok(default),
-            Some(x) if (1..=50).contains(&x) => Ok(x as usize),
-            Some(x) => Err(err(field, format!("{x} is out of range 1..50"))),
+            Some(x) if (1..=limits::MAX_TYPES as i32).contains(&x) => Ok(x as usize),
+            Some(x) => Err(err(
+                field,
+                format!("{x} is out of range 1..{}", limits::MAX_TYPES),
+            )),
         }
     };
-    r.min_types = count(
-        spec.min_types,
-        "spec.minTypes",
-        KARPENTER_SPOT_TO_SPOT_TYPES,
-    )?;
+    r.min_types = count(spec.min_types, "spec.minTypes", limits::DEFAULT_MIN_TYPES)?;
     r.max_types = count(
         spec.max_types,
         "spec.maxTypes",
-        DEFAULT_MAX_TYPES.max(r.min_types),
+        limits::DEFAULT_MAX_TYPES.max(r.min_types),
     )?;
     if r.max_types < r.min_types {
         return Err(err(
@@ -210,7 +274,7 @@ pub fn on_demand_base(spec: &SpotPlanSpec) -> Result<Option<u32>, SpecError> {
 pub fn min_narrow_interval(spec: &SpotPlanSpec, default: Duration) -> Result<Duration, SpecError> {
     match &spec.min_narrow_interval {
         None => Ok(default),
-        Some(s) => crate::cli::parse_duration(s).map_err(|e| err("spec.minNarrowInterval", e)),
+        Some(s) => crate::duration::parse_duration(s).map_err(|e| err("spec.minNarrowInterval", e)),
     }
 }
 
@@ -243,6 +307,26 @@ mod tests {
         assert_eq!(e.field, "spec.resources.memory");
         let e = request(&spec(&BASE.replace("500m", "0"))).unwrap_err();
         assert_eq!(e.to_string(), "spec.resources.cpu: must be greater than 0");
+    }
+
+    #[test]
+    fn resources_are_bounded_without_wrapping() {
+        let r = request(&spec(
+            &BASE.replace("500m", "65536").replace("1.5Gi", "256Ti"),
+        ))
+        .unwrap();
+        assert_eq!((r.vcpus, r.memory_mib), (65_536, 256 * 1024 * 1024));
+        for (from, to, field) in [
+            ("500m", "65537", "spec.resources.cpu"),
+            ("500m", "4294967296", "spec.resources.cpu"),
+            ("500m", "1e30", "spec.resources.cpu"),
+            ("1.5Gi", "257Ti", "spec.resources.memory"),
+            ("1.5Gi", "1e30", "spec.resources.memory"),
+        ] {
+            let e = request(&spec(&BASE.replace(from, to))).unwrap_err();
+            assert_eq!(e.field, field, "{to}");
+            assert!(e.message.contains("at most"), "{e}");
+        }
     }
 
     #[test]

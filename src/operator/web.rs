@@ -1,5 +1,7 @@
-//! The controller's HTTP endpoints: /metrics, /livez, /readyz.
+//! The controller's HTTP endpoints: /metrics, /livez, /readyz. Served before any other I/O, so
+//! the kubelet's probes answer while data loads or the API server is slow.
 
+use super::health::Health;
 use super::metrics::Metrics;
 use axum::Router;
 use axum::extract::State;
@@ -7,10 +9,12 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 #[derive(Clone)]
 pub struct WebState {
     pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
     /// Set once the watch caches have synced.
     pub ready: Arc<AtomicBool>,
 }
@@ -18,7 +22,7 @@ pub struct WebState {
 pub fn router(state: WebState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
-        .route("/livez", get(|| async { "ok" }))
+        .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .with_state(state)
 }
@@ -33,6 +37,13 @@ async fn metrics(
         )],
         s.metrics.render(),
     )
+}
+
+async fn livez(State(s): State<WebState>) -> (StatusCode, String) {
+    match s.health.check(Instant::now()) {
+        Ok(()) => (StatusCode::OK, "ok".into()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("wedged: {why}")),
+    }
 }
 
 async fn readyz(State(s): State<WebState>) -> (StatusCode, &'static str) {

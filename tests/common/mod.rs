@@ -2,6 +2,8 @@
 //! independent reading of them (deliberately not the product's parsers).
 #![allow(dead_code)]
 
+pub mod indep;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -94,16 +96,13 @@ pub fn independent_spot_price(
 /// The product's view of the same files, loaded through the library.
 pub fn market() -> spotplan::MarketData {
     use spotplan::core::market::{PriceTable, SpotAdvisor};
-    let catalog = spotplan::Catalog::embedded();
     let advisor = SpotAdvisor::parse(&std::fs::read(advisor_path()).unwrap(), "advisor").unwrap();
     let prices = PriceTable::parse(&std::fs::read(prices_path()).unwrap(), "prices").unwrap();
-    spotplan::MarketData::new(
-        catalog,
-        Some(advisor.into()),
-        None,
-        Some(prices.into()),
-        None,
-    )
+    spotplan::MarketData::embedded(spotplan::MarketInputs {
+        advisor: Some(advisor.into()),
+        prices: Some(prices.into()),
+        ..Default::default()
+    })
 }
 
 /// The Python interpreter of the test venv (moto, spot-optimizer, ...), from `$SPOTPLAN_PYTHON`

@@ -1,11 +1,7 @@
-//! Renderers: a plan's instance-type list turned into what launches capacity. Pure functions
-//! that build documents; applying them is the shell's job.
-//!
-//! Karpenter (`karpenter.sh/v1` NodePool) today. EC2 Fleet, Spot Fleet and Auto Scaling group
-//! renderers take the same [`RenderInput`] later.
+//! Karpenter `karpenter.sh/v1` NodePool specs: a plan's instance-type list, capacity types and
+//! the user's pass-through settings.
 
-use crate::core::plan::Plan;
-use crate::core::types::Arch;
+use crate::types::Arch;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
@@ -51,15 +47,6 @@ pub struct NodePoolSettings {
     pub weight: Option<i64>,
     pub expire_after: Option<String>,
     pub termination_grace_period: Option<String>,
-}
-
-/// One NodePool to write.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NodePoolDoc {
-    pub name: String,
-    pub role: &'static str,
-    /// `spec` of the NodePool.
-    pub spec: Value,
 }
 
 /// The Drifted budget spotplan adds when the user gives none: narrowing a list makes nodes drift,
@@ -174,14 +161,6 @@ pub fn nodepool_spec(
     spec
 }
 
-/// The plan's architectures, from its listed types.
-pub fn plan_archs(plan: &Plan) -> Vec<Arch> {
-    let mut a: Vec<Arch> = plan.candidates.iter().map(|c| c.arch).collect();
-    a.sort_unstable();
-    a.dedup();
-    a
-}
-
 /// True when every field of `want` is present in `have` with the same value. Objects may have
 /// more keys in `have` (defaults the API server fills in); arrays must match element for element,
 /// except where `unordered_superset` says `have` may hold more (owner references).
@@ -207,58 +186,6 @@ pub fn json_subset(want: &Value, have: &Value) -> bool {
         (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
         _ => want == have,
     }
-}
-
-/// The instance-types file of Karpenter's kwok cloud provider (`INSTANCE_TYPES_FILE_PATH`):
-/// every catalog type offered in `region` that supports spot, with its vCPUs, memory and
-/// architecture, and a spot and an on-demand offering per zone at the market's prices. Types
-/// without any price are left out (Karpenter needs one to choose). Lets real Karpenter choose
-/// among the whole catalog, not only a plan's list.
-pub fn kwok_instance_types(
-    catalog: &crate::core::catalog::Catalog,
-    market: &crate::core::market::MarketData,
-    region: crate::core::catalog::RegionId,
-) -> Value {
-    let quotes = market.quotes(region);
-    let mut out = Vec::new();
-    for (i, t) in catalog.types().iter().enumerate() {
-        let Some(arch) = t.arch() else { continue };
-        if !t.spot || !t.offered_in(region) {
-            continue;
-        }
-        let q = quotes[i];
-        let mut offerings = Vec::new();
-        for zone in catalog.zones_of(t, region) {
-            for (capacity, price) in [("spot", q.spot), ("on-demand", q.on_demand)] {
-                if let Some(p) = price {
-                    offerings.push(json!({
-                        "Price": p,
-                        "Available": true,
-                        "Requirements": [
-                            {"key": LABEL_CAPACITY_TYPE, "operator": "In", "values": [capacity]},
-                            {"key": "topology.kubernetes.io/zone", "operator": "In", "values": [zone]},
-                        ],
-                    }));
-                }
-            }
-        }
-        if offerings.is_empty() {
-            continue;
-        }
-        out.push(json!({
-            "name": t.name,
-            "architecture": arch.as_str(),
-            "operatingSystems": ["linux"],
-            "resources": {
-                "cpu": t.vcpus.to_string(),
-                "memory": format!("{}Mi", t.memory_mib),
-                "ephemeral-storage": "20Gi",
-                "pods": "110",
-            },
-            "offerings": offerings,
-        }));
-    }
-    Value::Array(out)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The optimizer's output: a ranked, diversified list of instance types and how it was reached.
 
-use crate::core::types::{Arch, Mode};
+use crate::market::PriceFrom;
+use crate::types::{Arch, Mode};
 use serde::Serialize;
 
 /// One instance type in a plan. Each candidate can meet the request on its own with `count`
@@ -18,17 +19,19 @@ pub struct Candidate {
     pub memory_gib: f64,
     /// Instances of this type needed: `max(ceil(vcpus/type_vcpus), ceil(memory/type_memory))`.
     pub count: u32,
-    pub total_vcpus: u32,
+    pub total_vcpus: u64,
     pub total_memory_gib: f64,
     /// Spot Advisor band index 0..4; `None` when the advisor has no entry (ranked as 4).
     pub interruption_band: Option<u8>,
     pub interruption_label: &'static str,
     /// Savings over on-demand, percent.
     pub savings_pct: Option<i32>,
+    /// Spot $/h of one instance: live (the median over the zones quoting it), from the price
+    /// file, or estimated (on-demand x (1 - savings %)); `spot_price_source` says which.
     pub spot_usd_per_hour: Option<f64>,
-    /// True when the spot price is on-demand x (1 - savings%), not a quoted price.
-    pub spot_price_estimated: bool,
+    pub spot_price_source: PriceFrom,
     pub on_demand_usd_per_hour: Option<f64>,
+    pub on_demand_price_source: PriceFrom,
     pub total_spot_usd_per_hour: Option<f64>,
     pub total_on_demand_usd_per_hour: Option<f64>,
     /// Share of the provisioned vCPUs not requested, percent.
@@ -39,6 +42,18 @@ pub struct Candidate {
     pub waste_pct: f64,
     pub local_ssd: bool,
     pub gpus: u32,
+    /// The availability zones where the type is offered.
+    pub zones: Vec<String>,
+    /// Live spot $/h per zone, when known.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub zone_spot_usd_per_hour: Vec<ZonePrice>,
+}
+
+/// A spot price in one zone.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ZonePrice {
+    pub zone: String,
+    pub spot_usd_per_hour: f64,
 }
 
 /// How the list was ordered.
@@ -117,16 +132,5 @@ pub struct Plan {
 impl Plan {
     pub fn primary(&self) -> &Candidate {
         &self.candidates[0]
-    }
-
-    /// The listed type names, sorted (Karpenter treats the list as a set).
-    pub fn type_set(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .candidates
-            .iter()
-            .map(|c| c.instance_type.clone())
-            .collect();
-        v.sort();
-        v
     }
 }

@@ -1,0 +1,5 @@
+//! Policy: pure rules that decide what to change, and when, given what is written now.
+//!
+//! - [`churn`]: which instance types to write, given the written list and a fresh plan.
+
+pub mod churn;

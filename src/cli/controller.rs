@@ -1,0 +1,97 @@
+//! `spotplan controller`: flags (each also an environment variable, for the chart) to
+//! [`crate::operator::Options`].
+
+use super::CliError;
+use super::args::DataArgs;
+use crate::duration::parse_duration;
+use clap::Args;
+use std::time::Duration;
+
+#[derive(Args, Debug)]
+pub struct ControllerArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// How often market data is re-read; data older than twice this is stale.
+    #[arg(long, env = "SPOTPLAN_REFRESH_INTERVAL", value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub refresh_interval: Duration,
+    /// Default shortest time between two data-driven narrowings of a plan's type list.
+    #[arg(long, env = "SPOTPLAN_MIN_NARROW_INTERVAL", value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
+    pub min_narrow_interval: Duration,
+    /// Address for /metrics, /livez and /readyz.
+    #[arg(long, env = "SPOTPLAN_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Elect a leader on a Lease, so that of several replicas only one writes.
+    #[arg(long, env = "SPOTPLAN_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// Name of the leader Lease.
+    #[arg(
+        long,
+        env = "SPOTPLAN_LEASE_NAME",
+        default_value = "spotplan-controller"
+    )]
+    pub lease_name: String,
+    /// Namespace of the leader Lease (in a pod: its own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// How long a leader's Lease lasts without renewal.
+    #[arg(long, env = "SPOTPLAN_LEASE_TTL", value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub lease_ttl: Duration,
+    /// This replica's identity in the Lease and in Events (in a pod: its name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// SpotPlans reconciled at once. Each reconcile makes at most a few API calls; more at once
+    /// mostly queues in the API server (2 gave the lowest latency and the highest throughput in
+    /// bench/scale.sh).
+    #[arg(long, env = "SPOTPLAN_CONCURRENCY", default_value_t = 2)]
+    pub concurrency: u16,
+    /// Log format: text or json.
+    #[arg(long, env = "SPOTPLAN_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+    /// Log level or filter (e.g. info, spotplan=debug,kube=info).
+    #[arg(long, env = "SPOTPLAN_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+fn init_logging(args: &ControllerArgs) -> Result<(), CliError> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level).map_err(|e| {
+        CliError::usage(
+            "--log-level",
+            format!("'{}' is not a log filter: {e}", args.log_level),
+        )
+    })?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if args.log_format == "json" {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+    Ok(())
+}
+
+pub async fn run(args: ControllerArgs) -> Result<(), CliError> {
+    init_logging(&args)?;
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    let opts = crate::operator::Options {
+        sources: args.data.sources(),
+        refresh_interval: args.refresh_interval,
+        // Every source may use its whole fetch deadline; the advisor and prices load at once.
+        refresh_deadline: args.data.fetch_timeout + Duration::from_secs(30),
+        min_narrow_interval: args.min_narrow_interval,
+        listen: args.listen,
+        leader_elect: args.leader_elect,
+        lease_name: args.lease_name,
+        lease_namespace: args.lease_namespace,
+        lease_ttl: args.lease_ttl,
+        identity,
+        concurrency: args.concurrency,
+    };
+    crate::operator::run(opts).await.map_err(|e| CliError {
+        message: format!("{e:#}"),
+        code: 1,
+    })
+}

@@ -1,0 +1,231 @@
+//! The NodePools a plan should have, built in one place. Pure: from the SpotPlan's identity, its
+//! parsed spec and the decided instance types to whole `karpenter.sh/v1` objects.
+
+use super::crd::{FIELD_MANAGER, ON_DEMAND_SUFFIX, OWNER_UID_ANNOTATION, PLAN_LABEL, ROLE_LABEL};
+use super::spec::PlanSpec;
+use serde_json::{Value, json};
+use spotplan_core::Catalog;
+use spotplan_core::render::{self, CapacityTypes, DEFAULT_WEIGHT};
+use spotplan_core::types::Arch;
+
+/// What a NodePool is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The plan's spot capacity.
+    Spot,
+    /// The on-demand base: higher weight, `limits.cpu` = the base.
+    OnDemandBase,
+}
+
+impl Role {
+    /// The `spotplan.dev/role` label value (and the metrics label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Spot => "spot",
+            Role::OnDemandBase => "on-demand-base",
+        }
+    }
+}
+
+/// One NodePool to write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredNodePool {
+    pub name: String,
+    pub role: Role,
+    /// The whole object as server-side apply gets it.
+    pub object: Value,
+}
+
+/// The SpotPlan a NodePool belongs to.
+#[derive(Debug, Clone, Copy)]
+pub struct Owner<'a> {
+    pub name: &'a str,
+    pub uid: &'a str,
+    pub api_version: &'a str,
+    pub kind: &'a str,
+}
+
+/// Names of a plan's NodePools: the spot one, and the on-demand base one.
+pub fn names(plan: &str) -> (String, String) {
+    (
+        render::nodepool_name(plan, ""),
+        render::nodepool_name(plan, ON_DEMAND_SUFFIX),
+    )
+}
+
+fn archs_of(types: &[String], catalog: &Catalog) -> Vec<Arch> {
+    let mut archs: Vec<Arch> = types
+        .iter()
+        .filter_map(|t| catalog.get(t).and_then(|t| t.arch()))
+        .collect();
+    archs.sort_unstable();
+    archs.dedup();
+    archs
+}
+
+/// The NodePools for `types` (the decided list): the spot NodePool, and with an on-demand base
+/// the on-demand one, offered the plan's types that fit inside the base (Karpenter skips types
+/// that would overrun a NodePool's remaining limits; all of them when none fits).
+pub fn nodepools(
+    owner: Owner,
+    spec: &PlanSpec,
+    types: &[String],
+    catalog: &Catalog,
+) -> Vec<DesiredNodePool> {
+    let (spot_name, od_name) = names(owner.name);
+    let settings = &spec.settings;
+    let weight = settings.weight.unwrap_or(DEFAULT_WEIGHT);
+    let mut out = vec![DesiredNodePool {
+        object: object(
+            &spot_name,
+            Role::Spot,
+            owner,
+            spec.orphan,
+            render::nodepool_spec(
+                types,
+                &archs_of(types, catalog),
+                spec.spot_capacity,
+                (PLAN_LABEL, owner.name),
+                settings,
+                weight,
+                settings.limits.clone(),
+            ),
+        ),
+        name: spot_name,
+        role: Role::Spot,
+    }];
+    if let Some(base) = spec.on_demand_base {
+        let fitting: Vec<String> = types
+            .iter()
+            .filter(|t| catalog.get(t).is_some_and(|t| t.vcpus <= base))
+            .cloned()
+            .collect();
+        let od_types = if fitting.is_empty() {
+            types.to_vec()
+        } else {
+            fitting
+        };
+        out.push(DesiredNodePool {
+            object: object(
+                &od_name,
+                Role::OnDemandBase,
+                owner,
+                spec.orphan,
+                render::nodepool_spec(
+                    &od_types,
+                    &archs_of(&od_types, catalog),
+                    CapacityTypes::OnDemand,
+                    (PLAN_LABEL, owner.name),
+                    settings,
+                    weight + 1,
+                    Some(json!({"cpu": base.to_string()})),
+                ),
+            ),
+            name: od_name,
+            role: Role::OnDemandBase,
+        });
+    }
+    out
+}
+
+fn object(name: &str, role: Role, owner: Owner, orphan: bool, spec: Value) -> Value {
+    let mut meta = json!({
+        "name": name,
+        "labels": {
+            PLAN_LABEL: owner.name,
+            ROLE_LABEL: role.as_str(),
+            "app.kubernetes.io/managed-by": FIELD_MANAGER,
+        },
+        "annotations": {OWNER_UID_ANNOTATION: owner.uid},
+    });
+    if !orphan {
+        meta["ownerReferences"] = json!([{
+            "apiVersion": owner.api_version, "kind": owner.kind,
+            "name": owner.name, "uid": owner.uid, "controller": true, "blockOwnerDeletion": true,
+        }]);
+    }
+    json!({"apiVersion": "karpenter.sh/v1", "kind": "NodePool", "metadata": meta, "spec": spec})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operator::crd::SpotPlanSpec;
+
+    fn spec(extra: &str) -> PlanSpec {
+        let yaml = format!(
+            "region: us-east-1\nresources: {{cpu: '64', memory: 256Gi}}\nnodePool: {{nodeClassRef: {{group: g, kind: K, name: n}}, weight: 30}}\n{extra}"
+        );
+        let s: SpotPlanSpec = serde_saphyr::from_str(&yaml).unwrap();
+        super::super::spec::validate(&s, std::time::Duration::from_secs(60)).unwrap()
+    }
+
+    const OWNER: Owner = Owner {
+        name: "web",
+        uid: "u-1",
+        api_version: "spotplan.dev/v1alpha1",
+        kind: "SpotPlan",
+    };
+
+    fn types() -> Vec<String> {
+        ["m7i.16xlarge", "m7g.8xlarge", "c7i.2xlarge"]
+            .map(String::from)
+            .to_vec()
+    }
+
+    #[test]
+    fn spot_only_plan_owns_one_nodepool() {
+        let pools = nodepools(OWNER, &spec(""), &types(), Catalog::embedded());
+        assert_eq!(pools.len(), 1);
+        let np = &pools[0].object;
+        assert_eq!(np["metadata"]["name"], "web");
+        assert_eq!(np["metadata"]["labels"]["spotplan.dev/role"], "spot");
+        assert_eq!(np["metadata"]["ownerReferences"][0]["uid"], "u-1");
+        assert_eq!(np["spec"]["weight"], 30);
+        let reqs = np["spec"]["template"]["spec"]["requirements"]
+            .as_array()
+            .unwrap();
+        assert_eq!(reqs[2]["values"], json!(["amd64", "arm64"]));
+    }
+
+    #[test]
+    fn on_demand_base_gets_the_fitting_types_a_higher_weight_and_the_limit() {
+        let pools = nodepools(
+            OWNER,
+            &spec("capacity: {onDemandBase: {cpu: '32'}, onDemandFallback: true}\n"),
+            &types(),
+            Catalog::embedded(),
+        );
+        assert_eq!(pools.len(), 2);
+        let (spot, od) = (&pools[0].object, &pools[1].object);
+        assert_eq!(pools[1].name, "web-on-demand");
+        assert_eq!(od["spec"]["weight"], 31);
+        assert_eq!(od["spec"]["limits"]["cpu"], "32");
+        let od_types = &od["spec"]["template"]["spec"]["requirements"][0]["values"];
+        assert_eq!(
+            od_types,
+            &json!(["c7i.2xlarge", "m7g.8xlarge"]),
+            "m7i.16xlarge has 64 vCPU"
+        );
+        assert_eq!(
+            spot["spec"]["template"]["spec"]["requirements"][1]["values"],
+            json!(["on-demand", "spot"])
+        );
+    }
+
+    #[test]
+    fn orphan_plans_write_no_owner_reference_but_keep_the_uid() {
+        let pools = nodepools(
+            OWNER,
+            &spec("deletionPolicy: Orphan\n"),
+            &types(),
+            Catalog::embedded(),
+        );
+        let np = &pools[0].object;
+        assert!(np["metadata"].get("ownerReferences").is_none());
+        assert_eq!(
+            np["metadata"]["annotations"]["spotplan.dev/owner-uid"],
+            "u-1"
+        );
+    }
+}

@@ -1,0 +1,357 @@
+//! The SpotPlan's status: built from what a reconcile found (pure), written only when it
+//! changed (an unchanged status is never written), with Events on transitions only.
+
+use super::context::Context;
+use super::crd::{FIELD_MANAGER, PlanStatus, RankedType, SpotPlan, SpotPlanStatus, conditions};
+use super::outcome::{Error, NotReady, Reason};
+use super::refresh::Freshness;
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use spotplan_core::MarketData;
+use spotplan_core::plan::Plan;
+use spotplan_core::policy::churn::{Decision, Why};
+
+/// A whole second: Conditions and Times round-trip through the API at that precision, so
+/// anything finer would make an unchanged status look changed.
+pub fn whole_second(t: Timestamp) -> Timestamp {
+    Timestamp::from_second(t.as_second()).expect("a valid time stays valid")
+}
+
+/// Sets a condition, keeping its lastTransitionTime when its status did not change.
+pub fn set_condition(
+    conds: &mut Vec<Condition>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    let status = if status { "True" } else { "False" };
+    let message: String = message.chars().take(32_000).collect();
+    match conds.iter_mut().find(|c| c.type_ == type_) {
+        Some(c) => {
+            if c.status != status {
+                c.last_transition_time = Time(now);
+            }
+            c.status = status.into();
+            c.reason = reason.into();
+            c.message = message;
+            c.observed_generation = generation;
+        }
+        None => conds.push(Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message,
+            observed_generation: generation,
+            last_transition_time: Time(now),
+        }),
+    }
+}
+
+pub fn remove_condition(conds: &mut Vec<Condition>, type_: &str) {
+    conds.retain(|c| c.type_ != type_);
+}
+
+fn set_data_fresh(conds: &mut Vec<Condition>, fresh: &Freshness, g: Option<i64>, now: Timestamp) {
+    set_condition(
+        conds,
+        conditions::DATA_FRESH,
+        fresh.fresh,
+        fresh.reason,
+        &fresh.message,
+        g,
+        now,
+    );
+}
+
+fn ready_of(status: Option<&SpotPlanStatus>) -> Option<(String, String)> {
+    status?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == conditions::READY)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+/// The ranked plan as status shows it.
+pub fn plan_status(plan: &Plan) -> PlanStatus {
+    let p = plan.primary();
+    PlanStatus {
+        primary: p.instance_type.clone(),
+        primary_count: i32::try_from(p.count).unwrap_or(i32::MAX),
+        ranking: serde_json::to_value(plan.ranking)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default(),
+        type_count: plan.candidates.len() as i32,
+        estimated_spot_usd_per_hour: plan.totals.spot_usd_per_hour,
+        estimated_on_demand_usd_per_hour: plan.totals.on_demand_usd_per_hour,
+        savings_pct: plan.totals.savings_pct,
+        unknown_band_types: plan.unknown_band_types as i32,
+        instance_types: plan
+            .candidates
+            .iter()
+            .map(|c| RankedType {
+                rank: c.rank as i32,
+                name: c.instance_type.clone(),
+                count: i32::try_from(c.count).unwrap_or(i32::MAX),
+                band: c.interruption_band.map(i32::from),
+                interruption: c.interruption_label.into(),
+                savings_pct: c.savings_pct,
+                spot_usd_per_hour: c.spot_usd_per_hour,
+                on_demand_usd_per_hour: c.on_demand_usd_per_hour,
+                total_spot_usd_per_hour: c.total_spot_usd_per_hour,
+            })
+            .collect(),
+        notes: plan.notes.clone(),
+    }
+}
+
+/// A plan whose NodePools now match the decision.
+pub struct Applied {
+    pub plan: Plan,
+    pub market: MarketData,
+    pub decision: Decision,
+    pub pools: Vec<String>,
+    /// Whether NodePools existed before this reconcile.
+    pub existed: bool,
+    /// Whether this reconcile wrote (or deleted) a NodePool.
+    pub wrote: bool,
+}
+
+/// The status of a plan whose NodePools now match `applied` (pure).
+pub fn applied_status(
+    sp: &SpotPlan,
+    a: &Applied,
+    fresh: &Freshness,
+    now: Timestamp,
+) -> SpotPlanStatus {
+    let g = sp.metadata.generation;
+    let old = sp.status.clone().unwrap_or_default();
+    let types: Vec<String> = a.decision.types.iter().cloned().collect();
+    let stamp = |kind| {
+        a.market
+            .inputs()
+            .source(kind)
+            .map(|p| Time(whole_second(p.as_of)))
+    };
+    let mut status = SpotPlanStatus {
+        observed_generation: g,
+        conditions: old.conditions.clone(),
+        plan: Some(plan_status(&a.plan)),
+        node_pools: a.pools.clone(),
+        instance_types: types.clone(),
+        data_timestamp: stamp(spotplan_core::market::SourceKind::SpotAdvisor),
+        prices_timestamp: stamp(spotplan_core::market::SourceKind::PriceFile),
+        node_pool_generation: g,
+        last_narrowed: if a.decision.removed.is_empty() || !a.existed {
+            old.last_narrowed.clone()
+        } else {
+            Some(Time(now))
+        },
+    };
+    let summary = format!(
+        "{} instance types in {} (primary {} x{}{})",
+        types.len(),
+        a.pools.join(", "),
+        a.plan.primary().instance_type,
+        a.plan.primary().count,
+        a.plan
+            .totals
+            .spot_usd_per_hour
+            .map_or(String::new(), |s| format!(", est. ${s:.4}/h spot")),
+    );
+    let conds = &mut status.conditions;
+    set_condition(
+        conds,
+        conditions::READY,
+        true,
+        Reason::PlanApplied.as_str(),
+        &summary,
+        g,
+        now,
+    );
+    set_data_fresh(conds, fresh, g, now);
+    remove_condition(conds, conditions::SUSPENDED);
+    match (a.decision.why, a.decision.narrow_at) {
+        (Why::NarrowingDeferred, Some(at)) => set_condition(
+            conds,
+            conditions::NARROWING_DEFERRED,
+            true,
+            "MinNarrowInterval",
+            &format!(
+                "some instance types no longer fit; they are removed at {} (spec.minNarrowInterval after the last narrowing)",
+                at.strftime("%Y-%m-%dT%H:%M:%SZ")
+            ),
+            g,
+            now,
+        ),
+        _ => remove_condition(conds, conditions::NARROWING_DEFERRED),
+    }
+    status
+}
+
+/// The status of a plan that is not Ready (pure): the last good plan stays.
+pub fn not_ready_status(
+    sp: &SpotPlan,
+    nr: &NotReady,
+    fresh: &Freshness,
+    now: Timestamp,
+) -> SpotPlanStatus {
+    let g = sp.metadata.generation;
+    let mut status = sp.status.clone().unwrap_or_default();
+    status.observed_generation = g;
+    let conds = &mut status.conditions;
+    set_condition(
+        conds,
+        conditions::READY,
+        false,
+        nr.reason.as_str(),
+        &nr.message,
+        g,
+        now,
+    );
+    set_data_fresh(conds, fresh, g, now);
+    remove_condition(conds, conditions::SUSPENDED);
+    status
+}
+
+/// The status of a suspended plan (pure).
+pub fn suspended_status(sp: &SpotPlan, fresh: &Freshness, now: Timestamp) -> SpotPlanStatus {
+    let g = sp.metadata.generation;
+    let mut status = sp.status.clone().unwrap_or_default();
+    status.observed_generation = g;
+    let conds = &mut status.conditions;
+    set_condition(
+        conds,
+        conditions::SUSPENDED,
+        true,
+        "Suspended",
+        "spec.suspend is true: the NodePools are left exactly as they are",
+        g,
+        now,
+    );
+    set_data_fresh(conds, fresh, g, now);
+    status
+}
+
+/// Writes the status if it differs from the live one. Returns whether it wrote.
+pub async fn write(ctx: &Context, sp: &SpotPlan, status: &SpotPlanStatus) -> Result<bool, Error> {
+    if sp.status.as_ref() == Some(status) || !ctx.leadership.is_leader() {
+        return Ok(false);
+    }
+    let body = json!({
+        "apiVersion": SpotPlan::api_version(&()),
+        "kind": SpotPlan::kind(&()),
+        "status": status,
+    });
+    ctx.plans
+        .patch_status(
+            &sp.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await?;
+    ctx.wrote(sp, status);
+    Ok(true)
+}
+
+/// Publishes an Event about `sp`, in the background (Events are best effort).
+pub fn publish(ctx: &Context, sp: &SpotPlan, type_: EventType, reason: &str, note: String) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    let (recorder, reference, plan) = (ctx.recorder.clone(), sp.object_ref(&()), sp.name_any());
+    tokio::spawn(async move {
+        if let Err(e) = recorder.publish(&event, &reference).await {
+            tracing::warn!(%plan, error = %e, "could not publish an event");
+        }
+    });
+}
+
+/// Reports `Ready=False`: writes the status (the NodePools stay as they are, the last good plan
+/// stays in status) and, on a transition into this reason, a Warning Event.
+pub async fn report_not_ready(
+    ctx: &Context,
+    sp: &SpotPlan,
+    nr: &NotReady,
+    fresh: &Freshness,
+    now: Timestamp,
+) -> Result<bool, Error> {
+    let status = not_ready_status(sp, nr, fresh, now);
+    let before = ready_of(sp.status.as_ref());
+    let wrote = write(ctx, sp, &status).await?;
+    if wrote && before != Some(("False".into(), nr.reason.as_str().into())) {
+        publish(
+            ctx,
+            sp,
+            EventType::Warning,
+            nr.reason.as_str(),
+            nr.message.clone(),
+        );
+    }
+    ctx.metrics
+        .plan_ready
+        .with_label_values(&[&sp.name_any()])
+        .set(0.0);
+    Ok(wrote)
+}
+
+/// Events for a change of the type list (only on a change).
+pub fn publish_changes(ctx: &Context, sp: &SpotPlan, a: &Applied) {
+    if !a.existed {
+        publish(
+            ctx,
+            sp,
+            EventType::Normal,
+            "NodePoolsCreated",
+            format!(
+                "wrote {} with {} instance types (primary {})",
+                a.pools.join(", "),
+                a.decision.types.len(),
+                a.plan.primary().instance_type
+            ),
+        );
+    } else if !a.decision.added.is_empty() || !a.decision.removed.is_empty() {
+        let list = |s: &std::collections::BTreeSet<String>| {
+            s.iter().cloned().collect::<Vec<_>>().join(", ")
+        };
+        publish(
+            ctx,
+            sp,
+            EventType::Normal,
+            "InstanceTypesChanged",
+            format!(
+                "{:?}: added [{}]; removed [{}]",
+                a.decision.why,
+                list(&a.decision.added),
+                list(&a.decision.removed)
+            ),
+        );
+    }
+}
+
+/// The per-plan gauges.
+pub fn record_metrics(ctx: &Context, name: &str, plan: &Plan, types: usize) {
+    let m = &ctx.metrics;
+    m.plan_ready.with_label_values(&[name]).set(1.0);
+    m.plan_types.with_label_values(&[name]).set(types as f64);
+    if let Some(s) = plan.totals.spot_usd_per_hour {
+        m.plan_spot_usd.with_label_values(&[name]).set(s);
+    }
+    if let Some(o) = plan.totals.on_demand_usd_per_hour {
+        m.plan_on_demand_usd.with_label_values(&[name]).set(o);
+    }
+    if let Some(p) = plan.totals.savings_pct {
+        m.plan_savings.with_label_values(&[name]).set(p / 100.0);
+    }
+}
