@@ -64,6 +64,19 @@ fn types_of(np: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The Events about one object, in every namespace.
+fn events_of(rig: &Rig, name: &str) -> Vec<Value> {
+    let v: Value =
+        serde_json::from_str(&rig.kubectl(&["get", "events", "-A", "-o", "json"])).unwrap();
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["involvedObject"]["name"] == name)
+        .cloned()
+        .collect()
+}
+
 fn requirement(np: &Value, key: &str) -> Value {
     np["spec"]["template"]["spec"]["requirements"]
         .as_array()
@@ -278,10 +291,24 @@ fn unsatisfiable_plans_are_not_ready_and_write_no_nodepool() {
         before["metadata"]["resourceVersion"],
         after["metadata"]["resourceVersion"]
     );
-    let events = rig.kubectl(&["get", "events", "-A", "-o", "json"]);
+    // The transition of this plan (not an earlier one's) is marked by a Warning event.
+    let events = eventually(T, "a NothingFits event on turns-bad", || {
+        let on = events_of(&rig, "turns-bad");
+        on.iter()
+            .any(|e| e["reason"] == "NothingFits")
+            .then_some(on)
+    });
+    let nothing: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["reason"] == "NothingFits")
+        .collect();
     assert!(
-        events.contains("\"NothingFits\""),
-        "a Warning event marks the transition"
+        nothing.iter().all(|e| e["type"] == "Warning"),
+        "{nothing:?}"
+    );
+    assert!(
+        events.iter().any(|e| e["reason"] == "NodePoolsCreated"),
+        "the plan was applied before it turned bad: {events:?}"
     );
 }
 
@@ -318,7 +345,7 @@ fn spec_updates_flow_through_and_tampering_is_repaired() {
         sp["status"]
     );
     let events = rig.kubectl(&["get", "events", "-A", "-o", "json"]);
-    assert!(events.contains("InstanceTypesChanged"), "{events}");
+    assert!(events.contains("SpecApplied"), "{events}");
 
     // On-demand base on, then off.
     rig.apply(&plan_yaml(
@@ -354,34 +381,69 @@ fn spec_updates_flow_through_and_tampering_is_repaired() {
     );
 }
 
+/// Binds the ClusterRole file and the leader-election Role to `user`.
+fn bind_controller_role(rig: &Rig, user: &str) {
+    let role = rig::root()
+        .join("config/rbac/clusterrole.yaml")
+        .display()
+        .to_string();
+    rig.kubectl(&["apply", "-f", &role]);
+    rig.kubectl(&[
+        "create",
+        "clusterrolebinding",
+        user,
+        "--clusterrole=spotplan-controller",
+        &format!("--user={user}"),
+    ]);
+    rig.kubectl(&[
+        "create",
+        "rolebinding",
+        user,
+        "--role=spotplan-leader-election",
+        &format!("--user={user}"),
+        "-n",
+        "default",
+    ]);
+}
+
+/// Writes other than the Lease's (create, update, patch, delete) by `user` since `mark`.
+fn non_lease_writes(rig: &Rig, mark: usize, user: &str) -> Vec<(String, String, String)> {
+    writes_by(&rig.audit()[mark..], user)
+        .into_iter()
+        .filter(|w| w.1 != "leases")
+        .collect()
+}
+
+/// A plan with every pass-through field set: labels, annotations, taints, startup taints,
+/// requirements, disruption, limits, weight, expireAfter, terminationGracePeriod.
+const FULL_SPEC: &str = "  capacity: {onDemandBase: {cpu: \"4\"}, onDemandFallback: true}
+  nodePool:
+    nodeClassRef: {group: karpenter.k8s.aws, kind: EC2NodeClass, name: default}
+    labels: {team: data}
+    annotations: {owner: data-platform}
+    taints: [{key: dedicated, value: data, effect: NoSchedule}]
+    startupTaints: [{key: warming, effect: NoSchedule}]
+    requirements: [{key: topology.kubernetes.io/zone, operator: In, values: [us-east-1a, us-east-1b]}]
+    disruption: {consolidationPolicy: WhenEmptyOrUnderutilized, consolidateAfter: 5m, budgets: [{nodes: \"2\"}]}
+    limits: {cpu: \"512\"}
+    weight: 40
+    expireAfter: 720h
+    terminationGracePeriod: 24h
+";
+
 #[test]
 fn restart_with_unchanged_data_writes_nothing() {
     let Some(rig) = Rig::start("restart") else {
         return;
     };
-    rig.kubectl(&[
-        "apply",
-        "-f",
-        &rig::root()
-            .join("config/rbac/clusterrole.yaml")
-            .display()
-            .to_string(),
-    ]);
-    rig.kubectl(&[
-        "create",
-        "clusterrolebinding",
-        "spotplan-a",
-        "--clusterrole=spotplan-controller",
-        "--user=spotplan-a",
-    ]);
-    let mut c = rig.controller("spotplan-a", &["--leader-elect=false"]);
-    for name in ["alpha", "beta", "gamma"] {
-        rig.apply(&plan_yaml(
-            name,
-            "  capacity: {onDemandBase: {cpu: \"4\"}}\n",
-        ));
+    bind_controller_role(&rig, "spotplan-a");
+    // Leader election on, as in production: the Lease is the only thing a restart may write.
+    let mut c = rig.controller("spotplan-a", &["--identity", "first"]);
+    let names = ["alpha", "beta", "gamma"];
+    for name in names {
+        assert!(rig.apply(&plan_yaml(name, FULL_SPEC)).0);
     }
-    for name in ["alpha", "beta", "gamma"] {
+    for name in names {
         ready(&rig, name);
     }
     let versions = |rig: &Rig| -> Vec<(String, String)> {
@@ -402,33 +464,78 @@ fn restart_with_unchanged_data_writes_nothing() {
         v.sort();
         v
     };
-    std::thread::sleep(Duration::from_secs(2));
     let before = versions(&rig);
+    assert_eq!(before.len(), 9, "three plans, six NodePools: {before:?}");
     assert!(c.stop().success(), "clean exit on SIGTERM");
     let mark = rig.audit().len();
 
-    let c2 = rig.controller("spotplan-a", &["--leader-elect=false"]);
-    // Give it time to list, reconcile every plan, and settle.
-    eventually(T, "three reconciles after restart", || {
-        (c2.metric("spotplan_reconciles_total").unwrap_or(0.0) >= 3.0).then_some(())
+    let c2 = rig.controller("spotplan-a", &["--identity", "second"]);
+    // The real signal: every plan went through a whole reconcile and found nothing to write
+    // (requeues while caches sync or data loads count as Deferred, not Unchanged).
+    eventually(T, "three Unchanged reconciles after restart", || {
+        (c2.metric("spotplan_reconciles_total{outcome=\"Unchanged\"}")
+            .unwrap_or(0.0)
+            >= 3.0)
+            .then_some(())
     });
-    std::thread::sleep(Duration::from_secs(3));
-    let audit = rig.audit();
-    let writes = writes_by(&audit[mark..], "spotplan-a");
+    assert_eq!(
+        c2.metric("spotplan_leader"),
+        Some(1.0),
+        "the restarted replica leads"
+    );
+    assert_eq!(
+        c2.metric("spotplan_reconciles_total{outcome=\"Applied\"}"),
+        Some(0.0),
+        "{}",
+        c2.log_text()
+    );
+    let writes = non_lease_writes(&rig, mark, "spotplan-a");
     assert!(
         writes.is_empty(),
         "the restarted controller wrote: {writes:?}\n{}",
         c2.log_text()
     );
-    let reads = audit[mark..]
-        .iter()
-        .filter(|e| e["user"]["username"] == "spotplan-a")
-        .count();
-    assert!(
-        reads > 0,
-        "the audit log shows the restarted controller at work"
-    );
     assert_eq!(versions(&rig), before, "no resourceVersion moved");
+
+    // Positive control: one spec change gives exactly the writes it needs, through the same
+    // controller and the same audit log.
+    let mark = rig.audit().len();
+    let changed = FULL_SPEC.replace("team: data", "team: analytics");
+    assert!(rig.apply(&plan_yaml("beta", &changed)).0);
+    eventually(T, "beta's new labels applied", || {
+        let np = rig.get_json("nodepool", "beta")?;
+        let od = rig.get_json("nodepool", "beta-on-demand")?;
+        let sp = rig.get_json("spotplan", "beta")?;
+        (np["spec"]["template"]["metadata"]["labels"]["team"] == "analytics"
+            && od["spec"]["template"]["metadata"]["labels"]["team"] == "analytics"
+            && sp["status"]["observedGeneration"] == 2)
+            .then_some(())
+    });
+    eventually(T, "the change settled", || {
+        (c2.metric("spotplan_reconciles_total{outcome=\"Applied\"}") >= Some(1.0)).then_some(())
+    });
+    let mut writes: Vec<(String, String, String)> = non_lease_writes(&rig, mark, "spotplan-a")
+        .into_iter()
+        .filter(|w| w.1 != "events")
+        .collect();
+    writes.sort();
+    assert_eq!(
+        writes,
+        vec![
+            ("patch".into(), "nodepools".into(), "beta".into()),
+            ("patch".into(), "nodepools".into(), "beta-on-demand".into()),
+            ("patch".into(), "spotplans/status".into(), "beta".into()),
+        ],
+        "exactly the NodePools of the changed plan and its status"
+    );
+    let after = versions(&rig);
+    let moved: Vec<&String> = before
+        .iter()
+        .zip(&after)
+        .filter(|(b, a)| b.1 != a.1)
+        .map(|(b, _)| &b.0)
+        .collect();
+    assert_eq!(moved.len(), 3, "{moved:?}");
 }
 
 #[test]
@@ -476,31 +583,8 @@ fn survives_an_apiserver_restart() {
 #[test]
 fn two_replicas_only_the_leader_writes() {
     let Some(rig) = Rig::start("ha") else { return };
-    rig.kubectl(&[
-        "apply",
-        "-f",
-        &rig::root()
-            .join("config/rbac/clusterrole.yaml")
-            .display()
-            .to_string(),
-    ]);
     for u in ["spotplan-a", "spotplan-b"] {
-        rig.kubectl(&[
-            "create",
-            "clusterrolebinding",
-            u,
-            "--clusterrole=spotplan-controller",
-            &format!("--user={u}"),
-        ]);
-        rig.kubectl(&[
-            "create",
-            "rolebinding",
-            u,
-            "--role=spotplan-leader-election",
-            &format!("--user={u}"),
-            "-n",
-            "default",
-        ]);
+        bind_controller_role(&rig, u);
     }
     let mut replicas = [
         rig.controller("spotplan-a", &["--identity", "replica-a"]),
@@ -804,7 +888,7 @@ fn name_collisions_suspend_and_stale_data() {
     );
     assert_eq!(c.metric("spotplan_market_data_fresh"), Some(0.0));
     assert!(
-        c.metric("spotplan_market_data_refresh_failures_total{category=\"invalid_json\"}")
+        c.metric("spotplan_market_data_refresh_failures_total{category=\"InvalidJson\"}")
             .unwrap_or(0.0)
             >= 1.0
     );
@@ -845,4 +929,317 @@ fn name_collisions_suspend_and_stale_data() {
             .2
             .contains("older than twice the refresh interval")
     );
+}
+
+/// A Spot Advisor snapshot of the 2022 series in ../shared/data (gzip).
+fn history(date: &str) -> std::path::PathBuf {
+    rig::root()
+        .join("../shared/data/spot-advisor/history")
+        .join(format!("spot-advisor-data_{date}.json.gz"))
+}
+
+/// Bands in us-east-1 of a history snapshot, read independently.
+fn bands_2022(date: &str) -> std::collections::HashMap<String, u64> {
+    use std::io::Read;
+    let mut text = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(history(date)).unwrap())
+        .read_to_end(&mut text)
+        .unwrap();
+    let v: Value = serde_json::from_slice(&text).unwrap();
+    v["spot_advisor"]["us-east-1"]["Linux"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(t, e)| (t.clone(), e["r"].as_u64().unwrap()))
+        .collect()
+}
+
+fn set_mtime(path: &std::path::Path, ago: Duration) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - ago)
+        .unwrap();
+}
+
+/// The churn rule on a real second snapshot: with stale data nothing moves; with fresh data a
+/// written type that breached the plan's ceiling stays until minNarrowInterval after the last
+/// narrowing (NarrowingDeferred says when), and is removed then.
+#[test]
+fn stale_data_freezes_and_narrowing_waits_for_the_interval() {
+    let Some(rig) = Rig::start("narrow") else {
+        return;
+    };
+    // 2022-06-26 is the plan's data; in 2022-07-09 some of its types left band <= 1.
+    std::fs::copy(history("2022-06-26"), &rig.advisor).unwrap();
+    // A file's age is its modification time: keep the files current, as a data pipeline
+    // would (data is stale once any source is), except while the test ages the advisor.
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    let (stop, advisor_current) = (
+        std::sync::Arc::new(AtomicBool::new(false)),
+        std::sync::Arc::new(AtomicBool::new(true)),
+    );
+    let keeper = {
+        let (prices, advisor) = (rig.prices.clone(), rig.advisor.clone());
+        let (stop, advisor_current) = (stop.clone(), advisor_current.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Relaxed) {
+                set_mtime(&prices, Duration::ZERO);
+                if advisor_current.load(Relaxed) {
+                    set_mtime(&advisor, Duration::ZERO);
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        })
+    };
+    let c = rig.controller("admin", &["--refresh-interval", "3s"]);
+    let spec = "  maxInterruptionBand: 1\n  minNarrowInterval: 60s\n";
+    rig.apply(&plan_yaml("steady", spec));
+    ready(&rig, "steady");
+    let first = types_of(&rig.get_json("nodepool", "steady").unwrap());
+    let later = bands_2022("2022-07-09");
+    let breach: Vec<String> = first
+        .iter()
+        .filter(|t| later.get(*t).is_none_or(|b| *b > 1))
+        .cloned()
+        .collect();
+    assert!(
+        !breach.is_empty(),
+        "the snapshot pair must move a written type: {first:?}"
+    );
+    let keep = first.iter().find(|t| !breach.contains(t)).unwrap().clone();
+
+    // A spec narrowing first, so the last narrowing is recent.
+    rig.apply(&plan_yaml(
+        "steady",
+        &format!("{spec}  excludeInstanceTypes: [{keep}]\n"),
+    ));
+    let sp = ready(&rig, "steady");
+    let narrowed_at = sp["status"]["lastNarrowed"].as_str().unwrap().to_string();
+    let written = types_of(&rig.get_json("nodepool", "steady").unwrap());
+    assert!(breach.iter().all(|t| written.contains(t)), "{written:?}");
+    let before = rig.get_json("nodepool", "steady").unwrap();
+
+    // Stale: the new snapshot arrives in a file last modified an hour ago. Nothing moves.
+    advisor_current.store(false, Relaxed);
+    std::thread::sleep(Duration::from_secs(1));
+    let tmp = rig.dir.path().join("next.json.gz");
+    std::fs::copy(history("2022-07-09"), &tmp).unwrap();
+    set_mtime(&tmp, Duration::from_secs(3600));
+    std::fs::rename(&tmp, &rig.advisor).unwrap();
+    eventually(T, "DataFresh=False/DataTooOld", || {
+        let sp = rig.get_json("spotplan", "steady")?;
+        (condition(&sp, "DataFresh")?.1 == "DataTooOld").then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(4)); // more than a refresh interval with stale data
+    let np = rig.get_json("nodepool", "steady").unwrap();
+    assert_eq!(
+        np["metadata"]["resourceVersion"], before["metadata"]["resourceVersion"],
+        "stale data changed the NodePool"
+    );
+
+    // Fresh again: the breach is real, but the last narrowing was under 60s ago.
+    advisor_current.store(true, Relaxed);
+    let deferred = eventually(T, "NarrowingDeferred=True", || {
+        let sp = rig.get_json("spotplan", "steady")?;
+        (condition(&sp, "NarrowingDeferred")?.0 == "True").then_some(sp)
+    });
+    let msg = condition(&deferred, "NarrowingDeferred").unwrap().2;
+    assert!(msg.contains("removed at"), "{msg}");
+    let np = rig.get_json("nodepool", "steady").unwrap();
+    let now_written = types_of(&np);
+    assert!(
+        breach.iter().all(|t| now_written.contains(t)),
+        "a breaching type was removed before the interval: {now_written:?}"
+    );
+    assert_eq!(
+        deferred["status"]["lastNarrowed"].as_str().unwrap(),
+        narrowed_at
+    );
+
+    // Once the interval has passed, the breaching types go.
+    let start = std::time::Instant::now();
+    let done = loop {
+        let t = types_of(&rig.get_json("nodepool", "steady").unwrap());
+        if breach.iter().all(|b| !t.contains(b)) {
+            break t;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the deferred narrowing did not happen: {}\n{}",
+            rig.get_json("spotplan", "steady").unwrap()["status"],
+            c.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    for t in &done {
+        assert!(
+            later.get(t).is_some_and(|b| *b <= 1),
+            "{t} is above the ceiling in the new data"
+        );
+    }
+    let sp = ready(&rig, "steady");
+    assert!(condition(&sp, "NarrowingDeferred").is_none());
+    assert_ne!(sp["status"]["lastNarrowed"].as_str().unwrap(), narrowed_at);
+    let narrowed: Vec<Value> = events_of(&rig, "steady")
+        .into_iter()
+        .filter(|e| e["reason"] == "InstanceTypesNarrowed")
+        .collect();
+    assert_eq!(narrowed.len(), 1, "{narrowed:?}");
+    let note = narrowed[0]["message"].as_str().unwrap();
+    assert!(breach.iter().all(|b| note.contains(b.as_str())), "{note}");
+    stop.store(true, Relaxed);
+    keeper.join().unwrap();
+}
+
+/// NodePool ownership is decided on the live object: when a SpotPlan and someone else create
+/// the same NodePool name at the same moment, exactly one owns it, the other's write fails,
+/// and the plan is never Ready over a NodePool it does not own.
+#[test]
+fn nodepool_name_races_have_one_winner() {
+    let Some(rig) = Rig::start("race") else {
+        return;
+    };
+    // A SpotPlan cannot take a name that only another plan's on-demand NodePool may have.
+    let (ok, out) = rig.apply(&plan_yaml("race-on-demand", ""));
+    assert!(!ok && out.contains("must not end with -on-demand"), "{out}");
+
+    let _c = rig.controller("admin", &[]);
+    let foreign = |name: &str| {
+        format!(
+            "apiVersion: karpenter.sh/v1\nkind: NodePool\nmetadata: {{name: {name}, labels: {{owner: someone-else}}}}\nspec:\n  template:\n    spec:\n      nodeClassRef: {{group: karpenter.k8s.aws, kind: EC2NodeClass, name: default}}\n      requirements: [{{key: node.kubernetes.io/instance-type, operator: In, values: [m5.large]}}]\n"
+        )
+    };
+    let (mut plan_won, mut foreign_won) = (0, 0);
+    for round in 0..6 {
+        let plan = format!("race{round}");
+        // Alternate which name is contested: the spot NodePool, or the on-demand base one.
+        let contested = if round % 2 == 0 {
+            plan.clone()
+        } else {
+            format!("{plan}-on-demand")
+        };
+        let (plan_yaml_text, foreign_yaml) = (
+            plan_yaml(&plan, "  capacity: {onDemandBase: {cpu: \"8\"}}\n"),
+            foreign(&contested),
+        );
+        let (a, b) = std::thread::scope(|s| {
+            let a = s.spawn(|| rig.apply(&plan_yaml_text));
+            let b = s.spawn(|| rig.kubectl_raw(&["create", "-f", "-"], Some(&foreign_yaml)));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        assert!(a.0, "{}", a.1);
+        let sp = eventually(T, &format!("{plan} settled"), || {
+            let sp = rig.get_json("spotplan", &plan)?;
+            let (status, reason, _) = condition(&sp, "Ready")?;
+            (status == "True" || reason == "NodePoolConflict").then_some(sp)
+        });
+        let np = rig
+            .get_json("nodepool", &contested)
+            .expect("someone created it");
+        let ours = np["metadata"]["ownerReferences"][0]["uid"] == sp["metadata"]["uid"];
+        let (status, reason, message) = condition(&sp, "Ready").unwrap();
+        if ours {
+            plan_won += 1;
+            assert!(!b.0, "both creates succeeded on {contested}: {}", b.2);
+            assert!(b.2.contains("AlreadyExists"), "{}", b.2);
+            assert_eq!(status, "True");
+            assert!(
+                np["metadata"]["labels"].get("owner").is_none(),
+                "a mixed object: {np}"
+            );
+        } else {
+            foreign_won += 1;
+            assert!(
+                b.0,
+                "the foreign create failed but the plan does not own {contested}"
+            );
+            assert_eq!(
+                (status.as_str(), reason.as_str()),
+                ("False", "NodePoolConflict"),
+                "{message}"
+            );
+            assert_eq!(np["metadata"]["labels"]["owner"], "someone-else");
+            assert_eq!(
+                types_of(&np),
+                vec!["m5.large".to_string()],
+                "the foreign NodePool was written over"
+            );
+            assert!(
+                np["metadata"]["annotations"]
+                    .get("spotplan.dev/owner-uid")
+                    .is_none()
+            );
+        }
+        // It stays that way.
+        std::thread::sleep(Duration::from_secs(1));
+        let again = rig.get_json("spotplan", &plan).unwrap();
+        assert_eq!(condition(&again, "Ready").unwrap().0, status);
+    }
+    eprintln!("plan won {plan_won} races, the other writer {foreign_won}");
+    // The controller never wrote a NodePool it did not own: every write it made to a
+    // contested name happened on an object carrying its plan's label.
+    for np in rig.list_json("nodepools", Some("owner=someone-else")) {
+        assert!(
+            np["metadata"]["labels"].get("spotplan.dev/plan").is_none(),
+            "{np}"
+        );
+    }
+}
+
+/// With a Spot Advisor URL that accepts connections and never answers, the endpoints answer
+/// at once, /livez stays healthy, and plans say MarketDataUnavailable instead of the pod
+/// being killed.
+#[test]
+fn a_hung_data_source_costs_no_liveness() {
+    let Some(rig) = Rig::start("hung") else {
+        return;
+    };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://{}/spot-advisor-data.json",
+        listener.local_addr().unwrap()
+    );
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let h = held.clone();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            h.lock().unwrap().push(s); // accept, never answer, never close
+        }
+    });
+    let port = rig::free_port();
+    let args: Vec<String> = [
+        "controller",
+        "--advisor-data",
+        &url,
+        "--fetch-timeout",
+        "4s",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--cache-dir",
+        &rig.dir.path().join("cache").display().to_string(),
+        "--leader-elect=false",
+    ]
+    .map(String::from)
+    .to_vec();
+    let c = rig.controller_cmd(&rig.kubeconfig, &args, &[], port);
+    assert_eq!(
+        c.get("/livez").map(|r| r.0),
+        Some(200),
+        "livez while the first fetch hangs"
+    );
+    rig.apply(&plan_yaml("nodata", ""));
+    let (sp, msg) = not_ready(&rig, "nodata", "MarketDataUnavailable");
+    assert!(msg.contains(&url) && msg.contains("fetch failed"), "{msg}");
+    assert_eq!(condition(&sp, "DataFresh").unwrap().1, "NoData");
+    assert!(
+        !held.lock().unwrap().is_empty(),
+        "the controller did try the URL"
+    );
+    for _ in 0..5 {
+        assert_eq!(c.get("/livez").map(|r| r.0), Some(200), "{}", c.log_text());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(rig.get_json("nodepool", "nodata").is_none());
 }

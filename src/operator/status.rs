@@ -325,14 +325,20 @@ pub fn publish_changes(ctx: &Context, sp: &SpotPlan, a: &Applied) {
         let list = |s: &std::collections::BTreeSet<String>| {
             s.iter().cloned().collect::<Vec<_>>().join(", ")
         };
+        // One reason per kind of change: Events with the same reason are folded into one series.
+        let reason = match a.decision.why {
+            Why::SpecChanged => "SpecApplied",
+            Why::Narrowed => "InstanceTypesNarrowed",
+            Why::NarrowingDeferred => "NarrowingDeferred",
+            _ => "InstanceTypesWidened",
+        };
         publish(
             ctx,
             sp,
             EventType::Normal,
-            "InstanceTypesChanged",
+            reason,
             format!(
-                "{:?}: added [{}]; removed [{}]",
-                a.decision.why,
+                "added [{}]; removed [{}]",
                 list(&a.decision.added),
                 list(&a.decision.removed)
             ),

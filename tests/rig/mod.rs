@@ -321,6 +321,11 @@ impl Controller {
         panic!("controller not ready in 60s; log:\n{}", self.log_text());
     }
 
+    /// GET `path`: (status code, body).
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        http_get(self.port, path)
+    }
+
     pub fn metrics(&self) -> String {
         http_get(self.port, "/metrics")
             .map(|(_, b)| b)
