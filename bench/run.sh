@@ -13,7 +13,18 @@ DATA="$SHARED_DIR/data"
 export SPOTPLAN_SHARED="$SHARED_DIR"
 
 log "criterion: the core (cargo bench, sharing the release artifacts)"
-cargo bench -q --bench optimizer -- --noplot 2>&1 | grep -E "^[a-z_0-9]+|time:" || true
+# Old estimates must never pass for new ones: start from an empty criterion directory, and
+# fail (with criterion's own output) if the benchmark does.
+rm -rf "$CARGO_TARGET_DIR/criterion"
+CRIT_LOG=$(mktemp)
+crit_args=(--noplot)
+[ -n "${BENCH_QUICK:-}" ] && crit_args+=(--warm-up-time 1 --measurement-time 2)
+if ! cargo bench -q --bench optimizer -- "${crit_args[@]}" >"$CRIT_LOG" 2>&1; then
+  cat "$CRIT_LOG" >&2
+  die "the criterion benchmarks failed (output above)"
+fi
+grep -E "^[a-z_0-9]+|time:" "$CRIT_LOG"
+rm -f "$CRIT_LOG"
 BIN="$CARGO_TARGET_DIR/release/spotplan"
 cargo build -q --release --bin spotplan
 

@@ -1,11 +1,13 @@
 //! End to end with real Karpenter (its kwok cloud provider) on the test control plane: the
 //! NodeClaims Karpenter launches for a SpotPlan's pods use only the plan's instance types, on
-//! spot; with an on-demand base the first capacity is on-demand up to the base; and a control
+//! spot; with an on-demand base the first capacity is on-demand and reaches the base (within
+//! a node, as Karpenter checks limits late) before spot takes over; and a control
 //! NodePool without spotplan's list shows Karpenter would otherwise choose other types.
 //!
 //! Karpenter is fed the whole embedded catalog for us-east-1 with the shared market data's
 //! prices (`spotplan render kwok-instance-types`), including cheaper types the plan leaves out.
 
+mod common;
 mod rig;
 
 use rig::{Rig, condition, eventually, run_ok};
@@ -70,22 +72,23 @@ fn ready_types(rig: &Rig, name: &str) -> BTreeSet<String> {
     })
 }
 
-/// (instance type, capacity type, cpu) of the NodeClaims of `nodepool`.
-fn claims(rig: &Rig, nodepool: &str) -> Vec<(String, String, u32)> {
+/// (instance type, capacity type, cpu) of the NodeClaims of `nodepool`, once every one of them
+/// carries its launch labels; `None` while some do not yet (never silently dropped: a claim that
+/// never gets them fails the wait).
+fn claims(rig: &Rig, nodepool: &str) -> Option<Vec<(String, String, u32)>> {
     rig.list_json(
         "nodeclaims",
         Some(&format!("karpenter.sh/nodepool={nodepool}")),
     )
     .iter()
-    .filter_map(|c: &Value| {
+    .map(|c: &Value| {
         let labels = &c["metadata"]["labels"];
         let ty = labels["node.kubernetes.io/instance-type"]
             .as_str()?
             .to_string();
         let cap = labels["karpenter.sh/capacity-type"].as_str()?.to_string();
-        let cpu = spotplan::Catalog::embedded()
-            .get(&ty)
-            .map_or(0, |t| t.vcpus);
+        // vCPUs from moto's data, not the product's catalog.
+        let cpu = common::indep::TYPES.get(&ty).map_or(0, |t| t.vcpus as u32);
         Some((ty, cap, cpu))
     })
     .collect()
@@ -125,8 +128,8 @@ fn karpenter_launches_only_planned_types() {
     rig.apply(&plan("e2e", ""));
     let listed = ready_types(&rig, "e2e");
     rig.apply(&deployment("e2e", "spotplan.dev/plan: e2e", 4));
-    let launched = eventually(T, "4 NodeClaims for the plan", || {
-        let c = claims(&rig, "e2e");
+    let launched = eventually(T, "4 labelled NodeClaims for the plan", || {
+        let c = claims(&rig, "e2e")?;
         (c.len() >= 4).then_some(c)
     });
     for (ty, cap, _) in &launched {
@@ -152,8 +155,8 @@ spec:
 ";
     assert!(rig.apply(control).0);
     rig.apply(&deployment("control", "pool: control", 4));
-    let unrestricted = eventually(T, "4 NodeClaims for the control NodePool", || {
-        let c = claims(&rig, "control");
+    let unrestricted = eventually(T, "4 labelled NodeClaims for the control NodePool", || {
+        let c = claims(&rig, "control")?;
         (c.len() >= 4).then_some(c)
     });
     let outside: Vec<_> = unrestricted
@@ -170,11 +173,15 @@ spec:
     rig.apply(&plan("base", "  capacity: {onDemandBase: {cpu: \"32\"}}\n"));
     let base_types = ready_types(&rig, "base");
     rig.apply(&deployment("base", "spotplan.dev/plan: base", 5));
-    let (od, spot) = eventually(T, "5 NodeClaims across the base's NodePools", || {
-        let od = claims(&rig, "base-on-demand");
-        let spot = claims(&rig, "base");
-        (od.len() + spot.len() >= 5).then_some((od, spot))
-    });
+    let (od, spot) = eventually(
+        T,
+        "5 labelled NodeClaims across the base's NodePools",
+        || {
+            let od = claims(&rig, "base-on-demand")?;
+            let spot = claims(&rig, "base")?;
+            (od.len() + spot.len() >= 5).then_some((od, spot))
+        },
+    );
     assert!(
         !od.is_empty(),
         "the higher-weight on-demand NodePool launched first: {spot:?}"
@@ -183,8 +190,17 @@ spec:
     let od_cpu: u32 = od.iter().map(|c| c.2).sum();
     let largest = od.iter().map(|c| c.2).max().unwrap_or(0);
     assert!(
+        od.iter().all(|c| c.2 > 0),
+        "a launched type moto does not know: {od:?}"
+    );
+    assert!(
         od_cpu <= 32 + largest,
         "on-demand {od_cpu} vCPU overran the 32 vCPU base by more than a node: {od:?}"
+    );
+    // And it reaches the base: spot takes over only once on-demand is within a node of it.
+    assert!(
+        od_cpu + largest >= 32,
+        "on-demand stopped at {od_cpu} vCPU, more than a node short of the 32 vCPU base: {od:?}; spot {spot:?}"
     );
     for (ty, cap, _) in &od {
         assert_eq!(cap, "on-demand");

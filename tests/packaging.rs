@@ -220,6 +220,13 @@ fn chart_lints_and_validates_strictly() {
         serde_json::json!(["ALL"])
     );
     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/livez");
+    assert_eq!(c["startupProbe"]["httpGet"]["path"], "/livez");
+    assert!(
+        c["startupProbe"]["failureThreshold"].as_i64().unwrap()
+            * c["startupProbe"]["periodSeconds"].as_i64().unwrap()
+            >= 60,
+        "a slow API server gets a minute"
+    );
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
     assert!(
         c["resources"]["requests"]["cpu"].is_string()
@@ -539,6 +546,81 @@ fn helm_install_runs_the_operator_as_deployed() {
         crd_before["metadata"]["resourceVersion"],
         crd_after["metadata"]["resourceVersion"]
     );
+
+    // Uninstalling the release (or deleting an Argo CD Application that holds the chart)
+    // must not delete the CRD: that would delete every SpotPlan, so every NodePool, so every
+    // node. The CRD says so to Helm and to Argo CD.
+    let annotations = &crd_after["metadata"]["annotations"];
+    assert_eq!(annotations["helm.sh/resource-policy"], "keep");
+    assert_eq!(
+        annotations["argocd.argoproj.io/sync-options"],
+        "Prune=false,Delete=false"
+    );
+    let pools_before: Vec<(String, String)> = rig
+        .list_json("nodepools", Some("spotplan.dev/plan"))
+        .iter()
+        .map(|n| {
+            (
+                n["metadata"]["name"].as_str().unwrap().to_string(),
+                n["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(pools_before.len(), 2, "{pools_before:?}");
+    drop(controller);
+    let (ok, out) = run(Command::new(&helm)
+        .args([
+            "uninstall",
+            "spotplan",
+            "-n",
+            ns,
+            "--kubeconfig",
+            &kc,
+            "--wait",
+        ])
+        .current_dir(root()));
+    assert!(ok, "helm uninstall: {out}");
+    assert!(
+        rig.kubectl(&[
+            "get",
+            "deployments,serviceaccounts",
+            "-n",
+            ns,
+            "-l",
+            "app.kubernetes.io/instance=spotplan"
+        ])
+        .trim()
+        .is_empty(),
+        "the release is gone"
+    );
+    // Give the garbage collector (kube-controller-manager runs on the rig) time to act on
+    // anything that would cascade.
+    std::thread::sleep(Duration::from_secs(5));
+    let crd = rig
+        .get_json("crd", "spotplans.spotplan.dev")
+        .expect("the CRD stays");
+    assert_eq!(crd["metadata"]["uid"], crd_after["metadata"]["uid"]);
+    assert!(
+        rig.get_json("spotplan", "web").is_some(),
+        "the SpotPlan stays"
+    );
+    let pools_after: Vec<(String, String)> = rig
+        .list_json("nodepools", Some("spotplan.dev/plan"))
+        .iter()
+        .map(|n| {
+            (
+                n["metadata"]["name"].as_str().unwrap().to_string(),
+                n["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(pools_after, pools_before, "the NodePools stay, untouched");
 }
 
 #[test]
@@ -573,6 +655,18 @@ fn crd_upgrades_from_the_previous_chart_version() {
         (condition(&sp, "Ready")?.0 == "True").then_some(())
     });
     let before = rig.get_json("spotplan", "spark-etl").unwrap();
+    // What the old schema allowed and the new one refuses: sizes above the bound, and names
+    // that can only collide with another plan's on-demand NodePool.
+    let huge = example
+        .replace("name: spark-etl", "name: huge")
+        .replace("cpu: \"256\"", "cpu: \"70000\"");
+    assert!(
+        huge.contains("70000"),
+        "the example's cpu changed: {example}"
+    );
+    assert!(rig.apply(&huge).0, "the old CRD has no bound");
+    let legacy = example.replace("name: spark-etl", "name: legacy-on-demand");
+    assert!(rig.apply(&legacy).0, "the old CRD allows the name");
 
     // The documented upgrade: `spotplan crd | kubectl apply --server-side -f -`.
     let crd = Command::new(env!("CARGO_BIN_EXE_spotplan"))
@@ -606,6 +700,27 @@ fn crd_upgrades_from_the_previous_chart_version() {
             .then_some(out)
     });
     assert!(explain.contains("FIELD: onDemandFallback"), "{explain}");
+    // The new schema holds for new objects, with its message...
+    let (ok, out) = rig.apply(&huge.replace("name: huge", "name: huge-2"));
+    assert!(
+        !ok && out.contains("spec.resources.cpu must be at most 65536 vCPUs"),
+        "{out}"
+    );
+    let (ok, out) = rig.apply(&example.replace("name: spark-etl", "name: new-on-demand"));
+    assert!(!ok && out.contains("must not end with -on-demand"), "{out}");
+    // ...while objects stored under the old one stay readable, and the controller says what
+    // to fix instead of planning a size it cannot plan.
+    let (_, msg) = eventually(T, "huge: Ready=False/InvalidSpec", || {
+        let sp = rig.get_json("spotplan", "huge")?;
+        let (s, r, m) = condition(&sp, "Ready")?;
+        (s == "False" && r == "InvalidSpec").then_some((sp, m))
+    });
+    assert!(
+        msg.starts_with("spec.resources.cpu: must be at most 65536"),
+        "{msg}"
+    );
+    assert!(rig.get_json("spotplan", "legacy-on-demand").is_some());
+
     // Existing plans survive, keep their status, and keep reconciling.
     let after = rig.get_json("spotplan", "spark-etl").unwrap();
     assert_eq!(before["metadata"]["uid"], after["metadata"]["uid"]);
