@@ -12,13 +12,17 @@ MODES = ["latency", "balanced", "fault_tolerance"]
 FAMILY_SETS = [None, ["m7i", "m7g", "m7a", "c7i", "c7g", "r7i", "r7g", "r7a"], ["m6i", "m6a", "m6g", "r6i", "r6a", "c6i", "c6a", "c6g"]]
 
 
-def plan(i):
+def region_of(i, regions):
+    return regions[i % len(regions)]
+
+
+def plan(i, regions=REGIONS):
     cpu = 8 * (1 + i % 64)
     mem = cpu * (2, 4, 8)[i % 3]
     lines = [
         "apiVersion: spotplan.dev/v1alpha1", "kind: SpotPlan",
         f"metadata: {{name: plan-{i:04d}}}", "spec:",
-        f"  region: {REGIONS[i % len(REGIONS)]}",
+        f"  region: {region_of(i, regions)}",
         f"  resources: {{cpu: \"{cpu}\", memory: {mem}Gi}}",
         f"  mode: {MODES[(i // 3) % 3]}",
         "  nodePool: {nodeClassRef: {group: karpenter.k8s.aws, kind: EC2NodeClass, name: default}}",
@@ -54,6 +58,72 @@ def quantile(text, q):
     return prev_le
 
 
+def metric_sum(text, prefix):
+    return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(prefix))
+
+
+def calls_per_refresh(port):
+    """AWS API calls (pages) made across one whole refresh of the controller."""
+    def refreshes():
+        return metric_sum(metrics(port), "spotplan_market_data_refreshes_total")
+    def wait_past(n):
+        deadline = time.monotonic() + 300
+        while refreshes() <= n:
+            if time.monotonic() > deadline:
+                raise SystemExit("no market data refresh in 300 s")
+            time.sleep(0.5)
+    n = refreshes()
+    wait_past(n)
+    before = metric_sum(metrics(port), "spotplan_aws_api_calls_total")
+    t = time.monotonic()
+    wait_past(n + 1)
+    return metric_sum(metrics(port), "spotplan_aws_api_calls_total") - before, time.monotonic() - t
+
+
+def create(kubectl, work, plans, chunks=8):
+    files = []
+    for c in range(chunks):
+        part = plans[c::chunks]
+        if not part:
+            continue
+        path = os.path.join(work, f"plans-{len(plans)}-{c}.yaml")
+        with open(path, "w") as f:
+            f.write("\n---\n".join(part) + "\n")
+        files.append(path)
+    with concurrent.futures.ThreadPoolExecutor(chunks) as ex:
+        list(ex.map(lambda p: subprocess.run([kubectl, "create", "-f", p], check=True, capture_output=True), files))
+
+
+def wait_ready(port, n, start):
+    while True:
+        ready = sum(1 for l in metrics(port).splitlines() if l.startswith("spotplan_plan_ready{") and l.endswith(" 1"))
+        if ready >= n:
+            return
+        if time.monotonic() - start > 600:
+            raise SystemExit(f"only {ready} of {n} Ready after 600 s")
+        time.sleep(0.25)
+
+
+def aws_check(a):
+    """Calls per refresh with as many plans as regions, then with all N: they must be equal."""
+    regions = a.regions.split(",")
+    plans = [plan(i, regions) for i in range(a.n)]
+    k = len(regions)
+    start = time.monotonic()
+    create(a.kubectl, a.work, plans[:k])
+    wait_ready(a.port, k, start)
+    few, t_few = calls_per_refresh(a.port)
+    create(a.kubectl, a.work, plans[k:])
+    wait_ready(a.port, a.n, time.monotonic())
+    many, t_many = calls_per_refresh(a.port)
+    print(f"\nlive AWS data (moto), {k} regions: API calls per refresh")
+    print(f"  {k:5d} SpotPlans: {few:6.0f} calls (refresh {t_few:.1f} s)")
+    print(f"  {a.n:5d} SpotPlans: {many:6.0f} calls (refresh {t_many:.1f} s)")
+    if few != many:
+        raise SystemExit(f"calls per refresh grew with the plans: {few:.0f} -> {many:.0f}")
+    print("  equal: a refresh is per region in use, never per SpotPlan")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1000)
@@ -61,7 +131,11 @@ def main():
     ap.add_argument("--port", required=True)
     ap.add_argument("--pid", required=True)
     ap.add_argument("--work", required=True)
+    ap.add_argument("--regions", help="comma-separated regions (the --aws-check mode)")
+    ap.add_argument("--aws-check", action="store_true")
     a = ap.parse_args()
+    if a.aws_check:
+        return aws_check(a)
     chunks = 8
     files = []
     for c in range(chunks):
@@ -87,7 +161,7 @@ def main():
     m = metrics(a.port)
     with open(f"/proc/{a.pid}/status") as f:
         hwm = next(int(l.split()[1]) for l in f if l.startswith("VmHWM")) / 1024
-    reconciles = next(float(l.split()[1]) for l in m.splitlines() if l.startswith("spotplan_reconciles_total"))
+    reconciles = metric_sum(m, "spotplan_reconciles_total{")
     pools = subprocess.run([a.kubectl, "get", "nodepools", "--no-headers"], capture_output=True, text=True).stdout.count("\n")
     # Cross-check with the API server once: every plan Ready=True in its status.
     out = subprocess.run([a.kubectl, "get", "spotplans", "-o",

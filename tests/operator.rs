@@ -927,7 +927,7 @@ fn name_collisions_suspend_and_stale_data() {
         condition(&sp, "DataFresh")
             .unwrap()
             .2
-            .contains("older than twice the refresh interval")
+            .contains("older than twice its refresh period")
     );
 }
 

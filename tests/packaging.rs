@@ -655,6 +655,11 @@ fn crd_upgrades_from_the_previous_chart_version() {
         (condition(&sp, "Ready")?.0 == "True").then_some(())
     });
     let before = rig.get_json("spotplan", "spark-etl").unwrap();
+    assert!(
+        c.log_text()
+            .contains("the installed SpotPlan CRD is older than this controller"),
+        "the outdated CRD is named in the log"
+    );
     // What the old schema allowed and the new one refuses: sizes above the bound, and names
     // that can only collide with another plan's on-demand NodePool.
     let huge = example

@@ -1,7 +1,8 @@
 //! Flags shared by several commands, and the parsers that bound every number at the edge.
 
 use super::CliError;
-use crate::sources::{DEFAULT_ADVISOR_URL, LoadedMarket, Loader, MarketSources, Source};
+use crate::sources::aws::{AwsOptions, Timeouts};
+use crate::sources::{AwsSetup, DEFAULT_ADVISOR_URL, LoadedMarket, Loader, MarketSources, Source};
 use clap::Args;
 use spotplan_core::limits;
 use spotplan_core::market::SourceKind;
@@ -26,28 +27,66 @@ pub struct DataArgs {
     /// Give up on a URL (all retries included) after this long.
     #[arg(long, value_name = "DURATION", env = "SPOTPLAN_FETCH_TIMEOUT", default_value = "60s", value_parser = crate::duration::parse_duration)]
     pub fetch_timeout: Duration,
+    /// Live AWS data: spot prices per zone, this account's offerings per zone, new instance
+    /// types and the region's own generation flags (EC2), on-demand prices (Price List). Uses the
+    /// default credential chain and the standard AWS_ENDPOINT_URL* variables; without
+    /// credentials, says so and uses the files.
+    #[arg(long, env = "SPOTPLAN_AWS", action = clap::ArgAction::SetTrue)]
+    pub aws: bool,
+    /// With --aws: give up on one AWS call (retries of throttling and 5xx included) after this
+    /// long; one attempt gets a third of it.
+    #[arg(long, value_name = "DURATION", env = "SPOTPLAN_AWS_TIMEOUT", default_value = "30s", value_parser = crate::duration::parse_duration)]
+    pub aws_timeout: Duration,
 }
 
 impl DataArgs {
-    pub fn sources(&self) -> MarketSources {
+    pub fn cache_dir(&self) -> Option<std::path::PathBuf> {
+        self.cache_dir
+            .clone()
+            .or_else(crate::sources::file::default_cache_dir)
+    }
+
+    /// The sources these flags name. `spot_ttl` is how long live spot prices are reused.
+    pub fn sources_with(&self, spot_ttl: Duration) -> MarketSources {
         MarketSources {
             advisor: Source::parse(&self.advisor_data),
             prices: self.prices.as_deref().map(Source::parse),
-            loader: Loader::new(
-                self.cache_dir
-                    .clone()
-                    .or_else(crate::sources::file::default_cache_dir),
-                self.cache_ttl,
-            )
-            .with_deadline(self.fetch_timeout),
+            loader: Loader::new(self.cache_dir(), self.cache_ttl).with_deadline(self.fetch_timeout),
+            aws: self.aws.then(|| {
+                let mut opts = AwsOptions::new(self.cache_dir(), spot_ttl);
+                opts.timeouts = Timeouts {
+                    connect: (self.aws_timeout / 10).max(Duration::from_millis(500)),
+                    attempt: self.aws_timeout / 3,
+                    operation: self.aws_timeout,
+                };
+                AwsSetup::new(opts)
+            }),
         }
     }
 
-    /// Loads every source (keeping `regions`), printing warnings and refresh failures on stderr.
+    pub fn sources(&self) -> MarketSources {
+        self.sources_with(self.cache_ttl)
+    }
+
+    /// Loads every source (the files keeping `regions`, live data for `regions` with --aws),
+    /// printing warnings and refresh failures on stderr.
     pub async fn load(&self, regions: Option<&[&str]>) -> Result<LoadedMarket, CliError> {
-        let loaded = self
-            .sources()
-            .load(regions, None)
+        let live: Vec<String> = regions
+            .unwrap_or_default()
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        self.load_with(&self.sources(), regions, &live).await
+    }
+
+    pub async fn load_with(
+        &self,
+        sources: &MarketSources,
+        regions: Option<&[&str]>,
+        live: &[String],
+    ) -> Result<LoadedMarket, CliError> {
+        let loaded = sources
+            .load(regions, live, None)
             .await
             .map_err(|e| CliError::data(flag_of(e.kind), e))?;
         for w in loaded.warnings() {

@@ -44,6 +44,10 @@ pub struct ControllerArgs {
     /// bench/scale.sh).
     #[arg(long, env = "SPOTPLAN_CONCURRENCY", default_value_t = 2)]
     pub concurrency: u16,
+    /// With --aws: order each plan's zones and near-tied types by spot placement scores (one
+    /// GetSpotPlacementScores per plan configuration, cached a day).
+    #[arg(long, env = "SPOTPLAN_PLACEMENT_SCORES", action = clap::ArgAction::SetTrue, requires = "aws")]
+    pub placement_scores: bool,
     /// Log format: text or json.
     #[arg(long, env = "SPOTPLAN_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -77,10 +81,13 @@ pub async fn run(args: ControllerArgs) -> Result<(), CliError> {
         format!("{}-{}", host.trim(), std::process::id())
     });
     let opts = crate::operator::Options {
-        sources: args.data.sources(),
+        sources: args.data.sources_with(args.refresh_interval),
+        placement_scores: args.placement_scores,
         refresh_interval: args.refresh_interval,
-        // Every source may use its whole fetch deadline; the advisor and prices load at once.
-        refresh_deadline: args.data.fetch_timeout + Duration::from_secs(30),
+        // The files and every region's live sources load at once, each within its own
+        // deadline (a fetch's, an AWS call's).
+        refresh_deadline: args.data.fetch_timeout.max(args.data.aws_timeout)
+            + Duration::from_secs(30),
         min_narrow_interval: args.min_narrow_interval,
         listen: args.listen,
         leader_elect: args.leader_elect,

@@ -198,6 +198,27 @@ fn ranking_label(ranking: Ranking) -> &'static str {
     }
 }
 
+/// Where a source's data came from and how old it is, or why there is none.
+fn source_text(p: &Provenance) -> String {
+    match &p.refresh_error {
+        Some(e) if p.as_of == jiff::Timestamp::UNIX_EPOCH => {
+            format!("{}: unavailable: {e}", p.location)
+        }
+        Some(e) => format!(
+            "{}{} ({}); the last refresh failed: {e}",
+            p.location,
+            if p.from_cache { " [cached]" } else { "" },
+            age_text(p.as_of)
+        ),
+        None => format!(
+            "{}{} ({})",
+            p.location,
+            if p.from_cache { " [cached]" } else { "" },
+            age_text(p.as_of)
+        ),
+    }
+}
+
 /// "as of 2026-11-23T10:00:00Z, 3h 2m old".
 pub fn age_text(as_of: jiff::Timestamp) -> String {
     let secs = jiff::Timestamp::now()
@@ -215,7 +236,9 @@ pub fn age_text(as_of: jiff::Timestamp) -> String {
 }
 
 pub async fn data_show(args: &DataArgs, region: Option<&str>) -> Result<(), CliError> {
-    let loaded = args.load(None).await?;
+    let live: Vec<String> = region.map(String::from).into_iter().collect();
+    let sources = args.sources();
+    let loaded = args.load_with(&sources, None, &live).await?;
     let market = loaded.join();
     let catalog = market.catalog();
     println!(
@@ -248,18 +271,31 @@ pub async fn data_show(args: &DataArgs, region: Option<&str>) -> Result<(), CliE
             _ => None,
         };
         println!(
-            "{what}: {}{} ({}){}",
-            p.location,
-            if p.from_cache { " [cached]" } else { "" },
-            age_text(p.as_of),
+            "{what}: {}{}",
+            source_text(p),
             size.map(|s| format!(": {s}")).unwrap_or_default()
         );
-        if let Some(e) = &p.refresh_error {
-            println!("{what}: last refresh failed: {e}");
-        }
     }
-    if market.inputs().prices.is_none() {
-        println!("prices: none (give --prices for cost-aware ranking)");
+    if market.inputs().prices.is_none() && market.inputs().on_demand.is_empty() {
+        println!("prices: none (give --prices, or --aws, for cost-aware ranking)");
+    }
+    if let Some(setup) = &sources.aws
+        && let Ok(aws) = setup.get().await
+    {
+        let calls: Vec<String> = aws
+            .calls
+            .snapshot()
+            .iter()
+            .map(|(call, n)| format!("{call} {n}"))
+            .collect();
+        println!(
+            "aws api calls (one per page): {}",
+            if calls.is_empty() {
+                "none (all served from the cache)".into()
+            } else {
+                calls.join(", ")
+            }
+        );
     }
     if let Some(r) = region {
         let id = catalog.region(r).ok_or_else(|| {

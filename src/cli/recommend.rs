@@ -4,7 +4,9 @@ use super::args::{self, DataArgs};
 use super::output::{self, Format};
 use super::{CliError, exit};
 use clap::Args;
-use spotplan_core::optimizer::{GpuRequirement, PlanError, Request, RequestError, validate};
+use spotplan_core::optimizer::{
+    GpuRequirement, PlanError, Request, RequestError, check_bounds, validate,
+};
 use spotplan_core::types::{Arch, Mode, gib_to_mib};
 use spotplan_core::{Catalog, limits, optimize};
 use std::io::IsTerminal;
@@ -134,6 +136,11 @@ pub struct RecommendArgs {
     /// Output: table, json or yaml. Default: table on a terminal, json otherwise (as spot-optimizer).
     #[arg(long, short = 'o', value_name = "FORMAT")]
     pub output: Option<Format>,
+    /// With --aws: ask EC2 for spot placement scores per zone for the plan's top types and size
+    /// (cached a day per request; new configurations are limited per day), to order zones and
+    /// break near-ties.
+    #[arg(long, requires = "aws")]
+    pub placement_scores: bool,
     #[command(flatten)]
     pub data: DataArgs,
 }
@@ -142,7 +149,8 @@ pub async fn run(args: RecommendArgs) -> Result<(), CliError> {
     let req = args.request.request();
     let region = [req.region.as_str()];
     let sources = args.data.sources();
-    // Local files load while the flags are checked; a URL is fetched only once they are good.
+    // Local files load while the flags are checked; a URL or AWS is called only once they are
+    // good.
     let early = sources.all_local().then(|| {
         tokio::spawn({
             let data = args.data.clone();
@@ -150,16 +158,31 @@ pub async fn run(args: RecommendArgs) -> Result<(), CliError> {
             async move { data.load(Some(&[region.as_str()])).await }
         })
     });
-    // A bad flag is reported ahead of any data error.
-    validate(&req, Catalog::embedded()).map_err(request_error)?;
+    // A bad flag is reported ahead of any data error. With live data, names (regions, types,
+    // families) are checked against the live catalog instead: AWS may know what the embedded
+    // catalog does not.
+    if args.data.aws {
+        check_bounds(&req).map_err(request_error)?;
+    } else {
+        validate(&req, Catalog::embedded()).map_err(request_error)?;
+    }
     let loaded = match early {
         Some(task) => task
             .await
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?,
-        None => args.data.load(Some(&region)).await?,
+        None => {
+            args.data
+                .load_with(&sources, Some(&region), std::slice::from_ref(&req.region))
+                .await?
+        }
     };
     let market = loaded.join();
-    let plan = optimize(&req, &market).map_err(plan_error)?;
+    let mut plan = optimize(&req, &market).map_err(plan_error)?;
+    if args.placement_scores
+        && let Err(why) = sources.placement(&mut plan).await
+    {
+        eprintln!("warning: --placement-scores: {why}");
+    }
     let format = args.output.unwrap_or(if std::io::stdout().is_terminal() {
         Format::Table
     } else {

@@ -27,6 +27,8 @@ pub fn nodepool_resource() -> ApiResource {
 pub struct Settings {
     /// Default shortest time between two data-driven narrowings.
     pub min_narrow_interval: Duration,
+    /// Order zones and near-tied types by spot placement scores.
+    pub placement_scores: bool,
 }
 
 /// The reconciler's shared state: clients, caches, market data, metrics and leadership.
@@ -53,6 +55,8 @@ pub struct Context {
     /// so within one term of leadership this is what the API server holds, even when the watch
     /// cache has not caught up with it yet.
     written: Mutex<HashMap<String, Written>>,
+    /// Status fields the installed CRD does not declare (an older CRD): left out of writes.
+    undeclared: Mutex<std::collections::BTreeSet<String>>,
 }
 
 struct Written {
@@ -91,7 +95,27 @@ impl Context {
             nodepools_synced: Arc::default(),
             backoff: Mutex::default(),
             written: Mutex::default(),
+            undeclared: Mutex::default(),
         }
+    }
+
+    /// `status` without the fields the installed CRD does not declare.
+    pub(super) fn compatible_status(&self, status: &SpotPlanStatus) -> SpotPlanStatus {
+        let undeclared = self.undeclared.lock().expect("undeclared lock");
+        if undeclared.is_empty() {
+            return status.clone();
+        }
+        let mut v = serde_json::to_value(status).expect("status serializes");
+        super::status::leave_out(&mut v, &undeclared);
+        serde_json::from_value(v).expect("a status without optional fields")
+    }
+
+    /// Remembers fields to leave out; false when they were all known already (no progress).
+    pub(super) fn leave_out_status_fields(&self, fields: &[String]) -> bool {
+        let mut undeclared = self.undeclared.lock().expect("undeclared lock");
+        let before = undeclared.len();
+        undeclared.extend(fields.iter().cloned());
+        undeclared.len() > before
     }
 
     /// Forgets what was written for a deleted plan.

@@ -321,6 +321,9 @@ pub struct SpotPlanStatus {
     /// When the Spot Advisor data behind the plan was fetched (or its file modified).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_timestamp: Option<Time>,
+    /// Every market data source behind the plan, with its age and whether it is fresh.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data_sources: Vec<DataSourceStatus>,
     /// When the price data behind the plan was fetched (or its file modified).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prices_timestamp: Option<Time>,
@@ -330,6 +333,26 @@ pub struct SpotPlanStatus {
     /// When the instance-type list was last narrowed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_narrowed: Option<Time>,
+}
+
+/// One market data source.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DataSourceStatus {
+    /// spot-advisor, price-file, spot-price-history, price-list, instance-types,
+    /// instance-type-offerings.
+    pub source: String,
+    /// The region, for AWS sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// The file, URL or API call.
+    pub location: String,
+    /// When the data was fetched (or its file modified); absent when none could be had.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<Time>,
+    /// False when its last refresh failed or it is too old.
+    pub fresh: bool,
+    pub message: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
@@ -360,6 +383,17 @@ pub struct PlanStatus {
     /// Remarks: fewer types than wanted, missing prices, ...
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Spot placement scores (1-10) per zone for the plan's top types and size, best first,
+    /// when the controller runs with --placement-scores.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub placement_scores: Vec<ZoneScoreStatus>,
+}
+
+/// A zone's spot placement score.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+pub struct ZoneScoreStatus {
+    pub zone: String,
+    pub score: i32,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]

@@ -1,7 +1,9 @@
 //! Prometheus metrics of the controller. Labels are fixed categories or plan names, never free
 //! text.
 
-use prometheus::{GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 pub struct Metrics {
     pub registry: Registry,
@@ -16,7 +18,10 @@ pub struct Metrics {
     pub plan_ready: GaugeVec,
     pub data_age: GaugeVec,
     pub data_fresh: IntGauge,
+    pub source_fresh: IntGaugeVec,
+    pub aws_calls: IntCounterVec,
     pub data_refresh_failures: IntCounterVec,
+    pub data_refreshes: IntCounterVec,
     pub leader: IntGauge,
 }
 
@@ -82,8 +87,27 @@ impl Metrics {
             ),
             plan_ready: plan("plan_ready", "1 when the plan's Ready condition is True"),
             data_age: GaugeVec::new(
-                Opts::new("market_data_age_seconds", "Age of the market data in use"),
-                &["source"],
+                Opts::new(
+                    "market_data_age_seconds",
+                    "Age of the market data in use, by source (and region for AWS sources)",
+                ),
+                &["source", "region"],
+            )
+            .unwrap(),
+            source_fresh: IntGaugeVec::new(
+                Opts::new(
+                    "market_data_source_fresh",
+                    "1 when a source's data is fresh and available",
+                ),
+                &["source", "region"],
+            )
+            .unwrap(),
+            aws_calls: IntCounterVec::new(
+                Opts::new(
+                    "aws_api_calls_total",
+                    "AWS API calls made (one per page), by call",
+                ),
+                &["call"],
             )
             .unwrap(),
             data_fresh: IntGauge::new("market_data_fresh", "1 when market data is fresh").unwrap(),
@@ -93,6 +117,14 @@ impl Metrics {
                     "Failed market data refreshes by category",
                 ),
                 &["category"],
+            )
+            .unwrap(),
+            data_refreshes: IntCounterVec::new(
+                Opts::new(
+                    "market_data_refreshes_total",
+                    "Market data refreshes, by outcome (Changed, Unchanged, Failed)",
+                ),
+                &["outcome"],
             )
             .unwrap(),
             leader: IntGauge::new("leader", "1 on the replica holding the leader Lease").unwrap(),
@@ -110,7 +142,10 @@ impl Metrics {
             Box::new(m.plan_ready.clone()),
             Box::new(m.data_age.clone()),
             Box::new(m.data_fresh.clone()),
+            Box::new(m.source_fresh.clone()),
+            Box::new(m.aws_calls.clone()),
             Box::new(m.data_refresh_failures.clone()),
+            Box::new(m.data_refreshes.clone()),
             Box::new(m.leader.clone()),
         ] {
             m.registry.register(c).expect("metrics register once");

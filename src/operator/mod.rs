@@ -35,6 +35,8 @@ use tokio::sync::mpsc;
 #[derive(Debug, Clone)]
 pub struct Options {
     pub sources: MarketSources,
+    /// Order zones and near-tied types by spot placement scores (needs live data).
+    pub placement_scores: bool,
     pub refresh_interval: Duration,
     /// A refresh (every source, every retry) that takes longer fails.
     pub refresh_deadline: Duration,
@@ -95,6 +97,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         leadership,
         settings: Settings {
             min_narrow_interval: opts.min_narrow_interval,
+            placement_scores: opts.placement_scores,
         },
         nodepool_cache: nodepool_store.clone(),
     }));

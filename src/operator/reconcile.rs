@@ -96,7 +96,7 @@ fn now_second() -> Timestamp {
 /// One SpotPlan, as its steps.
 async fn reconcile_plan(cached: &SpotPlan, ctx: &Context) -> Result<Done, Error> {
     let now = now_second();
-    let fresh = ctx.market.freshness(now);
+    let fresh = ctx.market.freshness(now, Some(cached.spec.region.as_str()));
     if let Some(wait) = not_now(cached, ctx, &fresh) {
         return Ok((Outcome::Deferred, wait));
     }
@@ -122,8 +122,8 @@ async fn reconcile_plan(cached: &SpotPlan, ctx: &Context) -> Result<Done, Error>
     }
 }
 
-/// validate -> plan -> decide -> desired objects -> apply. `None` when this replica lost the
-/// lead before writing.
+/// validate -> plan -> decide -> desired objects -> apply. `None` when there is nothing to do
+/// now: this replica lost the lead, or the plan's region awaits its first live data.
 async fn plan_and_apply(
     ctx: &Context,
     sp: &SpotPlan,
@@ -132,11 +132,18 @@ async fn plan_and_apply(
 ) -> Result<Option<Applied>, Stop> {
     let input = spec::validate(&sp.spec, ctx.settings.min_narrow_interval)
         .map_err(|e| NotReady::new(Reason::InvalidSpec, e.to_string()))?;
+    // With live data, a region not loaded yet waits for its first load (which this wakes).
+    if ctx.market.use_region(&input.request.region) {
+        return Ok(None);
+    }
     let market = ctx
         .market
         .snapshot()
         .ok_or_else(|| NotReady::new(Reason::MarketDataUnavailable, fresh.message.clone()))?;
-    let plan = optimize(&input.request, &market)?;
+    let mut plan = optimize(&input.request, &market)?;
+    if ctx.settings.placement_scores {
+        ctx.market.placement(&mut plan).await;
+    }
     let name = sp.name_any();
     let uid = sp.uid().unwrap_or_default();
     let (spot_name, od_name) = desired::names(&name);

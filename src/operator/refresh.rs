@@ -4,17 +4,22 @@
 //! The first load runs after the endpoints are up, so a data source that hangs or refuses
 //! costs no liveness: until it answers, reconciles wait (nothing is written while the first
 //! load is in progress); once it has failed, plans say `Ready=False, MarketDataUnavailable`.
+//!
+//! Live AWS data is loaded once per region in use (the regions of the SpotPlans), never per
+//! SpotPlan: the API calls of a refresh do not grow with the number of plans. A plan in a region
+//! not loaded yet waits for it, and wakes the loop.
 
 use super::health::Health;
 use super::metrics::Metrics;
 use crate::duration::humanize;
-use crate::sources::{MarketSources, SourceError};
+use crate::sources::{LoadedMarket, MarketSources, SourceError};
 use jiff::Timestamp;
 use spotplan_core::MarketData;
 use spotplan_core::market::{DataError, Provenance, SourceKind};
-use std::sync::{Arc, RwLock};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 /// Whether the data can be trusted for data-driven changes.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +28,8 @@ pub struct Freshness {
     /// CamelCase reason for the DataFresh condition.
     pub reason: &'static str,
     pub message: String,
+    /// Every source's own state.
+    pub sources: Vec<SourceState>,
 }
 
 impl Freshness {
@@ -32,11 +39,25 @@ impl Freshness {
     }
 }
 
+/// One source's state, for status, `data show` and metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceState {
+    pub provenance: Provenance,
+    /// False when its last refresh failed or it is older than its limit.
+    pub fresh: bool,
+    /// Not available at all (no data in use), e.g. access denied: the field falls back.
+    pub unavailable: bool,
+    pub message: String,
+}
+
 #[derive(Debug, Default)]
 struct State {
+    loaded: Option<LoadedMarket>,
     market: Option<MarketData>,
-    /// The last refresh's error, if it failed.
+    /// The last refresh's error, if it failed as a whole.
     last_error: Option<SourceError>,
+    /// Regions whose live data has been asked for.
+    live_regions: BTreeSet<String>,
 }
 
 /// Loads and refreshes market data.
@@ -45,7 +66,12 @@ pub struct MarketCache {
     pub interval: Duration,
     /// A refresh (all sources, all retries) that takes longer fails.
     pub deadline: Duration,
+    /// How long slow live sources (on-demand prices, offerings, types) are kept.
+    pub slow_ttl: Duration,
     state: RwLock<State>,
+    /// Regions of the plans (registered by reconciles).
+    regions: Mutex<BTreeSet<String>>,
+    wake: Notify,
 }
 
 impl MarketCache {
@@ -54,7 +80,10 @@ impl MarketCache {
             sources,
             interval,
             deadline,
+            slow_ttl: Duration::from_secs(24 * 3600),
             state: RwLock::new(State::default()),
+            regions: Mutex::default(),
+            wake: Notify::new(),
         }
     }
 
@@ -62,14 +91,43 @@ impl MarketCache {
         self.state.read().expect("market lock").market.clone()
     }
 
-    /// Loads every source. Returns Ok(true) when the data in use changed. On any error the data
-    /// in use stays and the error is remembered for the DataFresh condition.
+    /// Registers a plan's region. True when the plan must wait: live data is on, and the region
+    /// has not been loaded yet (the refresh loop is woken to load it now).
+    pub fn use_region(&self, region: &str) -> bool {
+        if self.sources.aws.is_none() {
+            return false;
+        }
+        let new = self
+            .regions
+            .lock()
+            .expect("regions lock")
+            .insert(region.to_string());
+        let loaded = self
+            .state
+            .read()
+            .expect("market lock")
+            .live_regions
+            .contains(region);
+        if new && !loaded {
+            self.wake.notify_one();
+        }
+        !loaded
+    }
+
+    /// Loads every source (live data for the regions in use). Returns Ok(true) when the data in
+    /// use changed. On any error the data in use stays and the error is remembered.
     pub async fn refresh(&self) -> Result<bool, SourceError> {
-        let current = self.snapshot();
+        let regions: Vec<String> = self
+            .regions
+            .lock()
+            .expect("regions lock")
+            .iter()
+            .cloned()
+            .collect();
+        let last = self.state.read().expect("market lock").loaded.clone();
         let loaded = tokio::time::timeout(
             self.deadline,
-            self.sources
-                .load(None, current.as_ref().map(|m| m.inputs())),
+            self.sources.load(None, &regions, last.as_ref()),
         )
         .await
         .unwrap_or_else(|_| {
@@ -94,104 +152,203 @@ impl MarketCache {
         }
         // A URL whose fetch failed is served from the disk cache with the reason attached:
         // that is a failed refresh too.
-        let inputs = loaded.inputs();
-        state.last_error = inputs.sources.iter().find_map(|p| {
+        state.last_error = [
+            Some(&loaded.advisor.provenance),
+            loaded.prices.as_ref().map(|p| &p.provenance),
+        ]
+        .into_iter()
+        .flatten()
+        .find_map(|p| {
             p.refresh_error.as_ref().map(|m| SourceError {
                 kind: p.kind,
                 error: DataError::io(&p.location, m),
             })
         });
-        let same = current.as_ref().is_some_and(|m| {
-            m.inputs().advisor == inputs.advisor && m.inputs().prices == inputs.prices
-        });
-        let inputs = match (&current, same) {
-            // Keep the joined rows when nothing changed; only the provenance moves on.
-            (Some(m), true) => spotplan_core::MarketInputs {
-                sources: inputs.sources,
-                ..m.inputs().clone()
-            },
-            _ => inputs,
-        };
-        state.market = Some(MarketData::new(
-            Arc::new(spotplan_core::Catalog::embedded().clone()),
-            inputs,
-        ));
-        Ok(!same)
+        let changed = state
+            .loaded
+            .as_ref()
+            .is_none_or(|old| !same_data(old, &loaded));
+        state.market = Some(loaded.join());
+        state.live_regions.extend(regions);
+        state.loaded = Some(loaded);
+        Ok(changed)
     }
 
-    /// Stale when the last refresh failed or the data is older than twice the interval.
-    pub fn freshness(&self, now: Timestamp) -> Freshness {
+    /// The freshness limit of a source: twice its refresh period.
+    fn limit(&self, kind: SourceKind) -> Duration {
+        match kind {
+            SourceKind::SpotAdvisor | SourceKind::PriceFile | SourceKind::SpotPriceHistory => {
+                self.interval * 2
+            }
+            _ => self.slow_ttl * 2,
+        }
+    }
+
+    /// Every source's state; with `region`, the file sources and that region's live ones.
+    pub fn sources(&self, now: Timestamp, region: Option<&str>) -> Vec<SourceState> {
+        let Some(market) = self.snapshot() else {
+            return Vec::new();
+        };
+        market
+            .sources()
+            .iter()
+            .filter(|p| region.is_none() || p.region.is_none() || p.region.as_deref() == region)
+            .map(|p| {
+                let unavailable = p.refresh_error.is_some() && p.as_of == Timestamp::UNIX_EPOCH;
+                let limit = jiff::SignedDuration::try_from(self.limit(p.kind))
+                    .unwrap_or(jiff::SignedDuration::MAX);
+                let (fresh, message) = match &p.refresh_error {
+                    Some(e) if unavailable => (true, format!("unavailable: {e}")),
+                    Some(e) => (
+                        false,
+                        format!(
+                            "the last refresh failed, keeping the data from {}: {e}",
+                            stamp(p.as_of)
+                        ),
+                    ),
+                    None if now.duration_since(p.as_of) > limit => (
+                        false,
+                        format!(
+                            "from {}, older than twice its refresh period ({})",
+                            stamp(p.as_of),
+                            humanize(self.limit(p.kind))
+                        ),
+                    ),
+                    None => (true, format!("as of {}", stamp(p.as_of))),
+                };
+                SourceState {
+                    provenance: p.clone(),
+                    fresh,
+                    unavailable,
+                    message,
+                }
+            })
+            .collect()
+    }
+
+    /// Stale when a refresh failed or a source in use is older than its limit. A source that is
+    /// unavailable altogether (access denied, say) degrades its field only: the plan says so.
+    /// With `region`, only the file sources and that region's live sources count.
+    pub fn freshness(&self, now: Timestamp, region: Option<&str>) -> Freshness {
         let state = self.state.read().expect("market lock");
-        let Some(market) = &state.market else {
+        if state.market.is_none() {
             return match &state.last_error {
                 Some(e) => Freshness {
                     fresh: false,
                     reason: "NoData",
                     message: format!("no market data could be loaded: {e}"),
+                    sources: Vec::new(),
                 },
                 None => Freshness {
                     fresh: false,
                     reason: "Loading",
                     message: "market data is loading".into(),
+                    sources: Vec::new(),
                 },
             };
-        };
-        if let Some(e) = &state.last_error {
+        }
+        let failed = state.last_error.clone();
+        drop(state);
+        let sources = self.sources(now, region);
+        if let Some(e) = failed {
             return Freshness {
                 fresh: false,
                 reason: "RefreshFailed",
                 message: format!("the last refresh failed, keeping the data loaded before: {e}"),
+                sources,
             };
         }
-        let limit =
-            jiff::SignedDuration::try_from(self.interval * 2).unwrap_or(jiff::SignedDuration::MAX);
-        for p in market.sources() {
-            if now.duration_since(p.as_of) > limit {
-                return Freshness {
-                    fresh: false,
-                    reason: "DataTooOld",
-                    message: format!(
-                        "{} is from {}, older than twice the refresh interval ({})",
-                        p.location,
-                        p.as_of.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                        humanize(self.interval * 2)
-                    ),
-                };
-            }
+        let name = |s: &SourceState| match &s.provenance.region {
+            Some(r) => format!("{} ({r})", s.provenance.kind.as_str()),
+            None => format!("{} ({})", s.provenance.kind.as_str(), s.provenance.location),
+        };
+        if let Some(s) = sources.iter().find(|s| !s.fresh) {
+            let reason = if s.provenance.refresh_error.is_some() {
+                "RefreshFailed"
+            } else {
+                "DataTooOld"
+            };
+            let message = format!("{}: {}", name(s), s.message);
+            return Freshness {
+                fresh: false,
+                reason,
+                message,
+                sources,
+            };
         }
-        Freshness {
-            fresh: true,
-            reason: "Fresh",
-            message: describe(market.sources()),
+        let degraded: Vec<String> = sources
+            .iter()
+            .filter(|s| s.unavailable)
+            .map(|s| format!("{}: {}", name(s), s.message))
+            .collect();
+        let all = sources
+            .iter()
+            .filter(|s| !s.unavailable)
+            .map(|s| format!("{} {}", name(s), s.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        if degraded.is_empty() {
+            Freshness {
+                fresh: true,
+                reason: "Fresh",
+                message: all,
+                sources,
+            }
+        } else {
+            Freshness {
+                fresh: true,
+                reason: "Degraded",
+                message: format!("{}; in use: {all}", degraded.join("; ")),
+                sources,
+            }
         }
     }
 
-    /// Ages of the sources, seconds, for metrics.
-    pub fn ages(&self, now: Timestamp) -> Vec<(SourceKind, f64)> {
-        self.snapshot()
-            .map(|m| {
-                m.sources()
-                    .iter()
-                    .map(|p| (p.kind, now.duration_since(p.as_of).as_secs_f64()))
-                    .collect()
-            })
+    /// Orders a plan's zones and near-tied types by placement scores (see
+    /// [`MarketSources::placement`]); a failure is logged and the plan stands.
+    pub async fn placement(&self, plan: &mut spotplan_core::Plan) {
+        if let Err(why) = self.sources.placement(plan).await {
+            tracing::warn!(region = %plan.region, "placement scores: {why}");
+        }
+    }
+
+    /// API calls made so far, by call.
+    pub fn aws_calls(&self) -> Vec<(&'static str, u64)> {
+        self.sources
+            .aws
+            .as_ref()
+            .and_then(|a| futures::FutureExt::now_or_never(a.get()))
+            .and_then(|r| r.ok())
+            .map(|aws| aws.calls.snapshot().into_iter().collect())
             .unwrap_or_default()
     }
 }
 
-fn describe(sources: &[Provenance]) -> String {
-    sources
-        .iter()
-        .map(|p| {
-            format!(
-                "{} from {} as of {}",
-                p.kind.as_str(),
-                p.location,
-                p.as_of.strftime("%Y-%m-%dT%H:%M:%SZ")
-            )
+fn stamp(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Whether two loads hold the same data (provenance aside).
+fn same_data(a: &LoadedMarket, b: &LoadedMarket) -> bool {
+    let live = |m: &LoadedMarket| {
+        m.live.as_ref().map(|l| {
+            l.regions
+                .iter()
+                .map(|(r, x)| {
+                    (
+                        r.clone(),
+                        x.spot.as_ref().map(|v| v.data.clone()),
+                        x.on_demand.as_ref().map(|v| v.data.clone()),
+                        x.offerings.as_ref().map(|v| v.data.clone()),
+                        x.types.as_ref().map(|v| v.data.clone()),
+                    )
+                })
+                .collect::<Vec<_>>()
         })
-        .collect::<Vec<_>>()
-        .join("; ")
+    };
+    a.advisor.data == b.advisor.data
+        && a.prices.as_ref().map(|p| &p.data) == b.prices.as_ref().map(|p| &p.data)
+        && live(a) == live(b)
 }
 
 /// How often the loop wakes between refreshes: to beat, and to notice data turning stale.
@@ -210,7 +367,7 @@ pub async fn run(
         let outcome = market.refresh().await;
         health.refresh_beat();
         let now = Timestamp::now();
-        let fresh = market.freshness(now);
+        let fresh = market.freshness(now, None);
         match &outcome {
             Ok(changed) => tracing::info!(
                 changed,
@@ -227,19 +384,32 @@ pub async fn run(
             }
         }
         record(&market, &metrics, now);
+        let label = match outcome {
+            Ok(true) => "Changed",
+            Ok(false) => "Unchanged",
+            Err(_) => "Failed",
+        };
+        metrics.data_refreshes.with_label_values(&[label]).inc();
         let state = Some((fresh.fresh, fresh.reason));
         if matches!(outcome, Ok(true)) || last != state {
             let _ = trigger.send(());
         }
         last = state;
-        // Freshness is also a matter of time passing: check it between refreshes.
+        // Freshness is also a matter of time passing: check it between refreshes. A plan in a
+        // region not loaded yet wakes the loop early.
         let mut waited = Duration::ZERO;
         while waited < market.interval {
             let step = STEP.min(market.interval - waited);
-            tokio::time::sleep(step).await;
+            let woken = tokio::select! {
+                _ = tokio::time::sleep(step) => false,
+                _ = market.wake.notified() => true,
+            };
             waited += step;
             health.refresh_beat();
-            let f = market.freshness(Timestamp::now());
+            if woken {
+                break;
+            }
+            let f = market.freshness(Timestamp::now(), None);
             let state = Some((f.fresh, f.reason));
             if state != last {
                 record(&market, &metrics, Timestamp::now());
@@ -253,11 +423,23 @@ pub async fn run(
 fn record(market: &MarketCache, metrics: &Metrics, now: Timestamp) {
     metrics
         .data_fresh
-        .set(i64::from(market.freshness(now).fresh));
-    for (kind, age) in market.ages(now) {
+        .set(i64::from(market.freshness(now, None).fresh));
+    for s in market.sources(now, None) {
+        let region = s.provenance.region.as_deref().unwrap_or("");
+        let labels = [s.provenance.kind.as_str(), region];
+        if !s.unavailable {
+            metrics
+                .data_age
+                .with_label_values(&labels)
+                .set(now.duration_since(s.provenance.as_of).as_secs_f64());
+        }
         metrics
-            .data_age
-            .with_label_values(&[kind.as_str()])
-            .set(age);
+            .source_fresh
+            .with_label_values(&labels)
+            .set(i64::from(s.fresh && !s.unavailable));
+    }
+    for (call, n) in market.aws_calls() {
+        let c = metrics.aws_calls.with_label_values(&[call]);
+        c.inc_by(n.saturating_sub(c.get()));
     }
 }

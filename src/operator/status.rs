@@ -2,7 +2,9 @@
 //! changed (an unchanged status is never written), with Events on transitions only.
 
 use super::context::Context;
-use super::crd::{FIELD_MANAGER, PlanStatus, RankedType, SpotPlan, SpotPlanStatus, conditions};
+use super::crd::{
+    DataSourceStatus, FIELD_MANAGER, PlanStatus, RankedType, SpotPlan, SpotPlanStatus, conditions,
+};
 use super::outcome::{Error, NotReady, Reason};
 use super::refresh::Freshness;
 use jiff::Timestamp;
@@ -58,6 +60,22 @@ pub fn remove_condition(conds: &mut Vec<Condition>, type_: &str) {
     conds.retain(|c| c.type_ != type_);
 }
 
+/// Every source's state as status shows it.
+pub fn data_sources(fresh: &Freshness) -> Vec<DataSourceStatus> {
+    fresh
+        .sources
+        .iter()
+        .map(|s| DataSourceStatus {
+            source: s.provenance.kind.as_str().into(),
+            region: s.provenance.region.clone(),
+            location: s.provenance.location.clone(),
+            as_of: (!s.unavailable).then(|| Time(whole_second(s.provenance.as_of))),
+            fresh: s.fresh && !s.unavailable,
+            message: s.message.clone(),
+        })
+        .collect()
+}
+
 fn set_data_fresh(conds: &mut Vec<Condition>, fresh: &Freshness, g: Option<i64>, now: Timestamp) {
     set_condition(
         conds,
@@ -109,6 +127,14 @@ pub fn plan_status(plan: &Plan) -> PlanStatus {
             })
             .collect(),
         notes: plan.notes.clone(),
+        placement_scores: plan
+            .placement_scores
+            .iter()
+            .map(|z| super::crd::ZoneScoreStatus {
+                zone: z.zone.clone(),
+                score: i32::from(z.score),
+            })
+            .collect(),
     }
 }
 
@@ -147,6 +173,7 @@ pub fn applied_status(
         node_pools: a.pools.clone(),
         instance_types: types.clone(),
         data_timestamp: stamp(spotplan_core::market::SourceKind::SpotAdvisor),
+        data_sources: data_sources(fresh),
         prices_timestamp: stamp(spotplan_core::market::SourceKind::PriceFile),
         node_pool_generation: g,
         last_narrowed: if a.decision.removed.is_empty() || !a.existed {
@@ -206,6 +233,9 @@ pub fn not_ready_status(
     let g = sp.metadata.generation;
     let mut status = sp.status.clone().unwrap_or_default();
     status.observed_generation = g;
+    if !fresh.sources.is_empty() {
+        status.data_sources = data_sources(fresh);
+    }
     let conds = &mut status.conditions;
     set_condition(
         conds,
@@ -241,24 +271,84 @@ pub fn suspended_status(sp: &SpotPlan, fresh: &Freshness, now: Timestamp) -> Spo
 }
 
 /// Writes the status if it differs from the live one. Returns whether it wrote.
+///
+/// An installed CRD older than this controller (mid-upgrade: the CRD is upgraded first, but a
+/// rollback or a forgotten step happens) refuses status fields it does not declare. Those fields
+/// are then left out, here and in every later write, with one warning naming the fix; the plan
+/// keeps working.
 pub async fn write(ctx: &Context, sp: &SpotPlan, status: &SpotPlanStatus) -> Result<bool, Error> {
-    if sp.status.as_ref() == Some(status) || !ctx.leadership.is_leader() {
+    let status = ctx.compatible_status(status);
+    if sp.status.as_ref() == Some(&status) || !ctx.leadership.is_leader() {
         return Ok(false);
     }
-    let body = json!({
-        "apiVersion": SpotPlan::api_version(&()),
-        "kind": SpotPlan::kind(&()),
-        "status": status,
-    });
-    ctx.plans
-        .patch_status(
-            &sp.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&body),
-        )
-        .await?;
-    ctx.wrote(sp, status);
-    Ok(true)
+    for _ in 0..8 {
+        let body = json!({
+            "apiVersion": SpotPlan::api_version(&()),
+            "kind": SpotPlan::kind(&()),
+            "status": ctx.compatible_status(&status),
+        });
+        let result = ctx
+            .plans
+            .patch_status(
+                &sp.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&body),
+            )
+            .await;
+        match result {
+            Ok(_) => {
+                ctx.wrote(sp, &ctx.compatible_status(&status));
+                return Ok(true);
+            }
+            Err(kube::Error::Api(e)) if e.message.contains("field not declared in schema") => {
+                let undeclared = undeclared_fields(&e.message);
+                if undeclared.is_empty() || !ctx.leave_out_status_fields(&undeclared) {
+                    return Err(kube::Error::Api(e).into());
+                }
+                tracing::warn!(
+                    fields = ?undeclared,
+                    "the installed SpotPlan CRD is older than this controller and does not declare these status fields; they are left out: upgrade it with `spotplan crd | kubectl apply --server-side -f -`"
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(false)
+}
+
+/// The `.status...` paths an API server's "field not declared in schema" message names.
+pub fn undeclared_fields(message: &str) -> Vec<String> {
+    message
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter_map(|w| w.strip_prefix(".status."))
+        .map(|w| w.trim_end_matches(':').to_string())
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// `value` without the fields at `paths` (dotted, relative to the status).
+pub fn leave_out(value: &mut serde_json::Value, paths: &std::collections::BTreeSet<String>) {
+    for path in paths {
+        let mut parts: Vec<&str> = path.split('.').collect();
+        let Some(last) = parts.pop() else { continue };
+        let mut at = &mut *value;
+        for p in parts {
+            at = &mut at[p];
+        }
+        match at {
+            serde_json::Value::Object(o) => {
+                o.remove(last);
+            }
+            serde_json::Value::Array(items) => {
+                for i in items {
+                    if let Some(o) = i.as_object_mut() {
+                        o.remove(last);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Publishes an Event about `sp`, in the background (Events are best effort).
@@ -359,5 +449,29 @@ pub fn record_metrics(ctx: &Context, name: &str, plan: &Plan, types: usize) {
     }
     if let Some(p) = plan.totals.savings_pct {
         m.plan_savings.with_label_values(&[name]).set(p / 100.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn undeclared_status_fields_are_named_and_left_out() {
+        let msg = "failed to create typed patch object (/; spotplan.dev/v1alpha1, Kind=SpotPlan): .status.dataSources: field not declared in schema";
+        assert_eq!(undeclared_fields(msg), vec!["dataSources".to_string()]);
+        let mut v = json!({"dataSources": [1], "plan": {"placementScores": [], "primary": "m5.large"}, "nodePools": ["a"]});
+        leave_out(
+            &mut v,
+            &[
+                "dataSources".to_string(),
+                "plan.placementScores".to_string(),
+            ]
+            .into(),
+        );
+        assert_eq!(
+            v,
+            json!({"plan": {"primary": "m5.large"}, "nodePools": ["a"]})
+        );
     }
 }

@@ -9,11 +9,10 @@
 //!   a warning and fetched again.
 //! - No fetch can hang: each attempt has a timeout and all attempts share one deadline.
 
+use super::cache;
 use backon::{ExponentialBuilder, Retryable};
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use spotplan_core::market::{DataError, PriceTable, Provenance, SourceKind, SpotAdvisor};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -85,13 +84,6 @@ pub struct Loaded<T> {
     pub provenance: Provenance,
     /// Problems that did not stop the load (a corrupt cache entry, say).
     pub warnings: Vec<String>,
-}
-
-/// The first line of a cache entry; the fetched bytes follow it.
-#[derive(Serialize, Deserialize)]
-struct CacheMeta {
-    url: String,
-    fetched_at: jiff::Timestamp,
 }
 
 /// Loads market data. Cheap to clone.
@@ -194,10 +186,7 @@ impl Loader {
     }
 
     fn cache_path(&self, kind: SourceKind, url: &str) -> Option<PathBuf> {
-        let dir = self.cache_dir.as_ref()?;
-        let digest = Sha256::digest(url.as_bytes());
-        let key: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-        Some(dir.join(format!("{}-{key}.cache", kind.as_str())))
+        Some(cache::path(self.cache_dir.as_ref()?, kind.as_str(), url))
     }
 
     /// The cached copy of `url`, if there is a good one. A corrupt entry is reported in
@@ -207,51 +196,31 @@ impl Loader {
         url: &str,
         regions: Option<&[&str]>,
         warnings: &mut Vec<String>,
-    ) -> Option<(Loaded<T>, Vec<u8>)> {
+    ) -> Option<Loaded<T>> {
         let path = self.cache_path(T::KIND, url)?;
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-            Err(e) => {
-                warnings.push(format!(
-                    "ignoring the cache entry {}: {e}; fetching again",
-                    path.display()
-                ));
-                return None;
-            }
-        };
         let name = path.display().to_string();
-        let parsed = (|| {
-            let split = bytes
-                .iter()
-                .position(|b| *b == b'\n')
-                .ok_or_else(|| "it has no header line".to_string())?;
-            let meta: CacheMeta = serde_json::from_slice(&bytes[..split])
-                .map_err(|e| format!("its header does not parse: {e}"))?;
-            if meta.url != url {
-                return Err(format!("it belongs to {}", meta.url));
-            }
-            let body =
-                maybe_gunzip(bytes[split + 1..].to_vec(), &name).map_err(|e| e.to_string())?;
+        let parsed = cache::read(&path, url).and_then(|entry| {
+            let Some((meta, body)) = entry else {
+                return Ok(None);
+            };
+            let body = maybe_gunzip(body, &name).map_err(|e| e.to_string())?;
             let data = T::parse(&body, &name, regions).map_err(|e| e.to_string())?;
-            Ok((meta, data, body))
-        })();
+            Ok(Some((meta, data)))
+        });
         match parsed {
-            Ok((meta, data, body)) => Some((
-                Loaded {
-                    data,
-                    provenance: Provenance {
-                        kind: T::KIND,
-                        region: None,
-                        location: url.to_string(),
-                        as_of: meta.fetched_at,
-                        from_cache: true,
-                        refresh_error: None,
-                    },
-                    warnings: Vec::new(),
+            Ok(None) => None,
+            Ok(Some((meta, data))) => Some(Loaded {
+                data,
+                provenance: Provenance {
+                    kind: T::KIND,
+                    region: None,
+                    location: url.to_string(),
+                    as_of: meta.fetched_at,
+                    from_cache: true,
+                    refresh_error: None,
                 },
-                body,
-            )),
+                warnings: Vec::new(),
+            }),
             Err(why) => {
                 warnings.push(format!(
                     "ignoring the corrupt cache entry {name} ({why}); fetching again"
@@ -261,8 +230,6 @@ impl Loader {
         }
     }
 
-    /// Writes a cache entry atomically: a uniquely named temporary file in the same directory,
-    /// then a rename over the entry. Concurrent writers each rename a whole file; the last wins.
     fn write_cache(
         &self,
         kind: SourceKind,
@@ -273,26 +240,11 @@ impl Loader {
         let Some(path) = self.cache_path(kind, url) else {
             return Ok(());
         };
-        let dir = path.parent().expect("cache files live in a directory");
-        let err = |e: &dyn std::fmt::Display| DataError::io(&dir.display().to_string(), e);
-        std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
-        let meta = serde_json::to_vec(&CacheMeta {
-            url: url.to_string(),
+        let meta = cache::Meta {
+            key: url.to_string(),
             fetched_at,
-        })
-        .expect("cache metadata serializes");
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".spotplan-")
-            .suffix(".tmp")
-            .tempfile_in(dir)
-            .map_err(|e| err(&e))?;
-        tmp.write_all(&meta)
-            .and_then(|_| tmp.write_all(b"\n"))
-            .and_then(|_| tmp.write_all(bytes))
-            .and_then(|_| tmp.as_file().sync_data())
-            .map_err(|e| err(&e))?;
-        tmp.persist(&path).map_err(|e| err(&e.error))?;
-        Ok(())
+        };
+        cache::write(&path, &meta, bytes)
     }
 
     async fn fetch(&self, url: &str) -> Result<Vec<u8>, DataError> {
@@ -339,10 +291,10 @@ impl Loader {
         let mut warnings = Vec::new();
         let cached = self.read_cache::<T>(url, regions, &mut warnings);
         let now = jiff::Timestamp::now();
-        if let Some((c, _)) = &cached {
+        if let Some(c) = &cached {
             let age = now.duration_since(c.provenance.as_of);
             if age.is_positive() && age.unsigned_abs() < self.ttl && last_good.is_none() {
-                let (mut c, _) = cached.expect("checked above");
+                let mut c = cached.expect("checked above");
                 c.warnings = warnings;
                 return Ok(c);
             }
@@ -351,7 +303,7 @@ impl Loader {
             let bytes = self.fetch(url).await?;
             let data = T::parse(&bytes, url, regions)?;
             // Compare with what is in use, else with the cached copy.
-            if let Some(old) = last_good.or(cached.as_ref().map(|(c, _)| &c.data)) {
+            if let Some(old) = last_good.or(cached.as_ref().map(|c| &c.data)) {
                 data.check_replaces(old, url)?;
             }
             if let Err(e) = self.write_cache(T::KIND, url, &bytes, now) {
@@ -373,7 +325,7 @@ impl Loader {
                 },
                 warnings,
             }),
-            (Err(e), Some((mut c, _))) => {
+            (Err(e), Some(mut c)) => {
                 c.provenance.refresh_error = Some(e.to_string());
                 c.warnings = warnings;
                 Ok(c)

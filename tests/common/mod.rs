@@ -2,6 +2,7 @@
 //! independent reading of them (deliberately not the product's parsers).
 #![allow(dead_code)]
 
+pub mod aws;
 pub mod indep;
 
 use std::collections::HashMap;

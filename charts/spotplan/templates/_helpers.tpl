@@ -35,3 +35,13 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "spotplan.marketDataConfigMap" -}}
 {{- default (printf "%s-market-data" (include "spotplan.fullname" .)) .Values.marketData.airGapped.existingConfigMap }}
 {{- end }}
+
+{{/* Live AWS data: aws.enabled true/false, or auto (on with IRSA or Pod Identity). */}}
+{{- define "spotplan.awsEnabled" -}}
+{{- $v := toString .Values.aws.enabled -}}
+{{- if eq $v "auto" -}}
+{{- or (ne .Values.serviceAccount.irsaRoleArn "") .Values.podIdentity.enabled -}}
+{{- else -}}
+{{- eq $v "true" -}}
+{{- end -}}
+{{- end }}

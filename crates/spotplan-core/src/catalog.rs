@@ -55,7 +55,7 @@ pub struct Accelerator {
 }
 
 /// The processor architecture as EC2 reports it. Mac types have no Kubernetes architecture.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CpuArch {
     X86_64,
@@ -142,8 +142,8 @@ impl InstanceType {
     }
 }
 
-/// The specs of a type the embedded catalog lacks (from DescribeInstanceTypes).
-#[derive(Debug, Clone, PartialEq)]
+/// The specs of a type as DescribeInstanceTypes gives them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TypeSpec {
     pub name: String,
     pub vcpus: u32,
@@ -406,6 +406,13 @@ pub struct Overlay {
     pub offerings: Vec<(String, RegionOfferings)>,
     /// The live generation flag per type.
     pub current_generation: Vec<(String, bool)>,
+}
+
+impl Overlay {
+    /// Nothing to change.
+    pub fn is_empty(&self) -> bool {
+        self.specs.is_empty() && self.offerings.is_empty() && self.current_generation.is_empty()
+    }
 }
 
 /// An EMR release resolved against the catalog.

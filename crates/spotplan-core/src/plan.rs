@@ -47,6 +47,9 @@ pub struct Candidate {
     /// Live spot $/h per zone, when known.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub zone_spot_usd_per_hour: Vec<ZonePrice>,
+    /// The best spot placement score (1-10) among the type's zones, when scores were asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placement_score: Option<u8>,
 }
 
 /// A spot price in one zone.
@@ -127,10 +130,161 @@ pub struct Plan {
     pub diversity: Diversity,
     /// Plain-language remarks: fewer types than wanted, missing data, and so on.
     pub notes: Vec<String>,
+    /// Spot placement scores per zone (best first), when asked for (`--placement-scores`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub placement_scores: Vec<ZoneScore>,
 }
+
+/// A spot placement score (1-10) of one zone, for the plan's types and size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ZoneScore {
+    pub zone: String,
+    pub score: u8,
+}
+
+/// Candidates whose costs are within this share of each other are near-tied: placement scores
+/// order them.
+pub const NEAR_TIE: f64 = 0.02;
 
 impl Plan {
     pub fn primary(&self) -> &Candidate {
         &self.candidates[0]
+    }
+
+    /// Uses spot placement scores (zone -> 1..10, for the plan's types and size): zones are
+    /// listed best first, each candidate gets the best score among its zones, and near-tied
+    /// candidates (total spot $/h within [`NEAR_TIE`] of the one before) are ordered by that
+    /// score, so a type offered in zones where spot capacity is likelier comes first. Costs
+    /// further apart keep their order: a score never buys a dearer plan.
+    pub fn apply_placement_scores(&mut self, scores: &[(String, u8)]) {
+        let mut zs: Vec<ZoneScore> = scores
+            .iter()
+            .map(|(zone, score)| ZoneScore {
+                zone: zone.clone(),
+                score: *score,
+            })
+            .collect();
+        zs.sort_by(|a, b| b.score.cmp(&a.score).then(a.zone.cmp(&b.zone)));
+        let score_of = |z: &str| zs.iter().find(|s| s.zone == z).map(|s| s.score);
+        for c in &mut self.candidates {
+            c.zones
+                .sort_by_key(|z| std::cmp::Reverse(score_of(z).unwrap_or(0)));
+            c.placement_score = c.zones.iter().filter_map(|z| score_of(z)).max();
+        }
+        // Stable passes over runs of near-tied neighbours.
+        let near = |a: &Candidate, b: &Candidate| match (
+            a.total_spot_usd_per_hour,
+            b.total_spot_usd_per_hour,
+        ) {
+            (Some(x), Some(y)) => (y - x).abs() <= NEAR_TIE * x.min(y),
+            _ => false,
+        };
+        let mut start = 0;
+        while start < self.candidates.len() {
+            let mut end = start + 1;
+            while end < self.candidates.len()
+                && near(&self.candidates[end - 1], &self.candidates[end])
+            {
+                end += 1;
+            }
+            self.candidates[start..end]
+                .sort_by_key(|c| std::cmp::Reverse(c.placement_score.unwrap_or(0)));
+            start = end;
+        }
+        for (i, c) in self.candidates.iter_mut().enumerate() {
+            c.rank = i + 1;
+        }
+        self.placement_scores = zs;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cand(name: &str, cost: f64, zones: &[&str]) -> Candidate {
+        Candidate {
+            rank: 0,
+            instance_type: name.into(),
+            family: name.split('.').next().unwrap().into(),
+            generation: 7,
+            arch: Arch::Amd64,
+            vcpus: 8,
+            memory_gib: 32.0,
+            count: 1,
+            total_vcpus: 8,
+            total_memory_gib: 32.0,
+            interruption_band: Some(0),
+            interruption_label: "<5%",
+            savings_pct: None,
+            spot_usd_per_hour: Some(cost),
+            spot_price_source: PriceFrom::File,
+            on_demand_usd_per_hour: None,
+            on_demand_price_source: PriceFrom::None,
+            total_spot_usd_per_hour: Some(cost),
+            total_on_demand_usd_per_hour: None,
+            cpu_waste_pct: 0.0,
+            memory_waste_pct: 0.0,
+            waste_pct: 0.0,
+            local_ssd: false,
+            gpus: 0,
+            zones: zones.iter().map(|z| z.to_string()).collect(),
+            zone_spot_usd_per_hour: vec![],
+            placement_score: None,
+        }
+    }
+
+    #[test]
+    fn placement_scores_order_zones_and_break_only_near_ties() {
+        let mut plan = Plan {
+            region: "us-east-1".into(),
+            mode: Mode::Balanced,
+            vcpus: 8,
+            memory_gib: 32.0,
+            node_count_range: (1, 1),
+            mode_node_count_range: (1, 1),
+            ranking: Ranking::Cost,
+            candidates: vec![
+                cand("a.xl", 1.00, &["z1"]),
+                cand("b.xl", 1.01, &["z1", "z2"]),
+                cand("c.xl", 1.50, &["z2"]),
+            ],
+            totals: Totals {
+                spot_usd_per_hour: Some(1.0),
+                on_demand_usd_per_hour: None,
+                savings_pct: None,
+            },
+            catalog_types: 3,
+            eligible_types: 3,
+            filters: vec![],
+            unknown_band_types: 0,
+            has_prices: true,
+            unpriced_types: 0,
+            estimated_spot_prices: 0,
+            diversity: Diversity {
+                types: 3,
+                families: 3,
+                generations: 1,
+                min_types: 1,
+                meets_min_types: true,
+            },
+            notes: vec![],
+            placement_scores: vec![],
+        };
+        plan.apply_placement_scores(&[("z1".into(), 3), ("z2".into(), 9)]);
+        let order: Vec<&str> = plan
+            .candidates
+            .iter()
+            .map(|c| c.instance_type.as_str())
+            .collect();
+        assert_eq!(
+            order,
+            ["b.xl", "a.xl", "c.xl"],
+            "1% apart is a tie; 50% is not"
+        );
+        assert_eq!(plan.candidates[0].zones, ["z2", "z1"]);
+        assert_eq!(plan.candidates[0].placement_score, Some(9));
+        assert_eq!(plan.candidates[0].rank, 1);
+        assert_eq!(plan.placement_scores[0].zone, "z2");
     }
 }

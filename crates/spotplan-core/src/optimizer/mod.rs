@@ -309,6 +309,7 @@ pub fn optimize(req: &Request, market: &MarketData) -> Result<Plan, PlanError> {
         diversity,
         notes,
         candidates,
+        placement_scores: Vec::new(),
     })
 }
 
@@ -462,6 +463,7 @@ fn to_candidate(
                 spot_usd_per_hour: round4(*p),
             })
             .collect(),
+        placement_score: None,
     }
 }
 

@@ -1,0 +1,300 @@
+//! AWS-protocol servers on 127.0.0.1 for the live-data tests:
+//! - moto (`moto_server` from the test venv), a real AWS-protocol endpoint for EC2;
+//! - an EC2 endpoint that answers some actions itself (recorded responses, faults) and sends
+//!   every other one to moto unchanged;
+//! - a Price List (`AWSPriceListService`) endpoint, which moto does not have.
+#![allow(dead_code)]
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A moto server, stopped when dropped.
+pub struct Moto {
+    child: Child,
+    pub url: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Moto {
+    /// Starts moto from the test venv, or None (and why) outside CI; under CI a missing moto
+    /// fails the test.
+    pub fn start(test: &str) -> Option<Moto> {
+        let python = super::venv_python(test)?;
+        let exe = python.with_file_name("moto_server");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(&exe)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{test}: cannot start {}: {e}", exe.display()));
+        let url = format!("http://127.0.0.1:{port}");
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "moto did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(Moto { child, url })
+    }
+}
+
+/// How the EC2 endpoint answers one request of an action.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    /// Send it to moto.
+    Forward,
+    /// This XML, HTTP 200.
+    Xml(String),
+    /// An EC2 error: HTTP status, code, message.
+    Error(u16, &'static str, &'static str),
+    /// Never answer.
+    Hang,
+}
+
+/// Scripted answers per action: each request takes the next reply of its action (the last one
+/// repeats); actions without a script go to moto.
+#[derive(Clone, Default)]
+pub struct Script(Arc<Mutex<HashMap<String, Vec<Reply>>>>);
+
+impl Script {
+    pub fn set(&self, action: &str, replies: Vec<Reply>) {
+        self.0.lock().unwrap().insert(action.into(), replies);
+    }
+    fn next(&self, action: &str) -> Reply {
+        let mut m = self.0.lock().unwrap();
+        match m.get_mut(action) {
+            Some(v) if v.len() > 1 => v.remove(0),
+            Some(v) => v[0].clone(),
+            None => Reply::Forward,
+        }
+    }
+}
+
+/// Requests seen, per action.
+#[derive(Clone, Default)]
+pub struct Seen(Arc<Mutex<HashMap<String, usize>>>);
+
+impl Seen {
+    pub fn count(&self, action: &str) -> usize {
+        self.0.lock().unwrap().get(action).copied().unwrap_or(0)
+    }
+}
+
+/// Runs an axum app on 127.0.0.1 in a thread of its own for the rest of the test process.
+pub fn serve(app: axum::Router) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(format!("http://{}", listener.local_addr().unwrap()))
+                .unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    rx.recv().unwrap()
+}
+
+fn form_value<'a>(body: &'a str, key: &str) -> Option<&'a str> {
+    body.split('&')
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// An EC2 endpoint that answers scripted actions itself and sends the rest to `moto`.
+pub fn ec2_endpoint(moto: &str, script: Script) -> (String, Seen) {
+    spotplan::install_crypto_provider();
+    let seen = Seen::default();
+    let (moto, s) = (moto.to_string(), seen.clone());
+    let app = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
+        let (moto, script, seen) = (moto.clone(), script.clone(), s.clone());
+        async move {
+            let text = String::from_utf8_lossy(&body).to_string();
+            let action = form_value(&text, "Action").unwrap_or("").to_string();
+            *seen.0.lock().unwrap().entry(action.clone()).or_default() += 1;
+            match script.next(&action) {
+                Reply::Xml(x) => (StatusCode::OK, x).into_response_parts(),
+                Reply::Error(status, code, message) => (
+                    StatusCode::from_u16(status).unwrap(),
+                    format!(
+                        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>test</RequestID></Response>"
+                    ),
+                )
+                    .into_response_parts(),
+                Reply::Hang => {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    (StatusCode::OK, String::new()).into_response_parts()
+                }
+                Reply::Forward => {
+                    let mut req = reqwest::Client::new().post(&moto).body(body.to_vec());
+                    for (k, v) in headers.iter() {
+                        if k != "host" && k != "content-length" {
+                            req = req.header(k, v);
+                        }
+                    }
+                    let resp = req.send().await.unwrap();
+                    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap();
+                    (status, resp.text().await.unwrap()).into_response_parts()
+                }
+            }
+        }
+    });
+    (serve(app), seen)
+}
+
+trait Parts {
+    fn into_response_parts(self) -> (StatusCode, [(&'static str, &'static str); 1], String);
+}
+
+impl Parts for (StatusCode, String) {
+    fn into_response_parts(self) -> (StatusCode, [(&'static str, &'static str); 1], String) {
+        (self.0, [("content-type", "text/xml")], self.1)
+    }
+}
+
+/// The EC2 XML of a DescribeSpotPriceHistory answer with these records
+/// (zone, type, price, timestamp).
+pub fn spot_price_history_xml(records: &[(String, String, String, String)]) -> String {
+    let items: String = records
+        .iter()
+        .map(|(zone, ty, price, ts)| {
+            format!(
+                "<item><instanceType>{ty}</instanceType><productDescription>Linux/UNIX</productDescription><spotPrice>{price}</spotPrice><timestamp>{ts}</timestamp><availabilityZone>{zone}</availabilityZone></item>"
+            )
+        })
+        .collect();
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><DescribeSpotPriceHistoryResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>test</requestId><spotPriceHistorySet>{items}</spotPriceHistorySet><nextToken></nextToken></DescribeSpotPriceHistoryResponse>"
+    )
+}
+
+/// The EC2 XML of a GetSpotPlacementScores answer: (region, zone ID, score).
+pub fn placement_scores_xml(scores: &[(&str, &str, u8)]) -> String {
+    let items: String = scores
+        .iter()
+        .map(|(r, z, s)| {
+            format!("<item><region>{r}</region><availabilityZoneId>{z}</availabilityZoneId><score>{s}</score></item>")
+        })
+        .collect();
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><GetSpotPlacementScoresResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>test</requestId><spotPlacementScoreSet>{items}</spotPlacementScoreSet></GetSpotPlacementScoresResponse>"
+    )
+}
+
+/// How the Price List endpoint answers.
+#[derive(Clone)]
+pub enum PriceReply {
+    /// These pages of PriceList documents, linked by NextToken.
+    Pages(Vec<Vec<String>>),
+    /// An error: HTTP status and `__type`.
+    Error(u16, &'static str),
+}
+
+/// A Price List (`AWSPriceListService.GetProducts`, JSON 1.1) endpoint.
+pub fn pricing_endpoint(reply: PriceReply) -> (String, Seen) {
+    let seen = Seen::default();
+    let s = seen.clone();
+    let app = axum::Router::new().fallback(move |body: Bytes| {
+        let (reply, seen) = (reply.clone(), s.clone());
+        async move {
+            *seen
+                .0
+                .lock()
+                .unwrap()
+                .entry("GetProducts".into())
+                .or_default() += 1;
+            let req: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let json = |status: u16, v: serde_json::Value| {
+                (
+                    StatusCode::from_u16(status).unwrap(),
+                    [("content-type", "application/x-amz-json-1.1")],
+                    v.to_string(),
+                )
+            };
+            match reply {
+                PriceReply::Error(status, ty) => json(
+                    status,
+                    serde_json::json!({"__type": ty, "message": format!("{ty} (test)")}),
+                ),
+                PriceReply::Pages(pages) => {
+                    let i: usize = req["NextToken"]
+                        .as_str()
+                        .and_then(|t| t.strip_prefix("page-"))
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0);
+                    let mut body = serde_json::json!({
+                        "FormatVersion": "aws_v1",
+                        "PriceList": pages.get(i).cloned().unwrap_or_default(),
+                    });
+                    if i + 1 < pages.len() {
+                        body["NextToken"] = serde_json::json!(format!("page-{}", i + 1));
+                    }
+                    json(200, body)
+                }
+            }
+        }
+    });
+    (serve(app), seen)
+}
+
+/// A Price List product document for a Linux shared-tenancy compute instance, in the format
+/// AWS documents for GetProducts (`product.attributes`, `terms.OnDemand.*.priceDimensions`).
+pub fn price_list_product(region_code: &str, ty: &str, usd: f64) -> String {
+    let sku = format!("SKU{}", ty.replace('.', "").to_uppercase());
+    serde_json::json!({
+        "product": {
+            "productFamily": "Compute Instance",
+            "attributes": {
+                "instanceType": ty, "regionCode": region_code, "operatingSystem": "Linux",
+                "tenancy": "Shared", "preInstalledSw": "NA", "capacitystatus": "Used",
+                "licenseModel": "No License required", "servicecode": "AmazonEC2",
+            },
+            "sku": sku,
+        },
+        "serviceCode": "AmazonEC2",
+        "terms": {"OnDemand": {format!("{sku}.JRTCKXETXF"): {
+            "priceDimensions": {format!("{sku}.JRTCKXETXF.6YS6EN2CT7"): {
+                "unit": "Hrs", "endRange": "Inf", "beginRange": "0",
+                "description": format!("${usd} per On Demand Linux {ty} Instance Hour"),
+                "pricePerUnit": {"USD": format!("{usd:.10}")},
+            }},
+            "sku": sku, "offerTermCode": "JRTCKXETXF",
+        }}},
+        "version": "test",
+    })
+    .to_string()
+}
+
+/// Environment for the spotplan binary to talk to these endpoints with dummy credentials and
+/// no instance metadata.
+pub fn env(ec2: &str, pricing: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL_EC2", ec2.to_string()),
+        ("AWS_ENDPOINT_URL_PRICING", pricing.to_string()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ("AWS_CONFIG_FILE", "/nonexistent".into()),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent".into()),
+    ]
+}
