@@ -1,10 +1,9 @@
 //! The live NodePools of a plan: reading them, deciding ownership on the live object, and
 //! writing what differs without ever writing over a NodePool spotplan does not own.
 //!
-//! - An absent NodePool is created with a plain create, which fails if anyone created the name
-//!   first: two writers racing for one name cannot both win. The creator then hands the
-//!   object's fields to its server-side-apply field manager (the create's own entry is cleared),
-//!   so later applies can also remove fields.
+//! - An absent NodePool is created by a server-side apply that is not forced: if anyone
+//!   created the name first, their fields conflict with ours and the write is refused, so two
+//!   writers racing for one name cannot both win.
 //! - A present NodePool is written only if the live object says this SpotPlan owns it, by a
 //!   server-side apply that carries the live uid: if the object was deleted and re-created by
 //!   someone else in between, the API server refuses the write.
@@ -14,10 +13,10 @@ use super::context::Context;
 use super::crd::{FIELD_MANAGER, OWNER_UID_ANNOTATION};
 use super::desired::{DesiredNodePool, Role};
 use super::outcome::{NotReady, Reason, Stop};
-use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
-use serde_json::{Value, json};
+use serde_json::Value;
 use spotplan_core::render::{LABEL_INSTANCE_TYPE, json_subset};
 use std::collections::BTreeSet;
 
@@ -115,23 +114,18 @@ fn rejected(name: &str, e: &kube::core::Status) -> Stop {
     ))
 }
 
-/// Creates an absent NodePool; if the name was taken meanwhile, decides on the live object.
+/// Creates an absent NodePool with a server-side apply that is not forced: if another writer
+/// created the name in between, its fields conflict with ours and the API server refuses (409);
+/// the live object then decides. One request, and the apply field manager owns every field
+/// from the start (so a later apply can remove any of them).
 async fn create(ctx: &Context, want: &DesiredNodePool, uid: &str) -> Result<(), Stop> {
-    let obj: DynamicObject = serde_json::from_value(want.object.clone()).expect("a NodePool");
-    let pp = PostParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    };
-    match ctx.nodepools.create(&pp, &obj).await {
-        Ok(created) => {
-            // The create recorded its fields under an Update entry; clear it and apply, so the
-            // apply field manager alone owns them and a later apply can remove any of them.
-            let clear = json!({"metadata": {"managedFields": [{}]}});
-            ctx.nodepools
-                .patch(&want.name, &PatchParams::default(), &Patch::Merge(&clear))
-                .await?;
-            apply_with_uid(ctx, want, created.uid().as_deref().unwrap_or_default()).await
-        }
+    let params = PatchParams::apply(FIELD_MANAGER);
+    match ctx
+        .nodepools
+        .patch(&want.name, &params, &Patch::Apply(&want.object))
+        .await
+    {
+        Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 409 => {
             let live = ctx.nodepools.get_opt(&want.name).await?;
             match live {
