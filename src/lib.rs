@@ -3,14 +3,17 @@
 //! requests outside one.
 //!
 //! This crate is the shell around the pure core ([`spotplan_core`], re-exported as [`core`]):
-//! - [`sources`]: where market data comes from (files, URLs, the disk cache);
+//! - [`sources`]: where market data comes from (files, URLs, the disk cache, AWS APIs);
 //! - [`cli`]: the `spotplan` command line, a drop-in for the Python `spot-optimizer` CLI;
-//! - [`operator`]: the Kubernetes controller that reconciles SpotPlans into NodePools.
+//! - [`operator`]: the Kubernetes controller that reconciles SpotPlans into NodePools;
+//! - [`launch`]: `render --apply`, a plan made into an EC2 Fleet, Spot Fleet or Auto Scaling
+//!   group.
 
 pub use spotplan_core as core;
 
 pub mod cli;
 pub mod duration;
+pub mod launch;
 pub mod operator;
 pub mod sources;
 

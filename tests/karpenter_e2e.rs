@@ -5,7 +5,7 @@
 //! NodePool without spotplan's list shows Karpenter would otherwise choose other types.
 //!
 //! Karpenter is fed the whole embedded catalog for us-east-1 with the shared market data's
-//! prices (`spotplan render kwok-instance-types`), including cheaper types the plan leaves out.
+//! prices (`spotplan render --format kwok-instance-types`), including cheaper types the plan leaves out.
 
 mod common;
 mod rig;
@@ -104,6 +104,7 @@ fn karpenter_launches_only_planned_types() {
     render
         .args([
             "render",
+            "--format",
             "kwok-instance-types",
             "--region",
             "us-east-1",

@@ -190,6 +190,41 @@ fn good_plans_reach_ready_with_valid_nodepools() {
     );
     let events = rig.kubectl(&["get", "events", "-A", "-o", "json"]);
     assert!(events.contains("NodePoolsCreated"), "{events}");
+
+    // `spotplan render --format nodepool -f` gives GitOps users the same NodePools: applied
+    // under other names they pass Karpenter's CRD, and, defaulted by the server, their specs
+    // are the controller's. They carry no ownership marks. (The manifest is the object as the
+    // server holds it: the test's YAML repeats a key, which kubectl takes and spotplan
+    // refuses.)
+    let manifest = rig.dir.path().join("web.yaml");
+    std::fs::write(
+        &manifest,
+        rig.kubectl(&["get", "spotplan", "web", "-o", "yaml"]),
+    )
+    .unwrap();
+    let mut render = std::process::Command::new(env!("CARGO_BIN_EXE_spotplan"));
+    render
+        .args(["render", "--format", "nodepool", "-o", "json", "-f"])
+        .arg(&manifest)
+        .arg("--advisor-data")
+        .arg(&rig.advisor)
+        .arg("--prices")
+        .arg(&rig.prices);
+    let mut list: Value = serde_json::from_slice(&rig::run_ok(render)).unwrap();
+    let items = list["items"].as_array_mut().unwrap();
+    assert_eq!(items.len(), 2);
+    for np in items.iter_mut() {
+        let meta = &mut np["metadata"];
+        assert!(meta.get("ownerReferences").is_none() && meta.get("annotations").is_none());
+        let name = format!("git-{}", meta["name"].as_str().unwrap());
+        meta["name"] = Value::from(name);
+    }
+    let (applied, out) = rig.apply(&list.to_string());
+    assert!(applied, "{out}");
+    for (ours, theirs) in [("git-web", &spot), ("git-web-on-demand", &od)] {
+        let rendered = rig.get_json("nodepool", ours).expect(ours);
+        assert_eq!(rendered["spec"], theirs["spec"], "{ours}");
+    }
 }
 
 #[test]

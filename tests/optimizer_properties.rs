@@ -11,6 +11,9 @@ use proptest::prelude::*;
 use spotplan::MarketData;
 use spotplan::core::limits;
 use spotplan::core::optimizer::{GpuRequirement, PlanError, Request, optimize};
+use spotplan::core::render::fleet::{
+    self, AllocationStrategy, FleetInput, FleetType, LaunchTemplate, Placement,
+};
 use spotplan::core::types::{Arch, Mode};
 use std::cmp::Ordering;
 use std::sync::LazyLock;
@@ -275,6 +278,90 @@ proptest! {
             }
             prop_assert_eq!(c.arch.as_str(), t.arch.unwrap());
         }
+    }
+}
+
+/// A fleet format: its name, its override limit, overrides per type, and its (type, weight)s.
+type Form = (&'static str, usize, usize, Vec<(String, f64)>);
+
+/// A random placement: none (the launch template's), 1 to 6 subnets, or 1 to 3 zones.
+fn placement() -> impl Strategy<Value = Placement> {
+    prop_oneof![
+        1 => Just(Placement::Template),
+        3 => (1usize..=6).prop_map(|n| Placement::Subnets((0..n).map(|i| format!("subnet-0{i}")).collect())),
+        1 => (1usize..=3).prop_map(|n| Placement::Zones((0..n).map(|i| format!("zone-{i}")).collect())),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// Every fleet format: the overrides are exactly the plan's best types that fit the API's
+    /// limit, once per subnet or zone; each weight is the type's vCPUs, or what its memory
+    /// covers when it runs short (restated from moto's type data, not the product's catalog);
+    /// the target is the request's vCPUs; and any mix of nodes whose weights reach the target
+    /// holds the vCPUs and the memory asked for.
+    #[test]
+    fn fleets_carry_the_plan_within_the_api_limits(req in request(), placement in placement(), base in 0u32..=64) {
+        let Ok(plan) = optimize(&req, &MARKET) else { return Ok(()) };
+        let per_type = match &placement {
+            Placement::Subnets(s) => s.len(),
+            Placement::Zones(z) => z.len(),
+            Placement::Template => 1,
+        };
+        let input = FleetInput {
+            name: "prop".into(),
+            launch_template: LaunchTemplate::parse("lt-0abc", "$Latest"),
+            placement: placement.clone(),
+            on_demand_base_vcpus: base,
+            on_demand_percentage: 0,
+            allocation_strategy: AllocationStrategy::PriceCapacityOptimized,
+            fleet_type: FleetType::Maintain,
+            fleet_role: None,
+            valid_until: None,
+        };
+        let (ec2, _) = fleet::ec2_fleet(&plan, &input);
+        let (spot, _) = fleet::spot_fleet(&plan, &input, "arn:aws:iam::1:role/r");
+        let (asg, _) = fleet::auto_scaling_group(&plan, &input);
+        let spot = spot.spot_fleet_request_config;
+        let asg_weights: Vec<(String, f64)> = asg.mixed_instances_policy.launch_template.overrides.iter()
+            .map(|o| (o.instance_type.clone(), o.weighted_capacity.parse().unwrap()))
+            .collect();
+        let forms: [Form; 3] = [
+            ("ec2-fleet", fleet::EC2_FLEET_MAX_OVERRIDES, per_type,
+                ec2.launch_template_configs[0].overrides.iter().map(|o| (o.instance_type.clone(), o.weighted_capacity)).collect()),
+            ("spot-fleet", fleet::SPOT_FLEET_MAX_OVERRIDES, per_type,
+                spot.launch_template_configs[0].overrides.iter().map(|o| (o.instance_type.clone(), o.weighted_capacity)).collect()),
+            ("asg", fleet::ASG_MAX_TYPES, 1, asg_weights),
+        ];
+        let (v, m) = (f64::from(req.vcpus), req.memory_mib as f64);
+        for (form, limit, per, overrides) in forms {
+            prop_assert!(overrides.len() <= limit, "{form}: {} overrides", overrides.len());
+            let keep = plan.candidates.len().min((limit / per).max(1));
+            prop_assert_eq!(overrides.len(), keep * per, "{}", form);
+            for (i, c) in plan.candidates.iter().take(keep).enumerate() {
+                for (ty, w) in &overrides[i * per..(i + 1) * per] {
+                    prop_assert_eq!(ty, &c.instance_type, "{}: order", form);
+                    let t = &indep::TYPES[ty.as_str()];
+                    let (tv, tm) = (t.vcpus as f64, t.memory_mib as f64);
+                    // Never more than the node's vCPUs, or than its memory covers at the
+                    // request's ratio: so reaching the target covers vCPUs and memory.
+                    prop_assert!(*w >= 1.0 && *w <= tv, "{form}: {ty} weight {w} of {tv} vCPUs");
+                    prop_assert!(*w <= (tm * v / m).max(1.0) + 1e-9, "{form}: {ty} weight {w} over its memory");
+                    if tm * v >= m * tv {
+                        prop_assert_eq!(*w, tv, "{}: {} has the memory for all its vCPUs", form, ty);
+                    } else {
+                        prop_assert!(*w > tm * v / m - 1.0, "{form}: {ty} weight {w} rounds down by less than 1");
+                    }
+                }
+            }
+        }
+        let on_demand = base.min(req.vcpus);
+        prop_assert_eq!(ec2.target_capacity_specification.total_target_capacity, req.vcpus);
+        prop_assert_eq!(ec2.target_capacity_specification.on_demand_target_capacity, on_demand);
+        prop_assert_eq!((spot.target_capacity, spot.on_demand_target_capacity), (req.vcpus, on_demand));
+        prop_assert_eq!((asg.min_size, asg.desired_capacity), (req.vcpus, req.vcpus));
+        prop_assert_eq!(asg.mixed_instances_policy.instances_distribution.on_demand_base_capacity, on_demand);
     }
 }
 

@@ -33,8 +33,8 @@ pub struct DataArgs {
     /// credentials, says so and uses the files.
     #[arg(long, env = "SPOTPLAN_AWS", action = clap::ArgAction::SetTrue)]
     pub aws: bool,
-    /// With --aws: give up on one AWS call (retries of throttling and 5xx included) after this
-    /// long; one attempt gets a third of it.
+    /// With --aws, and for render --apply: give up on one AWS call (retries of throttling and
+    /// 5xx included) after this long; one attempt gets a third of it.
     #[arg(long, value_name = "DURATION", env = "SPOTPLAN_AWS_TIMEOUT", default_value = "30s", value_parser = crate::duration::parse_duration)]
     pub aws_timeout: Duration,
 }
@@ -54,11 +54,7 @@ impl DataArgs {
             loader: Loader::new(self.cache_dir(), self.cache_ttl).with_deadline(self.fetch_timeout),
             aws: self.aws.then(|| {
                 let mut opts = AwsOptions::new(self.cache_dir(), spot_ttl);
-                opts.timeouts = Timeouts {
-                    connect: (self.aws_timeout / 10).max(Duration::from_millis(500)),
-                    attempt: self.aws_timeout / 3,
-                    operation: self.aws_timeout,
-                };
+                opts.timeouts = Timeouts::within(self.aws_timeout);
                 AwsSetup::new(opts)
             }),
         }

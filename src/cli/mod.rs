@@ -3,8 +3,10 @@
 
 pub mod args;
 mod controller;
+mod manifest;
 mod output;
 pub mod recommend;
+mod render;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -17,6 +19,8 @@ pub mod exit {
     pub const DATA: u8 = 3;
     /// The request is valid but no instance type fits it.
     pub const NOTHING_FITS: u8 = 4;
+    /// `render --apply`: AWS refused or failed the call.
+    pub const AWS: u8 = 5;
 }
 
 #[derive(Parser, Debug)]
@@ -34,27 +38,13 @@ pub enum Command {
     Controller(Box<controller::ControllerArgs>),
     /// Print the SpotPlan CustomResourceDefinition (YAML), e.g. `spotplan crd | kubectl apply --server-side -f -`.
     Crd,
-    /// Render market data for other tools.
-    Render {
-        #[command(subcommand)]
-        command: RenderCommand,
-    },
+    /// Render a plan as the request that launches it: an EC2 Fleet, a Spot Fleet, an Auto
+    /// Scaling group or Karpenter NodePools (and the kwok provider's instance-types file).
+    Render(Box<render::RenderArgs>),
     /// Inspect market data.
     Data {
         #[command(subcommand)]
         command: DataCommand,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum RenderCommand {
-    /// The instance-types file of Karpenter's kwok cloud provider: the whole catalog in a region
-    /// with spot and on-demand prices per zone, to test plans against real Karpenter.
-    KwokInstanceTypes {
-        #[arg(long)]
-        region: String,
-        #[command(flatten)]
-        data: args::DataArgs,
     },
 }
 
@@ -146,20 +136,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Recommend(args) => recommend::run(*args).await,
         Command::Controller(args) => controller::run(*args).await,
-        Command::Render {
-            command: RenderCommand::KwokInstanceTypes { region, data },
-        } => {
-            let market = data.load(Some(&[region.as_str()])).await?.join();
-            let id = market.catalog().region(&region).ok_or_else(|| {
-                CliError::usage(
-                    "--region",
-                    format!("the embedded catalog has no offerings in '{region}'"),
-                )
-            })?;
-            let doc = spotplan_core::render::kwok_instance_types(&market, id);
-            println!("{}", serde_json::to_string_pretty(&doc).expect("JSON"));
-            Ok(())
-        }
+        Command::Render(args) => render::run(*args).await,
         Command::Crd => {
             print!("{}", crate::operator::crd::crd_yaml());
             Ok(())

@@ -5,7 +5,7 @@ use super::output::{self, Format};
 use super::{CliError, exit};
 use clap::Args;
 use spotplan_core::optimizer::{
-    GpuRequirement, PlanError, Request, RequestError, check_bounds, validate,
+    Field, GpuRequirement, PlanError, Request, RequestError, check_bounds, validate,
 };
 use spotplan_core::types::{Arch, Mode, gib_to_mib};
 use spotplan_core::{Catalog, limits, optimize};
@@ -19,15 +19,20 @@ fn arch(s: &str) -> Result<Arch, String> {
     s.parse()
 }
 
-/// The request flags, shared by `recommend`, `render` and `backtest`.
+/// The request flags, shared by `recommend`, `render` and `backtest`: the request itself, or
+/// `-f` with a SpotPlan manifest that holds it.
 #[derive(Args, Debug, Clone)]
 pub struct RequestArgs {
-    /// Total vCPUs the workload needs (1 to 65536).
+    /// Total vCPUs the workload needs (1 to 65536). Required unless -f gives a SpotPlan.
     #[arg(long, value_name = "N", value_parser = args::vcpus, allow_negative_numbers = true)]
-    pub cores: u32,
-    /// Total memory the workload needs, GiB (up to 262144).
+    pub cores: Option<u32>,
+    /// Total memory the workload needs, GiB (up to 262144). Required unless -f gives a SpotPlan.
     #[arg(long, value_name = "GiB", value_parser = args::memory_gib, allow_negative_numbers = true)]
-    pub memory: f64,
+    pub memory: Option<f64>,
+    /// A SpotPlan manifest (YAML or JSON) to plan instead of the request flags: what the
+    /// operator would plan for it.
+    #[arg(short = 'f', long = "file", value_name = "SPOTPLAN.yaml", conflicts_with_all = REQUEST_FLAGS)]
+    pub file: Option<std::path::PathBuf>,
     /// AWS region.
     #[arg(long, default_value = "us-west-2")]
     pub region: String,
@@ -94,11 +99,100 @@ pub struct RequestArgs {
     pub allow_accelerators: bool,
 }
 
+/// Every request flag: none of them goes with `-f`.
+const REQUEST_FLAGS: [&str; 23] = [
+    "cores",
+    "memory",
+    "region",
+    "mode",
+    "ssd_only",
+    "arm_instances",
+    "no_arm",
+    "architectures",
+    "families",
+    "exclude_families",
+    "instance_types",
+    "exclude_types",
+    "emr_version",
+    "max_interruption_band",
+    "min_types",
+    "max_types",
+    "gpus",
+    "gpu_manufacturer",
+    "min_generation",
+    "max_generation",
+    "allow_burstable",
+    "allow_previous_generation",
+    "allow_accelerators",
+];
+
+/// A request and where it came from.
+#[derive(Debug, Clone)]
+pub struct Asked {
+    pub request: Request,
+    /// The manifest, with `-f`.
+    pub manifest: Option<super::manifest::Manifest>,
+}
+
+impl Asked {
+    /// Where a request field is spelled: the flag, or the manifest's field.
+    fn field(&self, field: Field) -> String {
+        match &self.manifest {
+            None => field.flag().to_string(),
+            Some(m) => format!("-f {}: {}", m.path, field.spec_path()),
+        }
+    }
+
+    pub fn request_error(&self, e: RequestError) -> CliError {
+        CliError::usage(&self.field(e.field()), e)
+    }
+
+    pub fn plan_error(&self, e: PlanError) -> CliError {
+        match e {
+            PlanError::Request(e) => self.request_error(e),
+            e => CliError {
+                message: e.to_string(),
+                code: exit::NOTHING_FITS,
+            },
+        }
+    }
+}
+
 impl RequestArgs {
+    /// The request, from `-f` or from the flags.
+    pub fn asked(&self) -> Result<Asked, CliError> {
+        if let Some(path) = &self.file {
+            let manifest = super::manifest::read(path)?;
+            return Ok(Asked {
+                request: manifest.spec.request.clone(),
+                manifest: Some(manifest),
+            });
+        }
+        let missing = |flag: &str, what: &str| {
+            CliError::usage(flag, format!("is required: {what} (or -f with a SpotPlan)"))
+        };
+        let cores = self.cores.ok_or_else(|| {
+            missing(
+                "--cores",
+                "the total vCPUs the workload needs, e.g. --cores 64",
+            )
+        })?;
+        let memory = self.memory.ok_or_else(|| {
+            missing(
+                "--memory",
+                "the total memory the workload needs in GiB, e.g. --memory 256",
+            )
+        })?;
+        Ok(Asked {
+            request: self.request(cores, memory),
+            manifest: None,
+        })
+    }
+
     /// The optimizer request. Out-of-range values were refused by the parsers; an explicit
     /// `--max-types` below `--min-types` is refused by validation, never raised silently.
-    pub fn request(&self) -> Request {
-        let mut req = Request::new(self.cores, gib_to_mib(self.memory), self.region.trim());
+    fn request(&self, cores: u32, memory: f64) -> Request {
+        let mut req = Request::new(cores, gib_to_mib(memory), self.region.trim());
         req.mode = self.mode;
         req.ssd_only = self.ssd_only;
         req.architectures = if self.no_arm {
@@ -146,38 +240,12 @@ pub struct RecommendArgs {
 }
 
 pub async fn run(args: RecommendArgs) -> Result<(), CliError> {
-    let req = args.request.request();
-    let region = [req.region.as_str()];
-    let sources = args.data.sources();
-    // Local files load while the flags are checked; a URL or AWS is called only once they are
-    // good.
-    let early = sources.all_local().then(|| {
-        tokio::spawn({
-            let data = args.data.clone();
-            let region = req.region.clone();
-            async move { data.load(Some(&[region.as_str()])).await }
-        })
-    });
-    // A bad flag is reported ahead of any data error. With live data, names (regions, types,
-    // families) are checked against the live catalog instead: AWS may know what the embedded
-    // catalog does not.
-    if args.data.aws {
-        check_bounds(&req).map_err(request_error)?;
-    } else {
-        validate(&req, Catalog::embedded()).map_err(request_error)?;
-    }
-    let loaded = match early {
-        Some(task) => task
-            .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?,
-        None => {
-            args.data
-                .load_with(&sources, Some(&region), std::slice::from_ref(&req.region))
-                .await?
-        }
-    };
-    let market = loaded.join();
-    let mut plan = optimize(&req, &market).map_err(plan_error)?;
+    let asked = args.request.asked()?;
+    let Decided {
+        mut plan,
+        market,
+        sources,
+    } = decide(&asked, &args.data).await?;
     if args.placement_scores
         && let Err(why) = sources.placement(&mut plan).await
     {
@@ -192,16 +260,49 @@ pub async fn run(args: RecommendArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-pub fn request_error(e: RequestError) -> CliError {
-    CliError::usage(e.field().flag(), e)
+/// A plan and the market it was made from.
+pub struct Decided {
+    pub plan: spotplan_core::Plan,
+    pub market: spotplan_core::MarketData,
+    pub sources: crate::sources::MarketSources,
 }
 
-pub fn plan_error(e: PlanError) -> CliError {
-    match e {
-        PlanError::Request(e) => request_error(e),
-        e => CliError {
-            message: e.to_string(),
-            code: exit::NOTHING_FITS,
-        },
+/// Checks the request, loads market data for its region, and plans.
+pub async fn decide(asked: &Asked, data: &DataArgs) -> Result<Decided, CliError> {
+    let req = &asked.request;
+    let region = [req.region.as_str()];
+    let sources = data.sources();
+    // Local files load while the request is checked; a URL or AWS is called only once it is
+    // good.
+    let early = sources.all_local().then(|| {
+        tokio::spawn({
+            let data = data.clone();
+            let region = req.region.clone();
+            async move { data.load(Some(&[region.as_str()])).await }
+        })
+    });
+    // A bad request is reported ahead of any data error. With live data, names (regions, types,
+    // families) are checked against the live catalog instead: AWS may know what the embedded
+    // catalog does not.
+    if data.aws {
+        check_bounds(req).map_err(|e| asked.request_error(e))?;
+    } else {
+        validate(req, Catalog::embedded()).map_err(|e| asked.request_error(e))?;
     }
+    let loaded = match early {
+        Some(task) => task
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?,
+        None => {
+            data.load_with(&sources, Some(&region), std::slice::from_ref(&req.region))
+                .await?
+        }
+    };
+    let market = loaded.join();
+    let plan = optimize(req, &market).map_err(|e| asked.plan_error(e))?;
+    Ok(Decided {
+        plan,
+        market,
+        sources,
+    })
 }

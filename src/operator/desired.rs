@@ -128,6 +128,20 @@ pub fn nodepools(
     out
 }
 
+/// A NodePool for Git rather than for the controller: no owner reference, owner UID or
+/// managed-by label (the controller refuses to take over a NodePool without its owner UID, so
+/// applying the SpotPlan of the same name next to these reports a conflict instead of a fight).
+pub fn for_git(mut object: Value) -> Value {
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("ownerReferences");
+        meta.remove("annotations");
+        if let Some(labels) = meta.get_mut("labels").and_then(Value::as_object_mut) {
+            labels.remove("app.kubernetes.io/managed-by");
+        }
+    }
+    object
+}
+
 fn object(name: &str, role: Role, owner: Owner, orphan: bool, spec: Value) -> Value {
     let mut meta = json!({
         "name": name,

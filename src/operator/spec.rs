@@ -24,9 +24,12 @@ pub struct PlanSpec {
 /// Parses and checks a spec. `default_narrow` is the controller's default minNarrowInterval.
 pub fn validate(spec: &SpotPlanSpec, default_narrow: Duration) -> Result<PlanSpec, SpecError> {
     let fallback = spec.capacity.as_ref().is_some_and(|c| c.on_demand_fallback);
+    let request = request(spec)?;
+    let on_demand_base = on_demand_base(spec)?;
+    check_cross_fields(spec, &request, on_demand_base)?;
     Ok(PlanSpec {
-        request: request(spec)?,
-        on_demand_base: on_demand_base(spec)?,
+        request,
+        on_demand_base,
         spot_capacity: if fallback {
             CapacityTypes::SpotWithOnDemandFallback
         } else {
@@ -37,6 +40,52 @@ pub fn validate(spec: &SpotPlanSpec, default_narrow: Duration) -> Result<PlanSpe
         orphan: spec.deletion_policy == DeletionPolicy::Orphan,
     })
 }
+
+/// The CRD's cross-field rules, restated for manifests that never meet the API server
+/// (`spotplan render -f`): the server refuses these with the same messages.
+fn check_cross_fields(
+    spec: &SpotPlanSpec,
+    request: &Request,
+    on_demand_base: Option<u32>,
+) -> Result<(), SpecError> {
+    if let Some(base) = on_demand_base.filter(|b| *b > request.vcpus) {
+        return Err(err(
+            "spec.capacity.onDemandBase.cpu",
+            format!(
+                "{base} must not exceed spec.resources.cpu ({})",
+                request.vcpus
+            ),
+        ));
+    }
+    if on_demand_base.is_some() && spec.node_pool.weight.is_some_and(|w| w >= 100) {
+        return Err(err(
+            "spec.nodePool.weight",
+            "must be below 100 with an onDemandBase: the on-demand NodePool gets weight + 1",
+        ));
+    }
+    if let Some(r) = spec
+        .node_pool
+        .requirements
+        .iter()
+        .find(|r| RESERVED_KEYS.contains(&r.key.as_str()))
+    {
+        return Err(err(
+            "spec.nodePool.requirements",
+            format!(
+                "{} is set by spotplan; use instanceTypes, capacity and architectures",
+                r.key
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Requirement keys spotplan writes itself.
+const RESERVED_KEYS: [&str; 3] = [
+    "node.kubernetes.io/instance-type",
+    "karpenter.sh/capacity-type",
+    "kubernetes.io/arch",
+];
 
 /// A spec field that cannot be used, with the fix.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

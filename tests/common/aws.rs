@@ -87,14 +87,59 @@ impl Script {
     }
 }
 
-/// Requests seen, per action.
+/// Requests seen, per action: their bodies, in order.
 #[derive(Clone, Default)]
-pub struct Seen(Arc<Mutex<HashMap<String, usize>>>);
+pub struct Seen(Arc<Mutex<HashMap<String, Vec<String>>>>);
 
 impl Seen {
     pub fn count(&self, action: &str) -> usize {
-        self.0.lock().unwrap().get(action).copied().unwrap_or(0)
+        self.0.lock().unwrap().get(action).map_or(0, Vec::len)
     }
+
+    /// The bodies of the requests of `action`, URL-decoded.
+    pub fn bodies(&self, action: &str) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .get(action)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn record(&self, action: &str, body: &str) {
+        let decoded = url_decode(body);
+        self.0
+            .lock()
+            .unwrap()
+            .entry(action.to_string())
+            .or_default()
+            .push(decoded);
+    }
+}
+
+/// Query-protocol bodies are form-encoded.
+fn url_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Runs an axum app on 127.0.0.1 in a thread of its own for the rest of the test process.
@@ -131,7 +176,7 @@ pub fn ec2_endpoint(moto: &str, script: Script) -> (String, Seen) {
         async move {
             let text = String::from_utf8_lossy(&body).to_string();
             let action = form_value(&text, "Action").unwrap_or("").to_string();
-            *seen.0.lock().unwrap().entry(action.clone()).or_default() += 1;
+            seen.record(&action, &text);
             match script.next(&action) {
                 Reply::Xml(x) => (StatusCode::OK, x).into_response_parts(),
                 Reply::Error(status, code, message) => (
@@ -217,12 +262,7 @@ pub fn pricing_endpoint(reply: PriceReply) -> (String, Seen) {
     let app = axum::Router::new().fallback(move |body: Bytes| {
         let (reply, seen) = (reply.clone(), s.clone());
         async move {
-            *seen
-                .0
-                .lock()
-                .unwrap()
-                .entry("GetProducts".into())
-                .or_default() += 1;
+            seen.record("GetProducts", &String::from_utf8_lossy(&body));
             let req: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
             let json = |status: u16, v: serde_json::Value| {
                 (

@@ -24,6 +24,18 @@ pub struct Timeouts {
     pub operation: Duration,
 }
 
+impl Timeouts {
+    /// Timeouts for calls that must end within `operation`, retries included: one attempt gets
+    /// a third of it, a connection a tenth (at least half a second).
+    pub fn within(operation: Duration) -> Timeouts {
+        Timeouts {
+            connect: (operation / 10).max(Duration::from_millis(500)),
+            attempt: operation / 3,
+            operation,
+        }
+    }
+}
+
 impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {

@@ -15,7 +15,7 @@ mod client;
 pub mod ec2;
 pub mod pricing;
 
-pub use client::{CREDENTIALS_TIMEOUT, Timeouts};
+pub use client::{CREDENTIALS_TIMEOUT, Timeouts, check_credentials, sdk_config};
 
 use crate::sources::cache;
 use aws_config::SdkConfig;

@@ -73,9 +73,7 @@ pub fn nodepool_name(base: &str, suffix: &str) -> String {
     if full.len() <= MAX_NAME {
         return full;
     }
-    let hash = full.bytes().fold(0xcbf29ce484222325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
-    });
+    let hash = super::stable_hash(full.bytes());
     let tail = format!("-{:08x}", hash as u32);
     let keep = MAX_NAME
         - tail.len()
