@@ -40,28 +40,51 @@ fn coverage_gaps_are_reported_not_hidden() {
     // DOMAIN.md: 475 of 1,353 spot-capable types in us-east-1 have no band in the 2025-06 file.
     assert_eq!((spot_types.len(), unknown), (1353, 475));
 
+    // By default an interruption ceiling is in force, and it needs a band: the gap is left out
+    // and said.
     let mut req = Request::new(64, 256 * 1024, "us-east-1");
     let plan = optimize(&req, &market).unwrap();
-    assert!(plan.unknown_band_types > 0);
-    assert!(plan.notes.iter().any(|n| n.contains("ranked as band 4")));
-    for c in plan
-        .candidates
-        .iter()
-        .filter(|c| c.interruption_band.is_none())
-    {
-        assert_eq!(c.interruption_label, "unknown");
-    }
-    req.max_band = Some(4);
-    let plan = optimize(&req, &market).unwrap();
-    assert_eq!(
-        plan.unknown_band_types, 0,
-        "a max band excludes unknown types"
+    assert_eq!(plan.unknown_band_types, 0);
+    assert!(
+        plan.notes
+            .iter()
+            .any(|n| n.contains("types with no Spot Advisor band in us-east-1 were left out")),
+        "{:?}",
+        plan.notes
     );
     assert!(
         plan.candidates
             .iter()
             .all(|c| c.interruption_band.is_some())
     );
+    req.max_band = Some(4);
+    let plan = optimize(&req, &market).unwrap();
+    assert_eq!(
+        plan.unknown_band_types, 0,
+        "a max band excludes unknown types"
+    );
+
+    // Only types without a band fit: the default ceiling relaxes to any band, and says so.
+    let unknown_type = spot_types
+        .iter()
+        .map(|&i| &catalog.types()[i])
+        .find(|t| {
+            market
+                .quote(east, catalog.index_of(&t.name).unwrap())
+                .band
+                .is_none()
+                && t.arch().is_some()
+        })
+        .unwrap();
+    let mut req = Request::new(unknown_type.vcpus, unknown_type.memory_mib, "us-east-1");
+    req.mode = spotplan::core::types::Mode::Latency;
+    req.instance_types = vec![unknown_type.name.to_string()];
+    let plan = optimize(&req, &market).unwrap();
+    assert_eq!(plan.unknown_band_types, 1);
+    assert_eq!(plan.interruption_ceiling.band, None);
+    assert_eq!(plan.candidates[0].interruption_label, "unknown");
+    assert!(plan.notes.iter().any(|n| n.contains("relaxed it to any band, types with no Spot Advisor band included")), "{:?}", plan.notes);
+    assert!(plan.notes.iter().any(|n| n.contains("ranked as band 4")));
 }
 
 #[test]

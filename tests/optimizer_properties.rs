@@ -45,6 +45,8 @@ fn premium(mode: &str, band: u64) -> f64 {
 
 struct Ranked {
     t: &'static MotoType,
+    /// Outside the mode's own range (in by widening): ranks after the types inside.
+    widened: bool,
     count: u64,
     band: u64,
     savings: Option<i64>,
@@ -54,8 +56,10 @@ struct Ranked {
 }
 
 /// The oracle's plan: eligible types ranked by the README's rules, then diversified by family.
-fn oracle(ask: &Ask, max_types: usize) -> (usize, Vec<Ranked>) {
-    let eligible = indep::eligible(ask);
+fn oracle(ask: &Ask, min_types: usize, max_types: usize) -> (indep::Eligible, Vec<Ranked>) {
+    let constraints = indep::eligible(ask, min_types);
+    let eligible = constraints.types.clone();
+    let strict = indep::mode_range(ask);
     let priced = eligible
         .iter()
         .any(|(t, _)| indep::spot(&ask.region, &t.name).is_some());
@@ -67,6 +71,7 @@ fn oracle(ask: &Ask, max_types: usize) -> (usize, Vec<Ranked>) {
             let (v, m) = ((*count * t.vcpus) as f64, (*count * t.memory_mib) as f64);
             Ranked {
                 t,
+                widened: !(strict.0..=strict.1).contains(count),
                 count: *count,
                 band,
                 savings: indep::savings(&ask.region, &t.name),
@@ -94,6 +99,9 @@ fn oracle(ask: &Ask, max_types: usize) -> (usize, Vec<Ranked>) {
             .then(a.t.name.cmp(&b.t.name))
     };
     ranked.sort_by(|a, b| {
+        if a.widened != b.widened {
+            return a.widened.cmp(&b.widened);
+        }
         if !priced {
             return by_band_savings(a, b);
         }
@@ -124,14 +132,13 @@ fn oracle(ask: &Ask, max_types: usize) -> (usize, Vec<Ranked>) {
         }
         round += 1;
     }
-    let total = ranked.len();
     let list = ranked
         .into_iter()
         .zip(taken)
         .filter(|(_, t)| *t)
         .map(|(r, _)| r)
         .collect();
-    (total, list)
+    (constraints, list)
 }
 
 fn ask_of(r: &Request) -> Ask {
@@ -239,7 +246,8 @@ proptest! {
     #[test]
     fn every_plan_is_the_oracles(req in request()) {
         let ask = ask_of(&req);
-        let (eligible, want) = oracle(&ask, req.max_types);
+        let (constraints, want) = oracle(&ask, req.min_types, req.max_types);
+        let eligible = constraints.types.len();
         let plan = match optimize(&req, &MARKET) {
             Ok(p) => p,
             Err(PlanError::NothingFits { filter, filters, .. }) => {
@@ -254,6 +262,41 @@ proptest! {
         // Same input, same output.
         prop_assert_eq!(&plan, &optimize(&req, &MARKET).unwrap());
         prop_assert_eq!(plan.eligible_types, eligible);
+        // The constraints are the README's: the ceiling and where it came from, the range.
+        prop_assert_eq!(plan.interruption_ceiling.band.map(u64::from), constraints.ceiling);
+        let source = serde_json::to_value(plan.interruption_ceiling.source).unwrap();
+        prop_assert_eq!(source.as_str().unwrap(), constraints.source);
+        prop_assert_eq!(
+            (u64::from(plan.node_count_range.0), u64::from(plan.node_count_range.1)),
+            constraints.range
+        );
+        // Set-level risk: every listed type is within the ceiling; under a default cap that
+        // was not relaxed, within the mode's cap; a relaxation is said in the notes and only
+        // happens below minTypes.
+        let cap = indep::default_cap(ask.mode);
+        for c in &plan.candidates {
+            let band = indep::band(&req.region, &c.instance_type);
+            if let Some(max) = constraints.ceiling {
+                prop_assert!(band.is_some_and(|b| b <= max), "{} band {band:?} over {max}", c.instance_type);
+            }
+            if constraints.source == "mode" {
+                prop_assert!(band.is_some_and(|b| b <= cap));
+            }
+        }
+        let relaxed = plan.notes.iter().any(|n| n.contains("relaxed it to"));
+        prop_assert_eq!(relaxed, constraints.source == "relaxed");
+        if relaxed {
+            let at_cap = indep::eligible(&Ask { max_band: Some(cap), ..ask.clone() }, req.min_types);
+            prop_assert!(at_cap.types.len() < req.min_types, "relaxed with {} types at the cap", at_cap.types.len());
+        }
+        // Widening never goes past its bound and is said.
+        let strict = indep::mode_range(&ask);
+        let bound = (strict.0 / 2).max(1);
+        prop_assert!(constraints.range.0 + bound >= strict.0 && constraints.range.1 <= strict.1 + bound);
+        prop_assert_eq!(
+            constraints.range != strict,
+            plan.notes.iter().any(|n| n.contains("the range was widened")),
+        );
         // Diversity: as many types as the request allows, up to maxTypes.
         prop_assert_eq!(plan.candidates.len(), eligible.min(req.max_types));
         prop_assert_eq!(plan.diversity.meets_min_types, plan.candidates.len() >= req.min_types);

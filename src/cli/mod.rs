@@ -2,6 +2,7 @@
 //! `render`, and the operator's entry points.
 
 pub mod args;
+mod backtest;
 mod controller;
 mod manifest;
 mod output;
@@ -34,6 +35,9 @@ pub struct Cli {
 pub enum Command {
     /// Recommend ranked, diversified instance types for a workload.
     Recommend(Box<recommend::RecommendArgs>),
+    /// Replay a request or a SpotPlan over a directory of Spot Advisor snapshots with the
+    /// operator's churn rule: writes, narrowings, the bands the list really had, cost.
+    Backtest(Box<backtest::BacktestArgs>),
     /// Run the operator: reconcile SpotPlans into Karpenter NodePools.
     Controller(Box<controller::ControllerArgs>),
     /// Print the SpotPlan CustomResourceDefinition (YAML), e.g. `spotplan crd | kubectl apply --server-side -f -`.
@@ -135,6 +139,7 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Recommend(args) => recommend::run(*args).await,
+        Command::Backtest(args) => backtest::run(*args).await,
         Command::Controller(args) => controller::run(*args).await,
         Command::Render(args) => render::run(*args).await,
         Command::Crd => {

@@ -5,7 +5,7 @@ use super::args::DataArgs;
 use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_BORDERS_ONLY};
 use serde::Serialize;
 use spotplan_core::market::{MarketData, PriceFrom, Provenance};
-use spotplan_core::plan::{Candidate, Plan, Ranking};
+use spotplan_core::plan::{Candidate, CeilingSource, Plan, Ranking};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -125,13 +125,14 @@ fn row(c: &Candidate) -> Vec<Cell> {
 fn print_table(plan: &Plan, market: &MarketData) {
     let p = plan.primary();
     println!(
-        "{} vCPU / {} GiB in {}, mode {} ({}-{} nodes per type), ranked by {}",
+        "{} vCPU / {} GiB in {}, mode {} ({}-{} nodes per type), every type {}, ranked by {}",
         plan.vcpus,
         plan.memory_gib,
         plan.region,
         plan.mode,
         plan.node_count_range.0,
         plan.node_count_range.1,
+        ceiling_label(plan),
         ranking_label(plan.ranking),
     );
     let mut t = Table::new();
@@ -185,6 +186,19 @@ fn print_table(plan: &Plan, market: &MarketData) {
             p.location,
             age_text(p.as_of)
         );
+    }
+}
+
+fn ceiling_label(plan: &Plan) -> String {
+    let c = plan.interruption_ceiling;
+    let band = match c.band {
+        Some(b) => format!("band <= {b}"),
+        None => "of any band".into(),
+    };
+    match c.source {
+        CeilingSource::User => format!("{band} (your ceiling)"),
+        CeilingSource::Mode => format!("{band} ({}'s default)", plan.mode),
+        CeilingSource::Relaxed => format!("{band} ({}'s default, relaxed: see notes)", plan.mode),
     }
 }
 

@@ -27,6 +27,10 @@ pub fn nodepool_resource() -> ApiResource {
 pub struct Settings {
     /// Default shortest time between two data-driven narrowings.
     pub min_narrow_interval: Duration,
+    /// How long a written type may stay over a ceiling the user set.
+    pub confirm_over_ceiling: Duration,
+    /// How often at most a list is narrowed to its mode's default cap.
+    pub settle_over_default_cap: Duration,
     /// Order zones and near-tied types by spot placement scores.
     pub placement_scores: bool,
 }

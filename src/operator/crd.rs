@@ -330,9 +330,38 @@ pub struct SpotPlanStatus {
     /// The spec generation the NodePools were last written for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_pool_generation: Option<i64>,
-    /// When the instance-type list was last narrowed.
+    /// When the instance-type list was last narrowed, or written fresh (created, or the spec
+    /// changed): the next narrowing waits `minNarrowInterval` after it, and the narrowing to the
+    /// mode's default band cap the controller's --settle-over-default-cap (120 days).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_narrowed: Option<Time>,
+    /// Written types over the plan's interruption ceiling (or without a band now), since when.
+    /// Over a `maxInterruptionBand` you set, a type is removed once it has stayed over for the
+    /// controller's --confirm-over-ceiling (7 days); over a mode's default cap, at the next
+    /// settle (see `lastNarrowed`). A type back within the ceiling is forgotten.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub over_ceiling: Vec<OverCeiling>,
+}
+
+/// A written type over its plan's interruption ceiling.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OverCeiling {
+    pub name: String,
+    pub since: Time,
+}
+
+/// The interruption ceiling every listed type is within.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CeilingStatus {
+    /// Highest Spot Advisor band (0..4) of a listed type; absent: any, types without a band
+    /// included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub band: Option<i32>,
+    /// user (spec.maxInterruptionBand), mode (the mode's default cap), or relaxed (the mode's
+    /// default relaxed because it left fewer than minTypes types; the notes say so).
+    pub source: String,
 }
 
 /// One market data source.
@@ -364,6 +393,9 @@ pub struct PlanStatus {
     pub primary_count: i32,
     /// How the list was ranked: risk_adjusted_cost, cost, or band_savings_waste (no prices).
     pub ranking: String,
+    /// The interruption ceiling every listed type is within.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interruption_ceiling: Option<CeilingStatus>,
     /// Number of instance types in the plan.
     pub type_count: i32,
     /// Spot $/h of the whole request on the primary type.

@@ -41,6 +41,8 @@ pub struct Options {
     /// A refresh (every source, every retry) that takes longer fails.
     pub refresh_deadline: Duration,
     pub min_narrow_interval: Duration,
+    pub confirm_over_ceiling: Duration,
+    pub settle_over_default_cap: Duration,
     pub listen: SocketAddr,
     pub leader_elect: bool,
     pub lease_name: String,
@@ -97,6 +99,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         leadership,
         settings: Settings {
             min_narrow_interval: opts.min_narrow_interval,
+            confirm_over_ceiling: opts.confirm_over_ceiling,
+            settle_over_default_cap: opts.settle_over_default_cap,
             placement_scores: opts.placement_scores,
         },
         nodepool_cache: nodepool_store.clone(),

@@ -20,9 +20,8 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use spotplan_core::optimizer::check_types;
 use spotplan_core::plan::Plan;
-use spotplan_core::policy::churn::{self, Decision, Inputs};
+use spotplan_core::policy::churn::{self, Decision};
 use spotplan_core::{MarketData, optimize};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -149,7 +148,15 @@ async fn plan_and_apply(
     let (spot_name, od_name) = desired::names(&name);
     let spot_live = nodepools::cached(ctx, &spot_name);
     nodepools::check_owned(&spot_name, spot_live.as_ref(), &uid)?;
-    let decision = decide(sp, &input, &plan, &market, spot_live.as_ref(), fresh, now);
+    let decision = decide(
+        sp,
+        &input,
+        (&plan, &market),
+        &ctx.settings,
+        spot_live.as_ref(),
+        fresh,
+        now,
+    )?;
     let types: Vec<String> = decision.types.iter().cloned().collect();
     let (api_version, kind) = nodepools::owner_meta();
     let owner = Owner {
@@ -203,49 +210,51 @@ fn not_now(sp: &SpotPlan, ctx: &Context, fresh: &Freshness) -> Option<Action> {
 fn decide(
     sp: &SpotPlan,
     input: &PlanSpec,
-    plan: &Plan,
-    market: &MarketData,
+    (plan, market): (&Plan, &MarketData),
+    settings: &super::context::Settings,
     spot_live: Option<&kube::api::DynamicObject>,
     fresh: &Freshness,
     now: Timestamp,
-) -> Decision {
+) -> Result<Decision, Stop> {
     let old = sp.status.clone().unwrap_or_default();
     // What we wrote last (our record in status), not what the NodePool says now: an edit by
     // someone else is repaired, not taken as the starting point.
-    let current: Option<BTreeSet<String>> = spot_live.map(|l| {
+    let written: Option<BTreeSet<String>> = spot_live.map(|l| {
         if old.instance_types.is_empty() {
             nodepools::live_types(l)
         } else {
             old.instance_types.iter().cloned().collect()
         }
     });
-    let current_list: Vec<String> = current.iter().flatten().cloned().collect();
-    let no_longer_fit: BTreeSet<String> = check_types(&input.request, market, &current_list)
-        .map(|r| {
-            current_list
-                .iter()
-                .zip(r)
-                .filter(|(_, f)| f.is_some())
-                .map(|(t, _)| t.clone())
-                .collect()
-        })
-        .unwrap_or_default();
-    let ranked: Vec<String> = plan
-        .candidates
-        .iter()
-        .map(|c| c.instance_type.clone())
-        .collect();
-    churn::decide(&Inputs {
-        current: current.as_ref(),
-        fresh_ranked: &ranked,
-        no_longer_fit: &no_longer_fit,
-        spec_changed: old.node_pool_generation != sp.metadata.generation,
-        data_fresh: fresh.fresh,
+    let state = churn::State {
+        written,
         last_narrowed: old.last_narrowed.as_ref().map(|t| t.0),
+        marginal_since: old
+            .over_ceiling
+            .iter()
+            .map(|o| (o.name.clone(), o.since.0))
+            .collect(),
+    };
+    Ok(churn::step(
+        &input.request,
+        plan,
+        market,
+        &state,
+        (
+            old.node_pool_generation != sp.metadata.generation,
+            fresh.fresh,
+        ),
         now,
-        min_interval: input.min_narrow_interval,
-        cap: (2 * input.request.max_types).min(spotplan_core::limits::MAX_WRITTEN_TYPES),
-    })
+        churn::Settings {
+            min_interval: input.min_narrow_interval,
+            confirm: settings.confirm_over_ceiling,
+            settle: settings.settle_over_default_cap,
+            cap: input
+                .request
+                .max_types
+                .min(spotplan_core::limits::MAX_WRITTEN_TYPES),
+        },
+    )?)
 }
 
 /// Status, Events and metrics of a plan whose NodePools match the decision.

@@ -106,6 +106,13 @@ pub fn plan_status(plan: &Plan) -> PlanStatus {
             .ok()
             .and_then(|v| v.as_str().map(String::from))
             .unwrap_or_default(),
+        interruption_ceiling: Some(super::crd::CeilingStatus {
+            band: plan.interruption_ceiling.band.map(i32::from),
+            source: serde_json::to_value(plan.interruption_ceiling.source)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
+        }),
         type_count: plan.candidates.len() as i32,
         estimated_spot_usd_per_hour: plan.totals.spot_usd_per_hour,
         estimated_on_demand_usd_per_hour: plan.totals.on_demand_usd_per_hour,
@@ -176,11 +183,20 @@ pub fn applied_status(
         data_sources: data_sources(fresh),
         prices_timestamp: stamp(spotplan_core::market::SourceKind::PriceFile),
         node_pool_generation: g,
-        last_narrowed: if a.decision.removed.is_empty() || !a.existed {
-            old.last_narrowed.clone()
-        } else {
+        last_narrowed: if a.decision.resets() {
             Some(Time(now))
+        } else {
+            old.last_narrowed.clone()
         },
+        over_ceiling: a
+            .decision
+            .marginal_since
+            .iter()
+            .map(|(name, since)| super::crd::OverCeiling {
+                name: name.clone(),
+                since: Time(whole_second(*since)),
+            })
+            .collect(),
     };
     let summary = format!(
         "{} instance types in {} (primary {} x{}{})",

@@ -294,27 +294,110 @@ pub fn spot(region: &str, ty: &str) -> Option<f64> {
     super::independent_spot_price(&PRICES, &ADVISOR, region, ty)
 }
 
-/// The types that pass every filter, with their counts, in the node-count range the README
-/// describes (the mode's, widened over holes by at most half its lower end).
-pub fn eligible(ask: &Ask) -> Vec<(&'static MotoType, u64)> {
+/// The mode's default interruption ceiling (README, "The objective"): latency 1, balanced 2,
+/// fault_tolerance 3.
+pub fn default_cap(mode: &str) -> u64 {
+    match mode {
+        "latency" => 1,
+        "balanced" => 2,
+        _ => 3,
+    }
+}
+
+/// The constraints the README says a plan is made under, and the types within them.
+#[derive(Debug, Clone)]
+pub struct Eligible {
+    pub types: Vec<(&'static MotoType, u64)>,
+    /// The ceiling in force: Some(b) = band known and <= b; None = any band, unknown included.
+    pub ceiling: Option<u64>,
+    /// "user", "mode" or "relaxed".
+    pub source: &'static str,
+    pub range: (u64, u64),
+}
+
+/// The types that pass every filter, with their counts, under the README's rules: the
+/// request's ceiling, or the mode's default relaxed one band at a time (then to any band) while
+/// fewer than `min_types` fit; the mode's node-count range widened one step at a time on both
+/// sides, by at most half its lower end (at least 1), while fewer than `min_types` fit; the
+/// first ceiling that reaches `min_types` with the least widening, else the one that holds the
+/// most (the least relaxed of equals), else (nothing at all) the most relaxed.
+pub fn eligible(ask: &Ask, min_types: usize) -> Eligible {
     let offered = offered(&ask.region);
-    let passed: Vec<(&MotoType, u64)> = TYPES
+    let passed: Vec<(&MotoType, u64, Option<u64>)> = TYPES
         .values()
         .filter(|t| offered.contains(&t.name) && passes_filters(ask, t))
-        .map(|t| (t, count(ask, t)))
+        .map(|t| (t, count(ask, t), band(&ask.region, &t.name)))
         .collect();
-    let (lo, hi) = mode_range(ask);
-    let fits = |l: u64, h: u64| passed.iter().any(|(_, c)| (l..=h).contains(c));
-    let (lo, hi) = if passed.is_empty() || fits(lo, hi) {
-        (lo, hi)
-    } else {
-        (1..=(lo / 2).max(1))
-            .map(|k| (lo.saturating_sub(k).max(1), hi + k))
-            .find(|(l, h)| fits(*l, *h))
-            .unwrap_or((lo, hi))
+    let strict = mode_range(ask);
+    let bound = (strict.0 / 2).max(1);
+    let widen = |k: u64| (strict.0.saturating_sub(k).max(1), strict.1 + k);
+    let ceilings: Vec<(Option<u64>, &'static str)> = match ask.max_band {
+        Some(b) => vec![(Some(b), "user")],
+        None => {
+            let cap = default_cap(ask.mode);
+            let mut v = vec![(Some(cap), "mode")];
+            v.extend((cap + 1..=4).map(|b| (Some(b), "relaxed")));
+            v.push((None, "relaxed"));
+            v
+        }
     };
-    passed
-        .into_iter()
-        .filter(|(_, c)| (lo..=hi).contains(c))
-        .collect()
+    let admits = |c: Option<u64>, b: Option<u64>| c.is_none_or(|c| b.is_some_and(|b| b <= c));
+    let within = |c: Option<u64>, (lo, hi): (u64, u64)| -> Vec<(&'static MotoType, u64)> {
+        passed
+            .iter()
+            .filter(|(_, n, b)| admits(c, *b) && (lo..=hi).contains(n))
+            .map(|(t, n, _)| (*t, *n))
+            .collect()
+    };
+    let want = min_types.max(1);
+    let mut best: Option<Eligible> = None;
+    for (c, source) in &ceilings {
+        // The widenings at which a type comes in (steps past the range's nearer end).
+        let mut steps: Vec<u64> = passed
+            .iter()
+            .filter(|(_, _, b)| admits(*c, *b))
+            .map(|(_, n, _)| strict.0.saturating_sub(*n).max(n.saturating_sub(strict.1)))
+            .filter(|k| *k <= bound)
+            .collect();
+        steps.push(0);
+        steps.sort_unstable();
+        steps.dedup();
+        for &k in &steps {
+            let types = within(*c, widen(k));
+            if types.len() >= want {
+                return Eligible {
+                    types,
+                    ceiling: *c,
+                    source,
+                    range: widen(k),
+                };
+            }
+        }
+        // The most this ceiling holds: widened as far as it adds types.
+        let full = within(*c, widen(bound)).len();
+        let k = *steps
+            .iter()
+            .find(|k| within(*c, widen(**k)).len() == full)
+            .unwrap();
+        if best.as_ref().is_none_or(|b| full > b.types.len()) {
+            best = Some(Eligible {
+                types: within(*c, widen(k)),
+                ceiling: *c,
+                source,
+                range: widen(k),
+            });
+        }
+    }
+    match best {
+        Some(b) if !b.types.is_empty() => b,
+        _ => {
+            let (c, source) = *ceilings.last().unwrap();
+            Eligible {
+                types: vec![],
+                ceiling: c,
+                source,
+                range: strict,
+            }
+        }
+    }
 }

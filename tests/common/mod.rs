@@ -45,8 +45,19 @@ pub type PriceRows = HashMap<(String, String), (f64, Option<f64>)>;
 
 /// The Spot Advisor file read with serde_json::Value.
 pub fn independent_advisor() -> AdvisorTable {
-    let v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(advisor_path()).unwrap()).unwrap();
+    independent_advisor_of(&std::fs::read(advisor_path()).unwrap())
+}
+
+/// A Spot Advisor file's bytes (gzip or not) read with serde_json::Value.
+pub fn independent_advisor_of(bytes: &[u8]) -> AdvisorTable {
+    let bytes = if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(bytes), &mut out).unwrap();
+        out
+    } else {
+        bytes.to_vec()
+    };
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     let mut out = HashMap::new();
     for (region, by_os) in v["spot_advisor"].as_object().unwrap() {
         let mut m = HashMap::new();

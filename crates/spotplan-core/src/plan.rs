@@ -99,6 +99,37 @@ pub struct Totals {
     pub savings_pct: Option<f64>,
 }
 
+/// Where the interruption ceiling a plan was made under came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CeilingSource {
+    /// The request's own ceiling (`--max-interruption-band`, `spec.maxInterruptionBand`): hard.
+    User,
+    /// The mode's default cap ([`crate::types::Mode::default_band_cap`]).
+    Mode,
+    /// The mode's default, relaxed one band at a time because it left fewer types than
+    /// `minTypes`.
+    Relaxed,
+}
+
+/// The interruption ceiling every listed type is within.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Ceiling {
+    /// Highest band a listed type may have; `None`: any, types without a band included.
+    pub band: Option<u8>,
+    pub source: CeilingSource,
+}
+
+impl Ceiling {
+    /// Whether a type of `band` (None: no Spot Advisor band) is within this ceiling.
+    pub fn admits(&self, band: Option<u8>) -> bool {
+        match self.band {
+            None => true,
+            Some(max) => band.is_some_and(|b| b <= max),
+        }
+    }
+}
+
 /// The plan for one request.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Plan {
@@ -106,11 +137,14 @@ pub struct Plan {
     pub mode: Mode,
     pub vcpus: u32,
     pub memory_gib: f64,
-    /// Node-count range a type had to land in: the mode's, widened when no type fit it.
+    /// Node-count range a type had to land in: the mode's, widened when fewer than
+    /// `minTypes` types land in it.
     pub node_count_range: (u32, u32),
     /// The mode's own node-count range (spot-optimizer's).
     pub mode_node_count_range: (u32, u32),
     pub ranking: Ranking,
+    /// The interruption ceiling every listed type is within.
+    pub interruption_ceiling: Ceiling,
     /// Ranked, diversified; the first is the primary pick.
     pub candidates: Vec<Candidate>,
     pub totals: Totals,
@@ -244,6 +278,10 @@ mod tests {
             node_count_range: (1, 1),
             mode_node_count_range: (1, 1),
             ranking: Ranking::Cost,
+            interruption_ceiling: Ceiling {
+                band: Some(2),
+                source: CeilingSource::User,
+            },
             candidates: vec![
                 cand("a.xl", 1.00, &["z1"]),
                 cand("b.xl", 1.01, &["z1", "z2"]),

@@ -89,6 +89,19 @@ impl Mode {
         }
     }
 
+    /// The interruption ceiling every listed type is held to when the request sets none: a
+    /// NodePool's list is a set, and Karpenter launches whichever listed type its allocation
+    /// strategy picks, so the set's worst band is the plan's risk. latency <= 1 (under 10%),
+    /// balanced <= 2 (under 15%), fault_tolerance <= 3 (under 20%). Types with no Spot Advisor
+    /// band are left out under it.
+    pub fn default_band_cap(self) -> u8 {
+        match self {
+            Mode::Latency => 1,
+            Mode::Balanced => 2,
+            Mode::FaultTolerance => 3,
+        }
+    }
+
     /// Cost multiplier per interruption band (0..=4; unknown counts as 4) used to rank when the
     /// request sets no interruption ceiling. 1.0 means "no premium".
     pub fn risk_multiplier(self, band: u8) -> f64 {

@@ -2,11 +2,15 @@
 //! carries its catalog) to a [`Plan`].
 //!
 //! 1. Filter the catalog, counting what each filter removes (so "nothing fits" can name it).
-//! 2. Size every survivor: `count = max(ceil(vcpus/type_vcpus), ceil(memory/type_memory))`,
-//!    and keep it if the count is in the mode's node-count range.
-//! 3. Rank (see [`Ranking`]): by the request's spot $/h, with a per-band premium from the mode
-//!    when no interruption ceiling is set; by band, savings and waste when there are no prices.
-//! 4. Diversify: take the best type of each family in rank order, then the second best of each,
+//! 2. Size every survivor: `count = max(ceil(vcpus/type_vcpus), ceil(memory/type_memory))`.
+//! 3. Choose the constraints (see [`choose`]): the interruption ceiling (the request's, or the
+//!    mode's default cap, relaxed one band at a time while it leaves fewer than `minTypes`
+//!    types) and the node-count range (the mode's, widened step by step within a bound while it
+//!    leaves fewer than `minTypes`). Keep the types within both.
+//! 4. Rank (see [`Ranking`]): types inside the mode's own range first; then by the request's
+//!    spot $/h, with a per-band premium from the mode unless the request set its own ceiling;
+//!    by band, savings and waste when there are no prices.
+//! 5. Diversify: take the best type of each family in rank order, then the second best of each,
 //!    and so on, until the list is long enough; the list keeps rank order.
 
 mod filter;
@@ -19,7 +23,9 @@ pub use request::{
 
 use crate::catalog::InstanceType;
 use crate::market::{MarketData, Quote};
-use crate::plan::{Candidate, Diversity, FilterStat, Plan, Ranking, Totals, ZonePrice};
+use crate::plan::{
+    Candidate, Ceiling, CeilingSource, Diversity, FilterStat, Plan, Ranking, Totals, ZonePrice,
+};
 use crate::types::Band;
 use filter::rejecting_filter;
 use request::{Resolved, resolve};
@@ -60,24 +66,107 @@ impl PlanError {
     }
 }
 
-/// The node-count range types must land in: the mode's range, or, when no eligible type lands
-/// in it, that range widened one step at a time on both sides (fixed instance sizes leave holes:
-/// 88 vCPU in exactly 5 nodes fits no type), by at most half the range's lower end (at least
-/// one step), so a mode never turns into another: fault_tolerance's 3-4 nodes never becomes 1.
-fn effective_range(strict: (u32, u32), counts: &[u32]) -> (u32, u32) {
-    let fits = |r: (u32, u32)| counts.iter().any(|c| (r.0..=r.1).contains(c));
-    if counts.is_empty() || fits(strict) {
-        return strict;
+/// Steps a mode's node-count range may widen on each side: half its lower end, at least one,
+/// so a mode never turns into another (fault_tolerance's 3-4 nodes reaches 2-5, never 1).
+pub fn widen_bound(strict: (u32, u32)) -> u32 {
+    (strict.0 / 2).max(1)
+}
+
+/// `strict` widened by `k` steps on each side (never below one node).
+fn widened(strict: (u32, u32), k: u32) -> (u32, u32) {
+    (
+        strict.0.saturating_sub(k).max(1),
+        strict.1.saturating_add(k),
+    )
+}
+
+/// Steps `strict` must widen to take a type needing `count` nodes (0 inside it).
+fn distance(strict: (u32, u32), count: u32) -> u32 {
+    if count < strict.0 {
+        strict.0 - count
+    } else {
+        count.saturating_sub(strict.1)
     }
-    (1..=(strict.0 / 2).max(1))
-        .map(|k| {
-            (
-                strict.0.saturating_sub(k).max(1),
-                strict.1.saturating_add(k),
-            )
-        })
-        .find(|r| fits(*r))
-        .unwrap_or(strict)
+}
+
+/// The ceilings to try, in order: the request's own; or the mode's default cap, then one band
+/// more at a time up to 4, then any band (types with no band included).
+fn ceilings(req: &Request) -> Vec<Ceiling> {
+    match req.max_band {
+        Some(b) => vec![Ceiling {
+            band: Some(b),
+            source: CeilingSource::User,
+        }],
+        None => {
+            let cap = req.mode.default_band_cap();
+            (cap..=crate::limits::MAX_BAND)
+                .map(Some)
+                .chain(std::iter::once(None))
+                .map(|band| Ceiling {
+                    band,
+                    source: if band == Some(cap) {
+                        CeilingSource::Mode
+                    } else {
+                        CeilingSource::Relaxed
+                    },
+                })
+                .collect()
+        }
+    }
+}
+
+/// The constraints a plan is made under.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Constraints {
+    ceiling: Ceiling,
+    range: (u32, u32),
+    /// Types within them.
+    eligible: usize,
+}
+
+/// Chooses the ceiling and node-count range: the first ceiling (in [`ceilings`] order) under
+/// which the range, widened by as few steps as needed within [`widen_bound`], holds `minTypes`
+/// types. When none does, the one holding the most (the least relaxed among equals); when
+/// nothing fits at all, the most relaxed, so "nothing fits" names the filter really at fault.
+fn choose(req: &Request, strict: (u32, u32), passed: &[Passed]) -> Constraints {
+    let bound = widen_bound(strict);
+    let mut best: Option<Constraints> = None;
+    let all = ceilings(req);
+    for ceiling in &all {
+        let mut steps: Vec<u32> = passed
+            .iter()
+            .filter(|p| ceiling.admits(p.band))
+            .map(|p| distance(strict, p.count))
+            .filter(|d| *d <= bound)
+            .collect();
+        steps.sort_unstable();
+        let want = req.min_types.max(1);
+        if steps.len() >= want {
+            let range = widened(strict, steps[want - 1]);
+            let eligible = steps.iter().take_while(|d| **d <= steps[want - 1]).count();
+            return Constraints {
+                ceiling: *ceiling,
+                range,
+                eligible,
+            };
+        }
+        let here = Constraints {
+            ceiling: *ceiling,
+            range: widened(strict, steps.last().copied().unwrap_or(0)),
+            eligible: steps.len(),
+        };
+        if best.is_none_or(|b| here.eligible > b.eligible) {
+            best = Some(here);
+        }
+    }
+    match best {
+        Some(b) if b.eligible > 0 => b,
+        _ => Constraints {
+            ceiling: *all.last().expect("at least one ceiling"),
+            range: strict,
+            eligible: 0,
+        },
+    }
 }
 
 /// Instances of `t` needed to meet the request on its own. Computed in 64 bits: with the
@@ -99,6 +188,8 @@ fn round2(x: f64) -> f64 {
 struct Scored<'a> {
     index: usize,
     t: &'a InstanceType,
+    /// Its node count is outside the mode's own range (it came in by widening).
+    widened: bool,
     quote: Quote,
     count: u32,
     total_spot: Option<f64>,
@@ -125,6 +216,11 @@ fn compare(ranking: Ranking, a: &Scored, b: &Scored) -> Ordering {
             })
             .then_with(|| by_waste_name(a, b))
     };
+    // Types inside the mode's own range rank first: widening is for diversity.
+    let inside = a.widened.cmp(&b.widened);
+    if inside != Ordering::Equal {
+        return inside;
+    }
     match ranking {
         Ranking::BandSavingsWaste => unpriced(a, b),
         Ranking::Cost | Ranking::RiskAdjustedCost => match (a.score, b.score) {
@@ -139,9 +235,18 @@ fn compare(ranking: Ranking, a: &Scored, b: &Scored) -> Ordering {
     }
 }
 
-/// What filtering left: survivors with their node counts, and removals per filter.
+/// A type that passed every filter but the ceiling and the node count.
+#[derive(Debug, Clone, Copy)]
+struct Passed {
+    index: usize,
+    count: u32,
+    band: Option<u8>,
+}
+
+/// What filtering left, and removals per filter (the ceiling and the node count are applied
+/// later, once chosen).
 struct Filtered {
-    passed: Vec<(usize, u32)>,
+    passed: Vec<Passed>,
     removed: [usize; Filter::ALL.len()],
 }
 
@@ -150,9 +255,13 @@ fn filter_catalog(req: &Request, r: &Resolved, market: &MarketData) -> Filtered 
     let mut removed = [0usize; Filter::ALL.len()];
     let mut passed = Vec::new();
     for (i, t) in market.catalog().types().iter().enumerate() {
-        match rejecting_filter(req, r, t, &quotes[i], req.max_band) {
+        match rejecting_filter(req, r, t, &quotes[i], None) {
             Some(f) => removed[f as usize] += 1,
-            None => passed.push((i, node_count(req, t))),
+            None => passed.push(Passed {
+                index: i,
+                count: node_count(req, t),
+                band: quotes[i].band.map(Band::index),
+            }),
         }
     }
     Filtered { passed, removed }
@@ -192,11 +301,20 @@ pub fn optimize(req: &Request, market: &MarketData) -> Result<Plan, PlanError> {
         passed,
         mut removed,
     } = filter_catalog(req, &resolved, market);
-    let counts: Vec<u32> = passed.iter().map(|p| p.1).collect();
-    let range = effective_range(mode_range, &counts);
+    let chosen = choose(req, mode_range, &passed);
+    let range = chosen.range;
     let quotes = market.quotes(region);
-    let mut survivors: Vec<Scored> = Vec::with_capacity(passed.len());
-    for (i, count) in passed {
+    let mut survivors: Vec<Scored> = Vec::with_capacity(chosen.eligible);
+    for Passed {
+        index: i,
+        count,
+        band,
+    } in passed.iter().copied()
+    {
+        if !chosen.ceiling.admits(band) {
+            removed[Filter::MaxInterruptionBand as usize] += 1;
+            continue;
+        }
         if count < range.0 || count > range.1 {
             removed[Filter::NodeCount as usize] += 1;
             continue;
@@ -206,6 +324,7 @@ pub fn optimize(req: &Request, market: &MarketData) -> Result<Plan, PlanError> {
         survivors.push(Scored {
             index: i,
             t,
+            widened: distance(mode_range, count) > 0,
             quote,
             count,
             total_spot: quote.spot.map(|p| p * f64::from(count)),
@@ -247,8 +366,8 @@ pub fn optimize(req: &Request, market: &MarketData) -> Result<Plan, PlanError> {
     }
     survivors.sort_by(|a, b| compare(ranking, a, b));
 
-    let chosen = diversify(&survivors, req.max_types, catalog.family_count());
-    let candidates: Vec<Candidate> = chosen
+    let listed = diversify(&survivors, req.max_types, catalog.family_count());
+    let candidates: Vec<Candidate> = listed
         .iter()
         .enumerate()
         .map(|(rank, &i)| to_candidate(req, market, region, &survivors[i], rank + 1))
@@ -256,11 +375,11 @@ pub fn optimize(req: &Request, market: &MarketData) -> Result<Plan, PlanError> {
     let notes = notes(
         req,
         market,
+        &passed,
         &survivors,
         &candidates,
         &removed,
-        mode_range,
-        range,
+        (mode_range, chosen),
         has_prices,
     );
     let primary = &candidates[0];
@@ -292,6 +411,7 @@ pub fn optimize(req: &Request, market: &MarketData) -> Result<Plan, PlanError> {
         node_count_range: range,
         mode_node_count_range: mode_range,
         ranking,
+        interruption_ceiling: chosen.ceiling,
         totals,
         catalog_types: catalog.len(),
         eligible_types: survivors.len(),
@@ -313,23 +433,51 @@ pub fn optimize(req: &Request, market: &MarketData) -> Result<Plan, PlanError> {
     })
 }
 
-/// Plain-language remarks on a plan: widened ranges, too few types, missing data.
+/// Plain-language remarks on a plan: a relaxed ceiling, a widened range, too few types,
+/// missing data.
 #[allow(clippy::too_many_arguments)]
 fn notes(
     req: &Request,
     market: &MarketData,
+    passed: &[Passed],
     survivors: &[Scored],
     candidates: &[Candidate],
     removed: &[usize; Filter::ALL.len()],
-    mode_range: (u32, u32),
-    range: (u32, u32),
+    (mode_range, chosen): ((u32, u32), Constraints),
     has_prices: bool,
 ) -> Vec<String> {
     let mut notes = Vec::new();
-    if range != mode_range {
+    let cap = req.mode.default_band_cap();
+    if chosen.ceiling.source == CeilingSource::Relaxed {
+        let at_cap = choose(
+            &Request {
+                max_band: Some(cap),
+                ..req.clone()
+            },
+            mode_range,
+            passed,
+        );
         notes.push(format!(
-            "no eligible type lands in {}'s {}-{} nodes; the range was widened to {}-{}",
-            req.mode, mode_range.0, mode_range.1, range.0, range.1
+            "only {} types fit {}'s default interruption ceiling (band <= {cap}, under {}), fewer than the {} wanted: relaxed it to {}",
+            at_cap.eligible,
+            req.mode,
+            ["5%", "10%", "15%", "20%", ""][usize::from(cap)],
+            req.min_types,
+            match chosen.ceiling.band {
+                Some(b) => format!("band <= {b}"),
+                None => "any band, types with no Spot Advisor band included".into(),
+            }
+        ));
+    }
+    let range = chosen.range;
+    if range != mode_range {
+        let inside = passed
+            .iter()
+            .filter(|p| chosen.ceiling.admits(p.band) && distance(mode_range, p.count) == 0)
+            .count();
+        notes.push(format!(
+            "{inside} types land in {}'s {}-{} nodes, fewer than the {} wanted: the range was widened to {}-{} (types outside {}-{} rank after those inside)",
+            req.mode, mode_range.0, mode_range.1, req.min_types, range.0, range.1, mode_range.0, mode_range.1
         ));
     }
     if candidates.len() < req.min_types {
@@ -365,6 +513,13 @@ fn notes(
     if unknown > 0 {
         notes.push(format!(
             "{unknown} eligible types have no Spot Advisor band; they are shown as 'unknown' and ranked as band 4"
+        ));
+    }
+    let left_out = passed.iter().filter(|p| p.band.is_none()).count();
+    if chosen.ceiling.band.is_some() && left_out > 0 && market.advisor().is_some() {
+        notes.push(format!(
+            "{left_out} types with no Spot Advisor band in {} were left out (an interruption ceiling needs a band)",
+            req.region
         ));
     }
     if !has_prices {
@@ -467,34 +622,72 @@ fn to_candidate(
     }
 }
 
-/// For each name in `names`, the filter that would reject it under `req` today, or `None` when
-/// it is still eligible (unknown names are rejected as [`Filter::InstanceTypes`]). The churn
-/// rule uses this to tell a type that merely fell in rank from one that no longer fits.
-pub fn check_types(
+/// How a written type stands against a request and the ceiling it was planned under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fit {
+    /// Still eligible (its rank does not matter).
+    Fits,
+    /// Over the interruption ceiling by this many bands (a type with no band now counts as one
+    /// over): the churn rule decides when it goes.
+    Over { by: u8, band: Option<u8> },
+    /// No longer eligible: rejected by this filter.
+    Gone(Filter),
+}
+
+/// For each name in `names`, how it stands under `req` today within `ceiling` (the plan's).
+/// Node counts are checked against the widest the mode's range may widen to, so a written type
+/// is not dropped just because today's plan needed less widening. The churn rule uses this to
+/// tell a type that merely fell in rank from one that no longer fits.
+pub fn fit(
     req: &Request,
     market: &MarketData,
+    ceiling: Ceiling,
     names: &[String],
-) -> Result<Vec<Option<Filter>>, PlanError> {
+) -> Result<Vec<Fit>, PlanError> {
     let catalog = market.catalog();
     let resolved = resolve(req, catalog)?;
-    let Filtered { passed, .. } = filter_catalog(req, &resolved, market);
-    let counts: Vec<u32> = passed.iter().map(|p| p.1).collect();
-    let range = effective_range(
-        req.mode.node_range(f64::from(req.vcpus), req.memory_gib()),
-        &counts,
-    );
+    let strict = req.mode.node_range(f64::from(req.vcpus), req.memory_gib());
     let quotes = market.quotes(resolved.region);
     Ok(names
         .iter()
-        .map(|n| match catalog.index_of(n) {
-            None => Some(Filter::InstanceTypes),
-            Some(i) => {
-                let t = &catalog.types()[i];
-                rejecting_filter(req, &resolved, t, &quotes[i], req.max_band).or_else(|| {
-                    let c = node_count(req, t);
-                    (c < range.0 || c > range.1).then_some(Filter::NodeCount)
-                })
+        .map(|n| {
+            let Some(i) = catalog.index_of(n) else {
+                return Fit::Gone(Filter::InstanceTypes);
+            };
+            let t = &catalog.types()[i];
+            if let Some(f) = rejecting_filter(req, &resolved, t, &quotes[i], None) {
+                return Fit::Gone(f);
             }
+            if distance(strict, node_count(req, t)) > widen_bound(strict) {
+                return Fit::Gone(Filter::NodeCount);
+            }
+            let band = quotes[i].band.map(Band::index);
+            match (ceiling.band, band) {
+                (None, _) => Fit::Fits,
+                (Some(_), None) => Fit::Over { by: 1, band },
+                (Some(max), Some(b)) if b <= max => Fit::Fits,
+                (Some(max), Some(b)) => Fit::Over { by: b - max, band },
+            }
+        })
+        .collect())
+}
+
+/// The Spot Advisor band of each name in `names` in `req`'s region today (`None`: no band, or
+/// not a type in the catalog).
+pub fn bands(
+    req: &Request,
+    market: &MarketData,
+    names: &[String],
+) -> Result<Vec<Option<u8>>, PlanError> {
+    let catalog = market.catalog();
+    let resolved = resolve(req, catalog)?;
+    let quotes = market.quotes(resolved.region);
+    Ok(names
+        .iter()
+        .map(|n| {
+            catalog
+                .index_of(n)
+                .and_then(|i| quotes[i].band.map(Band::index))
         })
         .collect())
 }
@@ -503,24 +696,115 @@ pub fn check_types(
 mod tests {
     use super::*;
 
+    fn passed(types: &[(u32, Option<u8>)]) -> Vec<Passed> {
+        types
+            .iter()
+            .enumerate()
+            .map(|(index, &(count, band))| Passed { index, count, band })
+            .collect()
+    }
+
+    fn request(mode: crate::types::Mode, min_types: usize, max_band: Option<u8>) -> Request {
+        let mut r = Request::new(64, 256 * 1024, "us-east-1");
+        r.mode = mode;
+        r.min_types = min_types;
+        r.max_band = max_band;
+        r
+    }
+
     #[test]
-    fn node_range_widens_only_over_holes_and_not_far() {
-        assert_eq!(effective_range((5, 5), &[4, 5, 6]), (5, 5));
-        assert_eq!(effective_range((5, 5), &[3, 6, 8]), (4, 6));
-        assert_eq!(effective_range((5, 5), &[3, 8]), (3, 7));
+    fn the_range_widens_only_as_far_as_min_types_needs_and_never_past_its_bound() {
+        use crate::types::Mode::Balanced;
+        let p = passed(&[
+            (4, Some(0)),
+            (5, Some(0)),
+            (6, Some(0)),
+            (3, Some(0)),
+            (8, Some(0)),
+        ]);
+        let c = choose(&request(Balanced, 1, None), (5, 5), &p);
+        assert_eq!((c.range, c.eligible), ((5, 5), 1));
+        let c = choose(&request(Balanced, 3, None), (5, 5), &p);
+        assert_eq!((c.range, c.eligible), ((4, 6), 3));
+        let c = choose(&request(Balanced, 4, None), (5, 5), &p);
         assert_eq!(
-            effective_range((5, 5), &[1, 9]),
-            (5, 5),
-            "at most 2 steps for a range starting at 5"
+            (c.range, c.eligible),
+            ((3, 7), 4),
+            "2 steps for a range starting at 5"
+        );
+        let c = choose(&request(Balanced, 5, None), (5, 5), &p);
+        assert_eq!(
+            (c.range, c.eligible),
+            ((3, 7), 4),
+            "8 nodes is past the bound: the most within it"
+        );
+        let c = choose(
+            &request(Balanced, 2, None),
+            (3, 4),
+            &passed(&[(1, Some(0)), (3, Some(0))]),
         );
         assert_eq!(
-            effective_range((3, 4), &[1]),
-            (3, 4),
+            (c.range, c.eligible),
+            ((3, 4), 1),
             "fault tolerance never becomes one node"
         );
-        assert_eq!(effective_range((3, 4), &[2]), (2, 5));
-        assert_eq!(effective_range((1, 1), &[2]), (1, 2));
-        assert_eq!(effective_range((2, 2), &[]), (2, 2));
+        let c = choose(
+            &request(Balanced, 2, None),
+            (3, 4),
+            &passed(&[(2, Some(0)), (3, Some(0))]),
+        );
+        assert_eq!((c.range, c.eligible), ((2, 5), 2));
+        assert_eq!(widen_bound((1, 1)), 1);
+        assert_eq!(widened((1, 1), 1), (1, 2));
+    }
+
+    #[test]
+    fn the_default_ceiling_relaxes_one_band_at_a_time_below_min_types() {
+        use crate::types::Mode::{Balanced, FaultTolerance, Latency};
+        let p = passed(&[
+            (2, Some(0)),
+            (2, Some(1)),
+            (2, Some(2)),
+            (2, Some(3)),
+            (2, None),
+        ]);
+        let c = choose(&request(Balanced, 3, None), (2, 2), &p);
+        assert_eq!(
+            (c.ceiling.band, c.ceiling.source),
+            (Some(2), CeilingSource::Mode)
+        );
+        let c = choose(&request(Balanced, 4, None), (2, 2), &p);
+        assert_eq!(
+            (c.ceiling.band, c.ceiling.source),
+            (Some(3), CeilingSource::Relaxed)
+        );
+        let c = choose(&request(Balanced, 5, None), (2, 2), &p);
+        assert_eq!(
+            (c.ceiling.band, c.eligible),
+            (None, 5),
+            "last, types with no band"
+        );
+        let c = choose(&request(Latency, 2, None), (2, 2), &p);
+        assert_eq!(c.ceiling.band, Some(1));
+        let c = choose(&request(FaultTolerance, 1, None), (2, 2), &p);
+        assert_eq!(c.ceiling.band, Some(3));
+        // Relaxing that adds nothing is not done.
+        let only_low = passed(&[(2, Some(0)), (2, Some(1))]);
+        let c = choose(&request(Balanced, 15, None), (2, 2), &only_low);
+        assert_eq!(
+            (c.ceiling.band, c.ceiling.source, c.eligible),
+            (Some(2), CeilingSource::Mode, 2)
+        );
+        // A ceiling the user set is never relaxed; widening still helps.
+        let c = choose(&request(Balanced, 5, Some(1)), (2, 2), &p);
+        assert_eq!(
+            (c.ceiling.band, c.ceiling.source, c.eligible),
+            (Some(1), CeilingSource::User, 2)
+        );
+        // Widening comes before relaxing: diversity first, within the ceiling.
+        let spread = passed(&[(2, Some(0)), (1, Some(1)), (3, Some(2)), (2, Some(3))]);
+        let c = choose(&request(Balanced, 3, None), (2, 2), &spread);
+        assert_eq!((c.ceiling.band, c.range), (Some(2), (1, 3)));
     }
 
     #[test]

@@ -1,20 +1,48 @@
 //! The churn rule: which instance types to write, given what is written now and a fresh plan.
 //!
 //! Narrowing the list makes Karpenter replace the nodes of the removed types (drift); widening
-//! costs nothing. So:
-//! 1. No NodePool yet, or the spec changed: write the fresh plan (the user asked for it).
+//! costs nothing. The rule was tuned with `spotplan backtest` over the 2022 Spot Advisor series
+//! (README, "Plan quality"); it is:
+//! 1. No NodePool yet, or the spec changed: write the fresh plan (the user asked for it). The
+//!    list counts as *reset* then.
 //! 2. Data is stale: change nothing.
-//! 3. Every written type still fits the request: keep them all and add the fresh plan's new
-//!    types (widening only), while the list stays within `cap`. A type that merely fell in rank
-//!    is never removed: a reorder is not a change.
-//! 4. A written type no longer fits (its band rose above the ceiling, it left the region, ...)
-//!    or the list would outgrow `cap`: that is a real change. Narrow to the fresh plan if the
-//!    last narrowing was at least `min_interval` ago; otherwise widen only and narrow when the
-//!    interval has passed.
+//! 3. Every written type is classified against today's request and the plan's interruption
+//!    ceiling ([`Fit`]): a type that merely fell in rank still fits and is never removed (a
+//!    reorder is not a change); a type rejected by another filter (it left the region, the
+//!    spec excludes it, ...) is due at once; a type over the ceiling (or with no band now) is
+//!    *over*, since the first decision that saw it over.
+//! 4. A ceiling the user set (`maxInterruptionBand`) is hard: an over type is due `confirm`
+//!    after it went over (seven days by default), so a band that moves back within the week
+//!    costs nothing.
+//! 5. A mode's default cap is soft. Bands trend and flap (in 2022 most written types crossed
+//!    some band every few weeks), and a type that drifts one band over a default cap is not
+//!    worth replacing nodes for on its own. Over types are due together, `settle` after the
+//!    list was last reset or narrowed (120 days by default): the list is re-planned against the
+//!    cap at most that often. Until then the status lists them (`overCeiling`).
+//! 6. Due types are removed in one narrowing, no sooner than `min_interval` after the last
+//!    reset or narrowing (until then the list only widens, and the plan comes back when the
+//!    window opens). The narrowing takes every over type with it, due or not, and every type
+//!    sitting exactly on a ceiling above band 0 while the list keeps `min_types`: their nodes
+//!    are the next to be replaced, and one drift is cheaper than two.
+//! 7. The list widens with the fresh plan's types in rank order while it holds fewer than
+//!    `cap` (the request's `maxTypes`), admitting only types a band inside a ceiling above band
+//!    0 (headroom), so a type that just came back under the ceiling does not flap in and out; a
+//!    full list stops widening rather than narrowing to make room.
+//!
+//! With the defaults (confirm 7 days, min_interval 1 day) a type over a ceiling the user set
+//! is written at most 8 days after it crossed it.
 
-use jiff::Timestamp;
-use std::collections::BTreeSet;
+use crate::market::MarketData;
+use crate::optimizer::{Fit, PlanError, Request, fit};
+use crate::plan::{CeilingSource, Plan};
+use jiff::{SignedDuration, Timestamp};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
+
+/// Default time a type may stay over a ceiling the user set.
+pub const DEFAULT_CONFIRM: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Default time between re-plans of a list against a mode's default cap.
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(120 * 24 * 3600);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Why {
@@ -27,6 +55,30 @@ pub enum Why {
     DataStale,
 }
 
+/// What a plan's list remembers between decisions (the operator keeps it in status).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct State {
+    /// Types written now; `None` when nothing is written yet.
+    pub written: Option<BTreeSet<String>>,
+    /// When the list was last reset (created, spec changed) or narrowed.
+    pub last_narrowed: Option<Timestamp>,
+    /// Written types over the ceiling, since when.
+    pub marginal_since: BTreeMap<String, Timestamp>,
+}
+
+/// The rule's knobs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settings {
+    /// Shortest time between two narrowings (or a reset and a narrowing).
+    pub min_interval: Duration,
+    /// How long a type may stay over a ceiling the user set.
+    pub confirm: Duration,
+    /// How often at most a list is narrowed to a mode's default cap.
+    pub settle: Duration,
+    /// Most types the list may hold.
+    pub cap: usize,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
     pub types: BTreeSet<String>,
@@ -35,87 +87,238 @@ pub struct Decision {
     pub removed: BTreeSet<String>,
     /// Types added to what was written.
     pub added: BTreeSet<String>,
-    /// When a deferred narrowing may happen.
+    /// When to decide again without new data: a deferred narrowing, or an over type becoming
+    /// due.
     pub narrow_at: Option<Timestamp>,
+    /// Written types over the ceiling after this decision, since when.
+    pub marginal_since: BTreeMap<String, Timestamp>,
+}
+
+impl Decision {
+    /// Whether this decision resets the list or narrows it (the next `last_narrowed`).
+    pub fn resets(&self) -> bool {
+        matches!(self.why, Why::Created | Why::SpecChanged) || !self.removed.is_empty()
+    }
 }
 
 pub struct Inputs<'a> {
-    /// Types in the live NodePool; `None` when there is none yet.
-    pub current: Option<&'a BTreeSet<String>>,
+    pub state: &'a State,
     /// The fresh plan's types in rank order.
     pub fresh_ranked: &'a [String],
-    /// Written types that no longer fit the request.
-    pub no_longer_fit: &'a BTreeSet<String>,
+    /// The fresh types a written list may widen with (headroom under the ceiling), in rank
+    /// order.
+    pub widen_ranked: &'a [String],
+    /// How each written type fits today (types not in the map fit).
+    pub fits: &'a BTreeMap<String, Fit>,
+    /// Written types sitting exactly on a ceiling above band 0.
+    pub at_edge: &'a BTreeSet<String>,
+    /// Whether the ceiling is the user's own (hard) rather than the mode's default (soft).
+    pub user_ceiling: bool,
+    /// Fewest types the list should hold.
+    pub min_types: usize,
     pub spec_changed: bool,
     pub data_fresh: bool,
-    pub last_narrowed: Option<Timestamp>,
     pub now: Timestamp,
-    pub min_interval: Duration,
-    /// Most types a widened list may hold.
-    pub cap: usize,
+    pub settings: Settings,
 }
 
-fn decision(
-    current: Option<&BTreeSet<String>>,
-    types: BTreeSet<String>,
-    why: Why,
-    narrow_at: Option<Timestamp>,
-) -> Decision {
-    let empty = BTreeSet::new();
-    let cur = current.unwrap_or(&empty);
-    Decision {
-        removed: cur.difference(&types).cloned().collect(),
-        added: types.difference(cur).cloned().collect(),
-        types,
-        why,
-        narrow_at,
+fn after(t: Timestamp, d: Duration) -> Timestamp {
+    t.checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX))
+        .unwrap_or(Timestamp::MAX)
+}
+
+/// `types` widened with `ranked` in order while it holds fewer than `cap`.
+fn widen(mut types: BTreeSet<String>, ranked: &[String], cap: usize) -> BTreeSet<String> {
+    for t in ranked {
+        if types.len() >= cap {
+            break;
+        }
+        types.insert(t.clone());
     }
+    types
+}
+
+/// When a written type that fits as `fit`, over the ceiling since `since`, must go (`None`:
+/// it may stay).
+fn due_at(fit: Fit, since: Timestamp, i: &Inputs) -> Option<Timestamp> {
+    match fit {
+        Fit::Fits => None,
+        Fit::Gone(_) => Some(i.now),
+        Fit::Over { .. } if i.user_ceiling => Some(after(since, i.settings.confirm)),
+        // A list with no reset on record (written by an older controller) counts from when the
+        // type was first seen over, so an upgrade does not narrow every plan at once.
+        Fit::Over { .. } => Some(match i.state.last_narrowed {
+            Some(reset) => since.max(after(reset, i.settings.settle)),
+            None => after(since, i.settings.settle),
+        }),
+    }
+}
+
+/// Written types over the ceiling (since when), and those due now.
+struct Classified {
+    over: BTreeMap<String, Timestamp>,
+    due: BTreeSet<String>,
+    next_due: Option<Timestamp>,
+}
+
+fn classify(current: &BTreeSet<String>, i: &Inputs) -> Classified {
+    let mut c = Classified {
+        over: BTreeMap::new(),
+        due: BTreeSet::new(),
+        next_due: None,
+    };
+    for t in current {
+        let fit = i.fits.get(t).copied().unwrap_or(Fit::Fits);
+        let since = i.state.marginal_since.get(t).copied().unwrap_or(i.now);
+        if let Fit::Over { .. } = fit {
+            c.over.insert(t.clone(), since);
+        }
+        match due_at(fit, since, i) {
+            Some(at) if at <= i.now => {
+                c.due.insert(t.clone());
+            }
+            Some(at) => c.next_due = Some(c.next_due.map_or(at, |n| n.min(at))),
+            None => {}
+        }
+    }
+    c
+}
+
+/// The narrowing: every due and over type goes, and the types on the edge of the ceiling too
+/// while the widened list keeps `min_types`.
+fn narrow(current: &BTreeSet<String>, c: &Classified, i: &Inputs, cap: usize) -> BTreeSet<String> {
+    let mut kept: BTreeSet<String> = current
+        .iter()
+        .filter(|t| !c.due.contains(*t) && !c.over.contains_key(*t))
+        .cloned()
+        .collect();
+    let without_edge: BTreeSet<String> = kept.difference(i.at_edge).cloned().collect();
+    let widened = widen(without_edge, i.widen_ranked, cap);
+    if widened.len() >= i.min_types.max(1) {
+        return widened;
+    }
+    kept = widen(kept, i.widen_ranked, cap);
+    widen(kept, i.fresh_ranked, i.min_types.min(cap))
 }
 
 pub fn decide(i: &Inputs) -> Decision {
     let fresh: BTreeSet<String> = i.fresh_ranked.iter().cloned().collect();
-    let Some(current) = i.current else {
-        return decision(None, fresh, Why::Created, None);
+    let settled = |current: Option<&BTreeSet<String>>, types: BTreeSet<String>, why| {
+        let empty = BTreeSet::new();
+        let cur = current.unwrap_or(&empty);
+        Decision {
+            removed: cur.difference(&types).cloned().collect(),
+            added: types.difference(cur).cloned().collect(),
+            types,
+            why,
+            narrow_at: None,
+            marginal_since: BTreeMap::new(),
+        }
+    };
+    let Some(current) = i.state.written.as_ref() else {
+        return settled(None, fresh, Why::Created);
     };
     if i.spec_changed {
-        return decision(Some(current), fresh, Why::SpecChanged, None);
+        return settled(Some(current), fresh, Why::SpecChanged);
     }
     if !i.data_fresh {
-        return decision(Some(current), current.clone(), Why::DataStale, None);
+        return Decision {
+            marginal_since: i.state.marginal_since.clone(),
+            ..settled(Some(current), current.clone(), Why::DataStale)
+        };
     }
-    let union: BTreeSet<String> = current.union(&fresh).cloned().collect();
-    let real_change = current.iter().any(|t| i.no_longer_fit.contains(t)) || union.len() > i.cap;
-    if !real_change {
-        let why = if union == *current {
+    let c = classify(current, i);
+    let cap = i.settings.cap.max(1);
+    let window = i
+        .state
+        .last_narrowed
+        .map(|t| after(t, i.settings.min_interval));
+    if c.due.is_empty() {
+        let types = widen(current.clone(), i.widen_ranked, cap);
+        let why = if types == *current {
             Why::Unchanged
         } else {
             Why::Widened
         };
-        return decision(Some(current), union, why, None);
+        return Decision {
+            marginal_since: c.over,
+            narrow_at: c.next_due,
+            ..settled(Some(current), types, why)
+        };
     }
-    let window_opens = i.last_narrowed.map(|t| {
-        t + jiff::SignedDuration::try_from(i.min_interval).unwrap_or(jiff::SignedDuration::MAX)
-    });
-    match window_opens {
-        Some(at) if at > i.now => {
-            // Widen with the best new types while there is room; narrow later.
-            let mut types = current.clone();
-            for t in i.fresh_ranked {
-                if types.len() >= i.cap.max(current.len()) {
-                    break;
-                }
-                types.insert(t.clone());
-            }
-            let why = Why::NarrowingDeferred;
-            decision(Some(current), types, why, Some(at))
-        }
-        _ => decision(Some(current), fresh, Why::Narrowed, None),
+    if let Some(at) = window.filter(|at| *at > i.now) {
+        // Narrow when the window opens; meanwhile keep everything, due types included.
+        let types = widen(current.clone(), i.widen_ranked, cap);
+        return Decision {
+            marginal_since: c.over,
+            narrow_at: Some(at),
+            ..settled(Some(current), types, Why::NarrowingDeferred)
+        };
     }
+    let types = narrow(current, &c, i, cap);
+    Decision {
+        marginal_since: BTreeMap::new(),
+        narrow_at: None,
+        ..settled(Some(current), types, Why::Narrowed)
+    }
+}
+
+/// The operator's step, pure: how the written types fit today under `plan`'s ceiling, then
+/// [`decide`]. The backtest replays exactly this.
+pub fn step(
+    req: &Request,
+    plan: &Plan,
+    market: &MarketData,
+    state: &State,
+    (spec_changed, data_fresh): (bool, bool),
+    now: Timestamp,
+    settings: Settings,
+) -> Result<Decision, PlanError> {
+    let written: Vec<String> = state.written.iter().flatten().cloned().collect();
+    let ceiling = plan.interruption_ceiling;
+    let fits: BTreeMap<String, Fit> = written
+        .iter()
+        .cloned()
+        .zip(fit(req, market, ceiling, &written)?)
+        .collect();
+    let edge =
+        |b: Option<u8>| matches!((ceiling.band, b), (Some(max), Some(b)) if max > 0 && b == max);
+    let at_edge: BTreeSet<String> = written
+        .iter()
+        .zip(crate::optimizer::bands(req, market, &written)?)
+        .filter(|(_, b)| edge(*b))
+        .map(|(t, _)| t.clone())
+        .collect();
+    let ranked: Vec<String> = plan
+        .candidates
+        .iter()
+        .map(|c| c.instance_type.clone())
+        .collect();
+    let widen_ranked: Vec<String> = plan
+        .candidates
+        .iter()
+        .filter(|c| !edge(c.interruption_band))
+        .map(|c| c.instance_type.clone())
+        .collect();
+    Ok(decide(&Inputs {
+        state,
+        fresh_ranked: &ranked,
+        widen_ranked: &widen_ranked,
+        fits: &fits,
+        at_edge: &at_edge,
+        user_ceiling: plan.interruption_ceiling.source == CeilingSource::User,
+        min_types: req.min_types,
+        spec_changed,
+        data_fresh,
+        now,
+        settings,
+    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::optimizer::Filter;
 
     fn set(v: &[&str]) -> BTreeSet<String> {
         v.iter().map(|s| s.to_string()).collect()
@@ -123,85 +326,230 @@ mod tests {
     fn ranked(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
     }
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+    const OVER: Fit = Fit::Over {
+        by: 1,
+        band: Some(3),
+    };
 
-    fn inputs<'a>(
-        current: &'a BTreeSet<String>,
-        fresh: &'a [String],
-        gone: &'a BTreeSet<String>,
-    ) -> Inputs<'a> {
-        Inputs {
-            current: Some(current),
-            fresh_ranked: fresh,
-            no_longer_fit: gone,
-            spec_changed: false,
-            data_fresh: true,
-            last_narrowed: None,
-            now: "2026-11-23T12:00:00Z".parse().unwrap(),
-            min_interval: Duration::from_secs(24 * 3600),
+    fn settings() -> Settings {
+        Settings {
+            min_interval: DAY,
+            confirm: 7 * DAY,
+            settle: 30 * DAY,
             cap: 6,
+        }
+    }
+
+    fn state(written: &[&str]) -> State {
+        State {
+            written: Some(set(written)),
+            ..State::default()
+        }
+    }
+
+    struct Case<'a> {
+        state: &'a State,
+        fresh: Vec<String>,
+        widen: Option<Vec<String>>,
+        fits: BTreeMap<String, Fit>,
+        edge: BTreeSet<String>,
+        user: bool,
+        min_types: usize,
+    }
+
+    impl<'a> Case<'a> {
+        fn new(state: &'a State, fresh: &[&str], fits: &[(&str, Fit)]) -> Self {
+            Case {
+                state,
+                fresh: ranked(fresh),
+                widen: None,
+                fits: fits.iter().map(|(t, f)| (t.to_string(), *f)).collect(),
+                edge: BTreeSet::new(),
+                user: true,
+                min_types: 1,
+            }
+        }
+        fn at(&self, now: &str) -> Decision {
+            decide(&Inputs {
+                state: self.state,
+                fresh_ranked: &self.fresh,
+                widen_ranked: self.widen.as_ref().unwrap_or(&self.fresh),
+                fits: &self.fits,
+                at_edge: &self.edge,
+                user_ceiling: self.user,
+                min_types: self.min_types,
+                spec_changed: false,
+                data_fresh: true,
+                now: ts(now),
+                settings: settings(),
+            })
         }
     }
 
     #[test]
     fn a_reorder_writes_nothing() {
-        let cur = set(&["a", "b", "c"]);
-        let fresh = ranked(&["c", "a", "b"]);
-        let none = BTreeSet::new();
-        let d = decide(&inputs(&cur, &fresh, &none));
-        assert_eq!((d.why, d.types), (Why::Unchanged, cur));
+        let s = state(&["a", "b", "c"]);
+        let d = Case::new(&s, &["c", "a", "b"], &[]).at("2026-11-23T12:00:00Z");
+        assert_eq!((d.why, d.types), (Why::Unchanged, set(&["a", "b", "c"])));
     }
 
     #[test]
     fn a_type_that_fell_out_of_the_top_stays_and_new_ones_widen() {
-        let cur = set(&["a", "b", "c"]);
-        let fresh = ranked(&["a", "b", "d"]);
-        let none = BTreeSet::new();
-        let d = decide(&inputs(&cur, &fresh, &none));
+        let s = state(&["a", "b", "c"]);
+        let d = Case::new(&s, &["a", "b", "d"], &[]).at("2026-11-23T12:00:00Z");
         assert_eq!(d.why, Why::Widened);
         assert_eq!(d.types, set(&["a", "b", "c", "d"]));
         assert!(d.removed.is_empty());
     }
 
     #[test]
-    fn a_type_that_no_longer_fits_is_removed_once_the_interval_passed() {
-        let cur = set(&["a", "b", "c"]);
-        let fresh = ranked(&["a", "b", "d"]);
-        let gone = set(&["c"]);
-        let mut i = inputs(&cur, &fresh, &gone);
-        i.last_narrowed = Some("2026-11-23T06:00:00Z".parse().unwrap());
-        let d = decide(&i);
+    fn a_gone_type_is_removed_once_the_interval_passed() {
+        let mut s = state(&["a", "b", "c"]);
+        s.last_narrowed = Some(ts("2026-11-23T06:00:00Z"));
+        let gone = [("c", Fit::Gone(Filter::Region))];
+        let d = Case::new(&s, &["a", "b", "d"], &gone).at("2026-11-23T12:00:00Z");
         assert_eq!(d.why, Why::NarrowingDeferred);
         assert_eq!(d.types, set(&["a", "b", "c", "d"]));
-        assert_eq!(d.narrow_at, Some("2026-11-24T06:00:00Z".parse().unwrap()));
-        i.last_narrowed = Some("2026-11-22T06:00:00Z".parse().unwrap());
-        let d = decide(&i);
+        assert_eq!(d.narrow_at, Some(ts("2026-11-24T06:00:00Z")));
+        s.last_narrowed = Some(ts("2026-11-22T06:00:00Z"));
+        let d = Case::new(&s, &["a", "b", "d"], &gone).at("2026-11-23T12:00:00Z");
         assert_eq!(
             (d.why, d.types.clone()),
             (Why::Narrowed, set(&["a", "b", "d"]))
         );
         assert_eq!(d.removed, set(&["c"]));
+        assert!(d.resets());
+    }
+
+    #[test]
+    fn over_a_ceiling_the_user_set_a_type_goes_after_confirm_unless_it_comes_back() {
+        let s = state(&["a", "b", "c"]);
+        let c = Case::new(&s, &["a", "b"], &[("c", OVER)]);
+        let d = c.at("2026-11-01T00:00:00Z");
+        assert_eq!(
+            (d.why, d.types.clone()),
+            (Why::Unchanged, set(&["a", "b", "c"]))
+        );
+        assert_eq!(
+            d.marginal_since,
+            BTreeMap::from([("c".to_string(), ts("2026-11-01T00:00:00Z"))])
+        );
+        assert_eq!(d.narrow_at, Some(ts("2026-11-08T00:00:00Z")), "due then");
+        let s2 = State {
+            marginal_since: d.marginal_since.clone(),
+            ..s.clone()
+        };
+        let c2 = Case::new(&s2, &["a", "b"], &[("c", OVER)]);
+        assert_eq!(c2.at("2026-11-07T23:59:59Z").why, Why::Unchanged);
+        let d = c2.at("2026-11-08T00:00:00Z");
+        assert_eq!((d.why, d.removed), (Why::Narrowed, set(&["c"])));
+        // Back within the ceiling in between: forgotten.
+        let d = Case::new(&s2, &["a", "b"], &[]).at("2026-11-05T00:00:00Z");
+        assert!(d.marginal_since.is_empty());
+        assert_eq!(d.why, Why::Unchanged);
+    }
+
+    #[test]
+    fn over_a_default_cap_types_wait_for_the_settle_and_then_leave_together() {
+        let mut s = state(&["a", "b", "c", "d"]);
+        s.last_narrowed = Some(ts("2026-11-01T00:00:00Z"));
+        let two_over = Fit::Over {
+            by: 2,
+            band: Some(4),
+        };
+        let mut c = Case::new(&s, &["a", "b"], &[("c", OVER), ("d", two_over)]);
+        c.user = false;
+        let d = c.at("2026-11-20T00:00:00Z");
+        assert_eq!(d.why, Why::Unchanged, "two bands over waits as well");
+        assert_eq!(d.narrow_at, Some(ts("2026-12-01T00:00:00Z")));
+        let s2 = State {
+            marginal_since: d.marginal_since.clone(),
+            ..s.clone()
+        };
+        c.state = &s2;
+        let d = c.at("2026-12-01T00:00:00Z");
+        assert_eq!(d.why, Why::Narrowed);
+        assert_eq!(d.removed, set(&["c", "d"]), "one narrowing for both");
+        // A list with no reset on record (an older controller's status) counts from when the
+        // type was first seen over: an upgrade does not narrow every plan at once.
+        let s3 = state(&["a", "b", "c"]);
+        let mut c = Case::new(&s3, &["a", "b"], &[("c", OVER)]);
+        c.user = false;
+        let d = c.at("2026-11-20T00:00:00Z");
+        assert_eq!(d.why, Why::Unchanged);
+        assert_eq!(d.narrow_at, Some(ts("2026-12-20T00:00:00Z")));
+    }
+
+    #[test]
+    fn a_narrowing_takes_every_over_type_and_the_edge_while_min_types_holds() {
+        let s = state(&["a", "b", "c", "e1", "e2"]);
+        let gone = Fit::Gone(Filter::NodeCount);
+        let mut c = Case::new(&s, &["a", "b", "x"], &[("c", gone)]);
+        c.widen = Some(ranked(&["a", "b"]));
+        c.edge = set(&["e1", "e2"]);
+        c.min_types = 2;
+        let d = c.at("2026-11-20T00:00:00Z");
+        assert_eq!(d.why, Why::Narrowed);
+        assert_eq!(d.types, set(&["a", "b"]), "edge types went with c");
+        c.min_types = 3;
+        let d = c.at("2026-11-20T00:00:00Z");
+        assert_eq!(
+            d.types,
+            set(&["a", "b", "e1", "e2"]),
+            "edge types stay when the list would fall below minTypes"
+        );
+    }
+
+    #[test]
+    fn widening_admits_only_types_with_headroom() {
+        let s = state(&["a"]);
+        let mut c = Case::new(&s, &["e", "b"], &[]);
+        c.widen = Some(ranked(&["b"]));
+        let d = c.at("2026-11-20T00:00:00Z");
+        assert_eq!((d.why, d.types), (Why::Widened, set(&["a", "b"])));
     }
 
     #[test]
     fn spec_changes_apply_at_once_and_stale_data_freezes() {
-        let cur = set(&["a", "b", "c"]);
+        let s = State {
+            last_narrowed: Some(ts("2026-11-23T12:00:00Z")),
+            ..state(&["a", "b", "c"])
+        };
         let fresh = ranked(&["x"]);
-        let none = BTreeSet::new();
-        let mut i = inputs(&cur, &fresh, &none);
-        i.spec_changed = true;
-        i.last_narrowed = Some(i.now);
-        assert_eq!(decide(&i).types, set(&["x"]));
+        let fits = BTreeMap::new();
+        let edge = BTreeSet::new();
+        let mut i = Inputs {
+            state: &s,
+            fresh_ranked: &fresh,
+            widen_ranked: &fresh,
+            fits: &fits,
+            at_edge: &edge,
+            user_ceiling: true,
+            min_types: 1,
+            spec_changed: true,
+            data_fresh: true,
+            now: ts("2026-11-23T12:00:00Z"),
+            settings: settings(),
+        };
+        let d = decide(&i);
+        assert_eq!(d.types, set(&["x"]));
+        assert!(d.resets());
         i.spec_changed = false;
         i.data_fresh = false;
         assert_eq!(decide(&i).why, Why::DataStale);
     }
 
     #[test]
-    fn outgrowing_the_cap_is_a_real_change() {
-        let cur = set(&["a", "b", "c", "d", "e"]);
-        let fresh = ranked(&["f", "g", "h"]);
-        let none = BTreeSet::new();
-        let d = decide(&inputs(&cur, &fresh, &none));
-        assert_eq!((d.why, d.types), (Why::Narrowed, set(&["f", "g", "h"])));
+    fn a_full_list_stops_widening_instead_of_narrowing() {
+        let s = state(&["a", "b", "c", "d", "e"]);
+        let d = Case::new(&s, &["f", "g", "h"], &[]).at("2026-11-23T12:00:00Z");
+        assert_eq!(d.why, Why::Widened);
+        assert_eq!(d.types.len(), 6);
+        assert!(d.removed.is_empty());
+        assert!(d.types.contains("f"), "the best new type comes first");
     }
 }

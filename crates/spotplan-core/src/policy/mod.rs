@@ -1,5 +1,7 @@
 //! Policy: pure rules that decide what to change, and when, given what is written now.
 //!
 //! - [`churn`]: which instance types to write, given the written list and a fresh plan.
+//! - [`backtest`]: a request replayed over market snapshots with the churn rule, measured.
 
+pub mod backtest;
 pub mod churn;

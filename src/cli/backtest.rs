@@ -1,0 +1,304 @@
+//! `spotplan backtest`: a request (flags or `-f`) replayed over a directory of Spot Advisor
+//! snapshots with the operator's churn rule; a table, JSON, and an SVG chart.
+
+mod chart;
+mod peer;
+
+use super::CliError;
+use super::recommend::RequestArgs;
+use crate::duration::parse_duration;
+use clap::{Args, ValueEnum};
+use jiff::Timestamp;
+use jiff::civil::Date;
+use serde::Serialize;
+use spotplan_core::market::{MarketInputs, PriceTable, SpotAdvisor};
+use spotplan_core::optimizer::validate;
+use spotplan_core::policy::backtest::{self, PeerReport, Report, Snapshot};
+use spotplan_core::policy::churn::Settings;
+use spotplan_core::{Catalog, MarketData};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct BacktestArgs {
+    #[command(flatten)]
+    pub request: RequestArgs,
+    /// A directory of Spot Advisor snapshots, each named with its date
+    /// (spot-advisor-data_2022-06-26.json, plain or .gz).
+    #[arg(long, value_name = "DIR")]
+    pub history: PathBuf,
+    /// Price CSV (region,instance_type,on_demand_usd_per_hour,spot_usd_per_hour), held constant
+    /// over the replay; without it, cost is not measured.
+    #[arg(long, value_name = "PATH", env = "SPOTPLAN_PRICES")]
+    pub prices: Option<PathBuf>,
+    /// First snapshot date to use (YYYY-MM-DD).
+    #[arg(long, value_name = "DATE")]
+    pub from: Option<Date>,
+    /// Last snapshot date to use (YYYY-MM-DD).
+    #[arg(long, value_name = "DATE")]
+    pub to: Option<Date>,
+    /// Shortest time between two narrowings (the controller's default; -f uses the
+    /// manifest's spec.minNarrowInterval when it sets one).
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
+    pub min_narrow_interval: Duration,
+    /// How long a type may stay over a ceiling the user set (the controller's
+    /// --confirm-over-ceiling).
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
+    pub confirm_over_ceiling: Duration,
+    /// How often at most the list is narrowed to the mode's default cap (the controller's
+    /// --settle-over-default-cap).
+    #[arg(long, value_name = "DURATION", default_value = "120d", value_parser = parse_duration)]
+    pub settle_over_default_cap: Duration,
+    /// table or json.
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    pub output: Output,
+    /// Also write an SVG chart of the plan over time here.
+    #[arg(long, value_name = "FILE.svg")]
+    pub svg: Option<PathBuf>,
+    /// spot-optimizer's CLI (the `spot-optimizer` executable): its pick at each snapshot, side
+    /// by side.
+    #[arg(long, value_name = "PATH")]
+    pub peer: Option<PathBuf>,
+}
+
+/// What `-o json` prints.
+#[derive(Serialize)]
+struct Printed<'a> {
+    request: String,
+    #[serde(flatten)]
+    report: &'a Report,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer: Option<&'a PeerReport>,
+}
+
+pub async fn run(args: BacktestArgs) -> Result<(), CliError> {
+    let asked = args.request.asked()?;
+    let req = asked.request.clone();
+    validate(&req, Catalog::embedded()).map_err(|e| asked.request_error(e))?;
+    let files = snapshot_files(&args.history, args.from, args.to)?;
+    let prices = args.prices.as_deref().map(read_prices).transpose()?;
+    let snapshots = load(&files, prices, &req.region)?;
+    let settings = Settings {
+        min_interval: asked
+            .manifest
+            .as_ref()
+            .map_or(args.min_narrow_interval, |m| m.spec.min_narrow_interval),
+        confirm: args.confirm_over_ceiling,
+        settle: args.settle_over_default_cap,
+        cap: req.max_types.min(spotplan_core::limits::MAX_WRITTEN_TYPES),
+    };
+    let report = backtest::replay(&req, &snapshots, settings).map_err(|e| asked.plan_error(e))?;
+    let peer = match &args.peer {
+        Some(exe) => {
+            let picks = peer::picks(exe, &req, &files).await?;
+            Some(backtest::judge_peer(&req, &snapshots, &picks))
+        }
+        None => None,
+    };
+    let title = describe(&req);
+    if let Some(path) = &args.svg {
+        chart::write(path, &title, &report, peer.as_ref()).map_err(|e| {
+            CliError::usage("--svg", format!("cannot write {}: {e}", path.display()))
+        })?;
+    }
+    match args.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&Printed {
+                request: title,
+                report: &report,
+                peer: peer.as_ref(),
+            })
+            .expect("JSON")
+        ),
+        Output::Table => print_table(&title, &report, peer.as_ref(), req.max_band.is_some()),
+    }
+    Ok(())
+}
+
+fn describe(req: &spotplan_core::Request) -> String {
+    format!(
+        "{} vCPU / {} GiB in {}, {}{}",
+        req.vcpus,
+        req.memory_gib(),
+        req.region,
+        req.mode,
+        req.max_band
+            .map_or(String::new(), |b| format!(", max band {b}"))
+    )
+}
+
+/// The dated snapshot files in `dir`, oldest first, within `from..=to`.
+fn snapshot_files(
+    dir: &Path,
+    from: Option<Date>,
+    to: Option<Date>,
+) -> Result<Vec<(Date, PathBuf)>, CliError> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| CliError::usage("--history", format!("cannot read {}: {e}", dir.display())))?;
+    let mut files = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(date) = date_in(&name)
+            && from.is_none_or(|f| date >= f)
+            && to.is_none_or(|t| date <= t)
+        {
+            files.push((date, entry.path()));
+        }
+    }
+    files.sort();
+    if files.len() < 2 {
+        return Err(CliError::usage(
+            "--history",
+            format!(
+                "{} holds {} dated snapshot(s) in range; a backtest needs at least 2 (files named like spot-advisor-data_2022-06-26.json.gz)",
+                dir.display(),
+                files.len()
+            ),
+        ));
+    }
+    Ok(files)
+}
+
+/// The first YYYY-MM-DD in a file name.
+fn date_in(name: &str) -> Option<Date> {
+    (0..name.len().saturating_sub(9))
+        .filter(|i| name.is_char_boundary(*i) && name.is_char_boundary(i + 10))
+        .find_map(|i| name[i..i + 10].parse::<Date>().ok())
+}
+
+fn read(path: &Path, flag: &str) -> Result<Vec<u8>, CliError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| CliError::data(flag, format!("cannot read {}: {e}", path.display())))?;
+    crate::sources::file::maybe_gunzip(bytes, &path.display().to_string())
+        .map_err(|e| CliError::data(flag, e))
+}
+
+fn read_prices(path: &Path) -> Result<PriceTable, CliError> {
+    PriceTable::parse(&read(path, "--prices")?, &path.display().to_string())
+        .map_err(|e| CliError::data("--prices", e))
+}
+
+/// One market per snapshot: its advisor and the prices, over the embedded catalog.
+fn load(
+    files: &[(Date, PathBuf)],
+    prices: Option<PriceTable>,
+    region: &str,
+) -> Result<Vec<Snapshot>, CliError> {
+    let prices = prices.map(Arc::new);
+    let catalog = Arc::new(Catalog::embedded().clone());
+    files
+        .iter()
+        .map(|(date, path)| {
+            let advisor = SpotAdvisor::parse_regions(
+                &read(path, "--history")?,
+                &path.display().to_string(),
+                Some(&[region]),
+            )
+            .map_err(|e| CliError::data("--history", e))?;
+            let at: Timestamp = date
+                .to_zoned(jiff::tz::TimeZone::UTC)
+                .map_err(|e| CliError::data("--history", e))?
+                .timestamp();
+            Ok(Snapshot {
+                at,
+                market: MarketData::new(
+                    catalog.clone(),
+                    MarketInputs {
+                        advisor: Some(Arc::new(advisor)),
+                        prices: prices.clone(),
+                        ..Default::default()
+                    },
+                ),
+            })
+        })
+        .collect()
+}
+
+fn usd(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.4}"))
+}
+
+fn print_table(title: &str, r: &Report, peer: Option<&PeerReport>, user_ceiling: bool) {
+    println!(
+        "backtest: {title}; {} snapshots {} .. {} ({:.0} days)",
+        r.snapshots,
+        r.from.strftime("%Y-%m-%d"),
+        r.to.strftime("%Y-%m-%d"),
+        r.days
+    );
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY)
+        .set_header(vec![
+            "date",
+            "decision",
+            "types",
+            "added",
+            "removed",
+            "ceiling",
+            "cheapest three",
+            "$/h",
+        ]);
+    for s in &r.steps {
+        t.add_row(vec![
+            s.at.strftime("%Y-%m-%d").to_string(),
+            s.why.to_string(),
+            s.types.len().to_string(),
+            s.added.len().to_string(),
+            s.removed.join(" "),
+            s.ceiling.map_or("any".into(), |b| format!("<= {b}")),
+            s.cheapest.join(" "),
+            usd(s.cheapest_usd_per_hour),
+        ]);
+    }
+    println!("{t}");
+    println!(
+        "writes {}, narrowings {} ({:.2} per month)",
+        r.writes, r.narrowings, r.narrowings_per_month
+    );
+    println!(
+        "band at the next snapshot: whole set {:.2} ({:.0}% over band 2 or unknown), cheapest three {:.2} ({:.0}%)",
+        r.realized_set.mean_band,
+        r.realized_set.over_band_2 * 100.0,
+        r.realized_cheapest_three.mean_band,
+        r.realized_cheapest_three.over_band_2 * 100.0
+    );
+    println!(
+        "spot $/h for the request: cheapest written type {}, primary {} (mean over snapshots)",
+        usd(r.mean_cheapest_usd_per_hour),
+        usd(r.mean_primary_usd_per_hour)
+    );
+    if user_ceiling {
+        println!(
+            "longest a written type stayed over your ceiling: {:.1} days",
+            r.max_breach_days
+        );
+    }
+    let longest: Vec<String> = r
+        .type_days
+        .iter()
+        .take(5)
+        .map(|(t, d)| format!("{t} {d:.0}d"))
+        .collect();
+    println!("written longest: {}", longest.join(", "));
+    println!(
+        "the plan's top five changed {:.2} times a month (a top-tier NodePool would drift that often)",
+        r.top_five_changes_per_month
+    );
+    if let Some(p) = peer {
+        println!(
+            "spot-optimizer's pick: band at the next snapshot {:.2} ({:.0}% over band 2 or unknown); ours at its band costs {} of its $/h (median)",
+            p.realized.mean_band,
+            p.realized.over_band_2 * 100.0,
+            p.median_cost_ratio
+                .map_or("-".into(), |r| format!("{r:.2}x"))
+        );
+    }
+}

@@ -1,0 +1,449 @@
+//! `spotplan backtest` over the real 2022 Spot Advisor series in `../shared/data`: its figures
+//! checked against an independent replay of its step log (the snapshot files and the price
+//! CSV read here with serde_json and a hand split, never through spotplan), and the churn
+//! rule's targets over a varied request set. The figures are printed (`--nocapture`).
+
+mod common;
+
+use common::indep::{self, Ask};
+use common::{AdvisorTable, independent_advisor_of};
+use jiff::Timestamp;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::LazyLock;
+
+const FROM: &str = "2022-01-01";
+const DAYS_PER_MONTH: f64 = 30.44;
+
+fn history_dir() -> PathBuf {
+    common::shared_dir().join("data/spot-advisor/history")
+}
+
+struct Snap {
+    at: Timestamp,
+    advisor: AdvisorTable,
+}
+
+/// The series from 2022 on, read here.
+static SNAPS: LazyLock<Vec<Snap>> = LazyLock::new(|| {
+    let mut v: Vec<(String, PathBuf)> = std::fs::read_dir(history_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter_map(|p| {
+            let name = p.file_name()?.to_str()?.to_string();
+            let date = name
+                .strip_prefix("spot-advisor-data_")?
+                .get(..10)?
+                .to_string();
+            (date.as_str() >= FROM).then_some((date, p))
+        })
+        .collect();
+    v.sort();
+    assert!(v.len() >= 10, "the 2022 series: {v:?}");
+    v.into_iter()
+        .map(|(date, p)| Snap {
+            at: format!("{date}T00:00:00Z").parse().unwrap(),
+            advisor: independent_advisor_of(&std::fs::read(p).unwrap()),
+        })
+        .collect()
+});
+
+fn run(args: &[&str]) -> Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_spotplan"))
+        .arg("backtest")
+        .arg("--history")
+        .arg(history_dir())
+        .args(["--from", FROM, "-o", "json", "--prices"])
+        .arg(common::prices_path())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "spotplan backtest {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn ts(v: &Value) -> Timestamp {
+    v.as_str().unwrap().parse().unwrap()
+}
+
+fn days(a: Timestamp, b: Timestamp) -> f64 {
+    (b.as_second() - a.as_second()) as f64 / 86_400.0
+}
+
+fn names(v: &Value) -> BTreeSet<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn raw_band(s: &Snap, region: &str, ty: &str) -> Option<u64> {
+    s.advisor.get(region)?.get(ty).map(|e| e.1)
+}
+
+/// (mean band with unknown as 4, share over band 2 or unknown).
+fn realized(bands: &[Option<u64>]) -> (f64, f64) {
+    let n = bands.len() as f64;
+    let sum: u64 = bands.iter().map(|b| b.unwrap_or(4)).sum();
+    let over = bands.iter().filter(|b| b.is_none_or(|b| b > 2)).count();
+    (sum as f64 / n, over as f64 / n)
+}
+
+fn close(what: &str, got: f64, want: f64) {
+    assert!(
+        (got - want).abs() < 1e-9,
+        "{what}: the backtest says {got}, the replay {want}"
+    );
+}
+
+/// One request: the CLI's flags and the same request in the oracle's terms.
+struct Case {
+    args: &'static str,
+    ask: Ask,
+}
+
+fn case(args: &'static str) -> Case {
+    let mut ask = Ask {
+        mode: "balanced",
+        ..Ask::default()
+    };
+    let words: Vec<&str> = args.split_whitespace().collect();
+    for w in words.windows(2) {
+        match w[0] {
+            "--cores" => ask.vcpus = w[1].parse().unwrap(),
+            "--memory" => ask.memory_mib = w[1].parse::<u64>().unwrap() * 1024,
+            "--region" => ask.region = w[1].to_string(),
+            "--mode" => {
+                ask.mode = if w[1] == "latency" {
+                    "latency"
+                } else {
+                    "fault_tolerance"
+                }
+            }
+            "--max-interruption-band" => ask.max_band = Some(w[1].parse().unwrap()),
+            _ => {}
+        }
+    }
+    Case { args, ask }
+}
+
+/// Replays the report's step log against the snapshot files and checks every figure.
+fn check_against_replay(c: &Case, r: &Value) {
+    let snaps = &*SNAPS;
+    let region = c.ask.region.as_str();
+    let steps = r["steps"].as_array().unwrap();
+    assert_eq!(r["snapshots"].as_u64().unwrap() as usize, snaps.len());
+    let (from, to) = (snaps[0].at, snaps.last().unwrap().at);
+    assert_eq!((ts(&r["from"]), ts(&r["to"])), (from, to));
+
+    // Each step's snapshot is the latest one at or before it, and the bands it saw are that
+    // file's.
+    for s in steps {
+        let at = ts(&s["at"]);
+        let k = snaps.iter().rposition(|n| n.at <= at).unwrap();
+        assert_eq!(s["snapshot"].as_u64().unwrap() as usize, k, "{s}");
+        for (ty, b) in s["bands"].as_object().unwrap() {
+            assert_eq!(b.as_u64(), raw_band(&snaps[k], region, ty), "{ty} at {at}");
+        }
+        assert!(
+            !s["types"].as_array().unwrap().is_empty(),
+            "an empty list at {at}"
+        );
+    }
+
+    // Narrowings: a step whose list lost a type.
+    let lists: Vec<BTreeSet<String>> = steps.iter().map(|s| names(&s["types"])).collect();
+    let narrowings = lists.windows(2).filter(|w| !w[0].is_subset(&w[1])).count();
+    assert_eq!(r["narrowings"].as_u64().unwrap() as usize, narrowings);
+    close(
+        "narrowings per month",
+        r["narrowings_per_month"].as_f64().unwrap(),
+        narrowings as f64 / (days(from, to) / DAYS_PER_MONTH),
+    );
+
+    // The fresh plan's top five, changes per month.
+    let tops: Vec<BTreeSet<String>> = steps
+        .iter()
+        .map(|s| names(&s["top_five"]))
+        .filter(|t| !t.is_empty())
+        .collect();
+    let changes = tops.windows(2).filter(|w| w[0] != w[1]).count();
+    close(
+        "top five changes per month",
+        r["top_five_changes_per_month"].as_f64().unwrap(),
+        changes as f64 / (days(from, to) / DAYS_PER_MONTH),
+    );
+
+    // Days each type stayed written.
+    let mut type_days: BTreeMap<String, f64> = BTreeMap::new();
+    for (k, s) in steps.iter().enumerate() {
+        let until = steps.get(k + 1).map_or(to, |n| ts(&n["at"]));
+        for t in &lists[k] {
+            *type_days.entry(t.clone()).or_default() += days(ts(&s["at"]), until);
+        }
+    }
+    for e in r["type_days"].as_array().unwrap() {
+        close(
+            &format!("days written of {}", e[0]),
+            e[1].as_f64().unwrap(),
+            type_days.remove(e[0].as_str().unwrap()).unwrap(),
+        );
+    }
+    assert!(type_days.is_empty(), "types missing: {type_days:?}");
+
+    // The cheapest three of each step, by the request's spot $/h in that step's snapshot.
+    let cheapest = |k: usize| -> BTreeSet<String> {
+        let snap = &snaps[steps[k]["snapshot"].as_u64().unwrap() as usize];
+        let mut priced: Vec<(f64, &String)> = lists[k]
+            .iter()
+            .filter_map(|t| {
+                let per = common::independent_spot_price(&indep::PRICES, &snap.advisor, region, t)?;
+                Some((per * indep::count(&c.ask, &indep::TYPES[t]) as f64, t))
+            })
+            .collect();
+        priced.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+        priced.iter().take(3).map(|p| p.1.clone()).collect()
+    };
+    // The band each written type had at the next snapshot: the list in force just before it.
+    let (mut set, mut three) = (Vec::new(), Vec::new());
+    for next in &snaps[1..] {
+        let Some(k) = steps.iter().rposition(|s| ts(&s["at"]) < next.at) else {
+            continue;
+        };
+        assert_eq!(names(&steps[k]["cheapest"]), cheapest(k), "cheapest three");
+        let top = cheapest(k);
+        for t in &lists[k] {
+            set.push(raw_band(next, region, t));
+            if top.contains(t) {
+                three.push(raw_band(next, region, t));
+            }
+        }
+    }
+    for (key, pairs) in [("realized_set", &set), ("realized_cheapest_three", &three)] {
+        let (mean, over) = realized(pairs);
+        assert_eq!(
+            r[key]["pairs"].as_u64().unwrap() as usize,
+            pairs.len(),
+            "{key}"
+        );
+        close(key, r[key]["mean_band"].as_f64().unwrap(), mean);
+        close(key, r[key]["over_band_2"].as_f64().unwrap(), over);
+    }
+
+    // Over a ceiling the user set: the longest a type stayed written after a snapshot showed it
+    // over (raw band above it, or none).
+    if let Some(max) = c.ask.max_band {
+        let mut open: BTreeMap<String, Timestamp> = BTreeMap::new();
+        let mut longest: f64 = 0.0;
+        for (k, s) in steps.iter().enumerate() {
+            let snap = &snaps[s["snapshot"].as_u64().unwrap() as usize];
+            let at = ts(&s["at"]);
+            let over: BTreeSet<&String> = lists[k]
+                .iter()
+                .filter(|t| raw_band(snap, region, t).is_none_or(|b| b > max))
+                .collect();
+            open.retain(|t, since| {
+                let keep = over.contains(t);
+                if !keep {
+                    longest = longest.max(days(*since, at));
+                }
+                keep
+            });
+            for t in over {
+                open.entry(t.clone()).or_insert(at);
+            }
+        }
+        for since in open.values() {
+            longest = longest.max(days(*since, to));
+        }
+        close(
+            "longest breach",
+            r["max_breach_days"].as_f64().unwrap(),
+            longest,
+        );
+    }
+}
+
+#[test]
+fn figures_match_an_independent_replay_of_the_snapshot_files() {
+    for args in [
+        "--cores 64 --memory 256 --region us-east-1",
+        "--cores 64 --memory 256 --region us-east-1 --max-interruption-band 1",
+        "--cores 16 --memory 64 --region eu-west-1 --mode fault_tolerance",
+        "--cores 32 --memory 64 --region ap-northeast-1 --mode latency",
+    ] {
+        let c = case(args);
+        let r = run(&c.args.split_whitespace().collect::<Vec<_>>());
+        check_against_replay(&c, &r);
+        // The same rule, narrowing as soon as anything is over (no hysteresis, no settle),
+        // replayed the same way: the checks above are not specific to the calm rule.
+        let eager: Vec<&str> = args
+            .split_whitespace()
+            .chain([
+                "--confirm-over-ceiling",
+                "0s",
+                "--settle-over-default-cap",
+                "0s",
+            ])
+            .collect();
+        check_against_replay(&c, &run(&eager));
+    }
+}
+
+/// The issue's varied request set: 22 requests with default flags as a new user would try
+/// them (regions, sizes, modes, SSD, families), and 4 with a ceiling of their own.
+const DEFAULTS: [&str; 22] = [
+    "--cores 64 --memory 256 --region us-east-1",
+    "--cores 64 --memory 256 --region us-east-1 --mode latency",
+    "--cores 64 --memory 256 --region us-east-1 --mode fault_tolerance",
+    "--cores 8 --memory 32 --region us-west-2",
+    "--cores 16 --memory 64 --region eu-west-1 --mode fault_tolerance",
+    "--cores 96 --memory 192 --region eu-central-1 --mode fault_tolerance",
+    "--cores 256 --memory 1024 --region us-east-1",
+    "--cores 512 --memory 2048 --region us-west-2 --mode fault_tolerance",
+    "--cores 48 --memory 384 --region ap-southeast-2",
+    "--cores 32 --memory 64 --region ap-northeast-1 --mode latency",
+    "--cores 128 --memory 512 --region eu-west-1 --no-arm",
+    "--cores 64 --memory 256 --region us-east-2 --ssd-only",
+    "--cores 200 --memory 800 --region us-east-1 --instance-family m5 m6i c5 c6i r5 r6i m6a c6a r6a",
+    "--cores 24 --memory 96 --region eu-central-1",
+    "--cores 1000 --memory 4000 --region us-east-1 --mode fault_tolerance",
+    "--cores 16 --memory 128 --region us-west-2 --mode latency",
+    "--cores 4 --memory 16 --region us-east-1",
+    "--cores 32 --memory 256 --region eu-west-1 --mode latency",
+    "--cores 128 --memory 256 --region us-west-2 --mode fault_tolerance",
+    "--cores 40 --memory 160 --region ap-south-1",
+    "--cores 64 --memory 128 --region sa-east-1",
+    "--cores 12 --memory 48 --region ca-central-1",
+];
+const USER_CEILINGS: [&str; 4] = [
+    "--cores 64 --memory 256 --region us-east-1 --max-interruption-band 1",
+    "--cores 32 --memory 128 --region eu-west-1 --max-interruption-band 0",
+    "--cores 256 --memory 512 --region us-west-2 --max-interruption-band 2 --mode fault_tolerance",
+    "--cores 96 --memory 384 --region ap-southeast-2 --max-interruption-band 1 --mode latency",
+];
+
+struct Group {
+    per_month: Vec<f64>,
+    top_five: Vec<f64>,
+    set_band: Vec<f64>,
+    three_band: Vec<f64>,
+    breach: f64,
+}
+
+fn group(requests: &[&str], extra: &[&str]) -> Group {
+    let mut g = Group {
+        per_month: vec![],
+        top_five: vec![],
+        set_band: vec![],
+        three_band: vec![],
+        breach: 0.0,
+    };
+    for args in requests {
+        let r = run(&args
+            .split_whitespace()
+            .chain(extra.iter().copied())
+            .collect::<Vec<_>>());
+        g.per_month
+            .push(r["narrowings_per_month"].as_f64().unwrap());
+        g.top_five
+            .push(r["top_five_changes_per_month"].as_f64().unwrap());
+        g.set_band
+            .push(r["realized_set"]["mean_band"].as_f64().unwrap());
+        g.three_band
+            .push(r["realized_cheapest_three"]["mean_band"].as_f64().unwrap());
+        g.breach = g.breach.max(r["max_breach_days"].as_f64().unwrap());
+    }
+    g
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+#[test]
+fn the_churn_rule_meets_its_targets_over_a_varied_request_set() {
+    let all: Vec<&str> = DEFAULTS.iter().chain(&USER_CEILINGS).copied().collect();
+    let calm = (group(&DEFAULTS, &[]), group(&USER_CEILINGS, &[]));
+    let eager_flags = [
+        "--confirm-over-ceiling",
+        "0s",
+        "--settle-over-default-cap",
+        "0s",
+    ];
+    let eager = (
+        group(&DEFAULTS, &eager_flags),
+        group(&USER_CEILINGS, &eager_flags),
+    );
+    let overall = |g: &(Group, Group)| {
+        let v: Vec<f64> =
+            g.0.per_month
+                .iter()
+                .chain(&g.1.per_month)
+                .copied()
+                .collect();
+        mean(&v)
+    };
+    let bands = |g: &(Group, Group)| {
+        let s: Vec<f64> = g.0.set_band.iter().chain(&g.1.set_band).copied().collect();
+        let t: Vec<f64> =
+            g.0.three_band
+                .iter()
+                .chain(&g.1.three_band)
+                .copied()
+                .collect();
+        (mean(&s), mean(&t))
+    };
+    println!(
+        "churn rule over the 2022 series, {} requests ({} default flags, {} with their own ceiling):",
+        all.len(),
+        DEFAULTS.len(),
+        USER_CEILINGS.len()
+    );
+    for (name, g) in [("calm rule", &calm), ("narrow at once", &eager)] {
+        let (set, three) = bands(g);
+        println!(
+            "  {name:15} narrowings/plan/month {:.3} (default caps {:.3}, own ceilings {:.3}); \
+             realized band: set {set:.2}, cheapest three {three:.2}; longest over an own ceiling {:.1} days",
+            overall(g),
+            mean(&g.0.per_month),
+            mean(&g.1.per_month),
+            g.1.breach
+        );
+    }
+    println!(
+        "  a top-tier NodePool (the plan's five best, NodePools by weight) would change {:.2} times a month",
+        mean(
+            &calm
+                .0
+                .top_five
+                .iter()
+                .chain(&calm.1.top_five)
+                .copied()
+                .collect::<Vec<_>>()
+        )
+    );
+    assert!(
+        overall(&calm) <= 0.25,
+        "{:.3} narrowings per plan per month",
+        overall(&calm)
+    );
+    assert!(
+        calm.1.breach <= 14.0,
+        "{} days over a ceiling the user set",
+        calm.1.breach
+    );
+    assert!(
+        overall(&calm) < overall(&eager) / 2.0,
+        "the calm rule must at least halve churn"
+    );
+    // The caps hold the set's risk well under the 1.62 the uncapped lists had over this series
+    // (issue 12's measurement).
+    assert!(bands(&calm).0 < 1.3, "{:?}", bands(&calm));
+}
