@@ -248,6 +248,10 @@ fn primary_pick_is_never_worse_and_costs_less_than_spot_optimizer() {
     assert_eq!(peer.len(), rows.len());
 
     let market = common::market();
+    // Live spot prices stand in as the price snapshot: the cost of planning blind (advisor only,
+    // as in an account with neither --aws nor a price file), judged at those prices.
+    let blind_market = common::market_without_prices();
+    let mut blind_ratios = vec![];
     let (mut compared, mut skipped, mut ratios, mut failures) = (0, vec![], vec![], vec![]);
     let (mut peer_none, mut peer_wrong) = (0, vec![]);
     for (i, (row, result)) in rows.iter().zip(&peer).enumerate() {
@@ -302,6 +306,18 @@ fn primary_pick_is_never_worse_and_costs_less_than_spot_optimizer() {
             indep::band(&row.region, &ours.instance_type).expect("a ceiling needs a band");
         compared += 1;
         ratios.push(our_cost / peer_cost);
+        if let Ok(blind) = optimize(&our_request(row, band), &blind_market) {
+            let b = blind.primary();
+            if let Some(blind_cost) = price(&b.instance_type, u64::from(b.count)) {
+                if blind_cost + 1e-9 < our_cost {
+                    failures.push(format!(
+                        "#{i}: planned with prices, ours ${our_cost:.4}/h is dearer than planned blind ({} ${blind_cost:.4}/h)",
+                        b.instance_type
+                    ));
+                }
+                blind_ratios.push(blind_cost / our_cost);
+            }
+        }
         eprintln!(
             "#{i:3} {:>4} vCPU {:>5} GiB {:<14} {:<15}{} peer {:>3} x {:<16} band {band} ${peer_cost:>8.4}/h | ours {:>3} x {:<16} band {our_band} ${our_cost:>8.4}/h ({:.2}x)",
             row.cores,
@@ -329,6 +345,17 @@ fn primary_pick_is_never_worse_and_costs_less_than_spot_optimizer() {
         rows.len(),
         peer_wrong.len(),
         skipped.len()
+    );
+    blind_ratios.sort_by(f64::total_cmp);
+    eprintln!(
+        "plan cost with and without price data ({} requests, at the peer's band, judged at the price snapshot): \
+         planned blind (advisor only) the primary costs {:.2}x (median) and up to {:.2}x of the plan made with prices",
+        blind_ratios.len(),
+        blind_ratios
+            .get(blind_ratios.len() / 2)
+            .copied()
+            .unwrap_or(f64::NAN),
+        blind_ratios.last().copied().unwrap_or(f64::NAN)
     );
     for w in &peer_wrong {
         eprintln!("the peer's pick broke the request {w}");

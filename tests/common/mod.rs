@@ -117,6 +117,17 @@ pub fn market() -> spotplan::MarketData {
     })
 }
 
+/// The same advisor file without any price: what a real account sees with neither live data nor
+/// a price file.
+pub fn market_without_prices() -> spotplan::MarketData {
+    use spotplan::core::market::SpotAdvisor;
+    let advisor = SpotAdvisor::parse(&std::fs::read(advisor_path()).unwrap(), "advisor").unwrap();
+    spotplan::MarketData::embedded(spotplan::MarketInputs {
+        advisor: Some(advisor.into()),
+        ..Default::default()
+    })
+}
+
 /// The Python interpreter of the test venv (moto, spot-optimizer, ...), from `$SPOTPLAN_PYTHON`
 /// as scripts/test.sh exports it. Under CI its absence fails the test; elsewhere the test says
 /// why it did not run.
