@@ -1,0 +1,611 @@
+//! The on-demand shift: what a plan's own interruptions say about where its new capacity should
+//! go. Pure: the interruptions the cluster saw (deduplicated by NodeClaim uid) and the clock in,
+//! a posture out.
+//!
+//! The rule (`spec.capacity.onDemandShift: {interruptions: N, window, calm}`):
+//! 1. **Shift.** When at least N interruptions of the plan's spot nodes fall within `window`,
+//!    new capacity goes on-demand ([`Posture::Shifted`]). Running spot nodes are not touched.
+//! 2. **Return.** Once `calm` has passed since the last interruption, spot outranks on-demand
+//!    again ([`Posture::Returning`]): the shift's on-demand nodes are moved back to spot one at a
+//!    time (the operator makes them drift under a one-node budget) until none is left, then the
+//!    plan is back on [`Posture::Spot`]. N interruptions within `window` while returning shift it
+//!    again. Removing `onDemandShift` while shifted returns the same way.
+//! 3. **Demote.** A type interrupted at least [`DEMOTE_AFTER`] times in one zone within `window`
+//!    is demoted: it is left out of the plan's new list (the churn rule narrows it out like any
+//!    type that no longer fits, under the plan's drift budget and `minNarrowInterval`). It comes
+//!    back once it has gone `calm` without an interruption (hysteresis: the window that demotes
+//!    it is not the one that restores it).
+//! 4. **Memory.** The log keeps interruptions for [`memory`] (the longer of `window` and `calm`,
+//!    at least a day) and at most [`LOG_LIMIT`] entries, newest kept; `observedInterruptions` in
+//!    status is that log counted per (type, zone).
+
+use jiff::{SignedDuration, Timestamp};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// Interruptions of one type in one zone within the window that demote it.
+pub const DEMOTE_AFTER: usize = 2;
+/// Most interruptions the log keeps.
+pub const LOG_LIMIT: usize = 500;
+
+/// `spec.capacity.onDemandShift`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShiftSpec {
+    pub interruptions: u32,
+    pub window: Duration,
+    pub calm: Duration,
+}
+
+/// One spot interruption of one of the plan's NodeClaims.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Interruption {
+    pub at: Timestamp,
+    /// The NodeClaim's uid: each is counted once.
+    pub uid: String,
+    pub instance_type: String,
+    pub zone: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Posture {
+    #[default]
+    Spot,
+    /// New capacity goes on-demand, since then.
+    Shifted { since: Timestamp },
+    /// Spot again for new capacity; the shift's on-demand nodes are moving back, since then.
+    Returning { since: Timestamp },
+}
+
+/// What the plan remembers (the operator keeps it in status).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ShiftState {
+    /// Interruptions within memory, oldest first, one per uid.
+    pub log: Vec<Interruption>,
+    pub posture: Posture,
+    /// Demoted types.
+    pub demoted: BTreeSet<String>,
+    /// When the last shift ended (calm): interruptions up to then led to that shift and do not
+    /// count toward the next.
+    pub returned_at: Option<Timestamp>,
+}
+
+/// A move the operator announces (as an Event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Move {
+    Shifted {
+        count: usize,
+    },
+    Returned,
+    BackOnSpot,
+    Demoted {
+        instance_type: String,
+        zone: String,
+        count: usize,
+    },
+    Restored {
+        instance_type: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub state: ShiftState,
+    pub moves: Vec<Move>,
+    /// Interruptions new to the log in this decision.
+    pub recorded: Vec<Interruption>,
+    /// When to decide again without a new interruption (calm ending, a demotion lifting).
+    pub wake_at: Option<Timestamp>,
+}
+
+/// Per (type, zone): how many interruptions the log holds and the last one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    pub instance_type: String,
+    pub zone: String,
+    pub count: usize,
+    pub last_seen: Timestamp,
+}
+
+fn before(t: Timestamp, d: Duration) -> Timestamp {
+    t.checked_sub(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX))
+        .unwrap_or(Timestamp::MIN)
+}
+
+fn after(t: Timestamp, d: Duration) -> Timestamp {
+    t.checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX))
+        .unwrap_or(Timestamp::MAX)
+}
+
+/// How long the log keeps an interruption.
+pub fn memory(spec: Option<&ShiftSpec>) -> Duration {
+    let day = Duration::from_secs(24 * 3600);
+    spec.map_or(day, |s| s.window.max(s.calm).max(day))
+}
+
+/// `log` with `seen` added (each uid once), trimmed to `memory` before `now` and to
+/// [`LOG_LIMIT`]; and the interruptions that were new.
+pub fn record(
+    log: &[Interruption],
+    seen: &[Interruption],
+    now: Timestamp,
+    memory: Duration,
+) -> (Vec<Interruption>, Vec<Interruption>) {
+    let known: BTreeSet<&str> = log.iter().map(|i| i.uid.as_str()).collect();
+    let mut fresh: Vec<Interruption> = Vec::new();
+    for i in seen {
+        if !known.contains(i.uid.as_str()) && !fresh.iter().any(|f| f.uid == i.uid) {
+            fresh.push(i.clone());
+        }
+    }
+    let oldest = before(now, memory);
+    let mut out: Vec<Interruption> = log
+        .iter()
+        .chain(&fresh)
+        .filter(|i| i.at > oldest)
+        .cloned()
+        .collect();
+    out.sort();
+    if out.len() > LOG_LIMIT {
+        out.drain(..out.len() - LOG_LIMIT);
+    }
+    fresh.retain(|f| out.contains(f));
+    (out, fresh)
+}
+
+/// The log counted per (type, zone).
+pub fn observed(log: &[Interruption]) -> Vec<Observed> {
+    let mut by: BTreeMap<(&str, &str), (usize, Timestamp)> = BTreeMap::new();
+    for i in log {
+        let e = by
+            .entry((i.instance_type.as_str(), i.zone.as_str()))
+            .or_insert((0, i.at));
+        e.0 += 1;
+        e.1 = e.1.max(i.at);
+    }
+    by.into_iter()
+        .map(|((t, z), (count, last_seen))| Observed {
+            instance_type: t.to_string(),
+            zone: z.to_string(),
+            count,
+            last_seen,
+        })
+        .collect()
+}
+
+/// The posture, demotions and moves after `seen` interruptions at `now`. `shift_nodes` is how
+/// many nodes the shift's on-demand NodePool still has (the return ends at zero).
+pub fn decide(
+    spec: Option<&ShiftSpec>,
+    state: &ShiftState,
+    seen: &[Interruption],
+    shift_nodes: usize,
+    now: Timestamp,
+) -> Decision {
+    let (log, recorded) = record(&state.log, seen, now, memory(spec));
+    let mut moves = Vec::new();
+    let mut wake: Vec<Timestamp> = Vec::new();
+    let last = log.last().map(|i| i.at);
+    let mut returned_at = state.returned_at;
+    let posture = match spec {
+        None => match state.posture {
+            Posture::Shifted { .. } => {
+                moves.push(Move::Returned);
+                returned_at = Some(now);
+                Posture::Returning { since: now }
+            }
+            p => p,
+        },
+        Some(s) => {
+            let from = before(now, s.window).max(state.returned_at.unwrap_or(Timestamp::MIN));
+            let in_window = log.iter().filter(|i| i.at > from).count();
+            let calm_at = last.map(|l| after(l, s.calm));
+            match state.posture {
+                Posture::Shifted { since } => match calm_at {
+                    Some(at) if at > now => {
+                        wake.push(at);
+                        Posture::Shifted { since }
+                    }
+                    _ => {
+                        moves.push(Move::Returned);
+                        returned_at = Some(now);
+                        Posture::Returning { since: now }
+                    }
+                },
+                _ if in_window >= s.interruptions.max(1) as usize => {
+                    moves.push(Move::Shifted { count: in_window });
+                    if let Some(at) = calm_at {
+                        wake.push(at);
+                    }
+                    Posture::Shifted { since: now }
+                }
+                p => p,
+            }
+        }
+    };
+    let posture = match posture {
+        Posture::Returning { .. } if shift_nodes == 0 => {
+            moves.push(Move::BackOnSpot);
+            Posture::Spot
+        }
+        p => p,
+    };
+    let demoted = demotions(spec, state, &log, now, &mut moves, &mut wake);
+    Decision {
+        state: ShiftState {
+            log,
+            posture,
+            demoted,
+            returned_at,
+        },
+        moves,
+        recorded,
+        wake_at: wake.into_iter().min(),
+    }
+}
+
+fn demotions(
+    spec: Option<&ShiftSpec>,
+    state: &ShiftState,
+    log: &[Interruption],
+    now: Timestamp,
+    moves: &mut Vec<Move>,
+    wake: &mut Vec<Timestamp>,
+) -> BTreeSet<String> {
+    let Some(s) = spec else {
+        for t in &state.demoted {
+            moves.push(Move::Restored {
+                instance_type: t.clone(),
+            });
+        }
+        return BTreeSet::new();
+    };
+    let mut per_zone: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    let mut last_of: BTreeMap<&str, Timestamp> = BTreeMap::new();
+    for i in log {
+        if i.at > before(now, s.window) {
+            *per_zone.entry((&i.instance_type, &i.zone)).or_default() += 1;
+        }
+        let e = last_of.entry(&i.instance_type).or_insert(i.at);
+        *e = (*e).max(i.at);
+    }
+    let mut demoted = BTreeSet::new();
+    for ((t, z), n) in &per_zone {
+        if *n >= DEMOTE_AFTER && demoted.insert(t.to_string()) && !state.demoted.contains(*t) {
+            moves.push(Move::Demoted {
+                instance_type: t.to_string(),
+                zone: z.to_string(),
+                count: *n,
+            });
+        }
+    }
+    for t in &state.demoted {
+        if demoted.contains(t) {
+            continue;
+        }
+        match last_of.get(t.as_str()).map(|l| after(*l, s.calm)) {
+            Some(at) if at > now => {
+                wake.push(at);
+                demoted.insert(t.clone());
+            }
+            _ => moves.push(Move::Restored {
+                instance_type: t.clone(),
+            }),
+        }
+    }
+    for t in &demoted {
+        if let Some(at) = last_of.get(t.as_str()).map(|l| after(*l, s.calm))
+            && at > now
+        {
+            wake.push(at);
+        }
+    }
+    demoted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+    const MIN: Duration = Duration::from_secs(60);
+
+    fn spec() -> ShiftSpec {
+        ShiftSpec {
+            interruptions: 3,
+            window: 10 * MIN,
+            calm: 30 * MIN,
+        }
+    }
+
+    fn int(uid: &str, ty: &str, zone: &str, at: &str) -> Interruption {
+        Interruption {
+            at: ts(at),
+            uid: uid.into(),
+            instance_type: ty.into(),
+            zone: zone.into(),
+        }
+    }
+
+    #[test]
+    fn n_interruptions_within_the_window_shift_and_fewer_do_not() {
+        let s = spec();
+        let seen = [
+            int("a", "m5.large", "z1", "2026-11-24T10:00:00Z"),
+            int("b", "c5.large", "z2", "2026-11-24T10:05:00Z"),
+        ];
+        let d = decide(
+            Some(&s),
+            &ShiftState::default(),
+            &seen,
+            0,
+            ts("2026-11-24T10:06:00Z"),
+        );
+        assert_eq!(d.state.posture, Posture::Spot);
+        assert_eq!(d.recorded.len(), 2);
+        // The third, but the first has left the window.
+        let late = [int("c", "r5.large", "z1", "2026-11-24T10:11:00Z")];
+        let d2 = decide(Some(&s), &d.state, &late, 0, ts("2026-11-24T10:11:00Z"));
+        assert_eq!(d2.state.posture, Posture::Spot);
+        // The same uid again counts once.
+        let again = [int("c", "r5.large", "z1", "2026-11-24T10:11:00Z")];
+        let d3 = decide(Some(&s), &d2.state, &again, 0, ts("2026-11-24T10:12:00Z"));
+        assert!(d3.recorded.is_empty());
+        assert_eq!(d3.state.posture, Posture::Spot);
+        let more = [int("d", "r5.large", "z2", "2026-11-24T10:12:00Z")];
+        let d4 = decide(Some(&s), &d3.state, &more, 0, ts("2026-11-24T10:12:00Z"));
+        assert_eq!(
+            d4.state.posture,
+            Posture::Shifted {
+                since: ts("2026-11-24T10:12:00Z")
+            }
+        );
+        assert_eq!(d4.moves, vec![Move::Shifted { count: 3 }]);
+        assert_eq!(
+            d4.wake_at,
+            Some(ts("2026-11-24T10:42:00Z")),
+            "calm ends then"
+        );
+    }
+
+    #[test]
+    fn the_return_waits_for_calm_and_ends_when_the_shift_pool_is_empty() {
+        let s = spec();
+        let state = ShiftState {
+            log: vec![int("a", "m5.large", "z1", "2026-11-24T10:00:00Z")],
+            posture: Posture::Shifted {
+                since: ts("2026-11-24T10:00:00Z"),
+            },
+            ..ShiftState::default()
+        };
+        let d = decide(Some(&s), &state, &[], 4, ts("2026-11-24T10:29:59Z"));
+        assert!(matches!(d.state.posture, Posture::Shifted { .. }));
+        let d = decide(Some(&s), &state, &[], 4, ts("2026-11-24T10:30:00Z"));
+        assert_eq!(
+            d.state.posture,
+            Posture::Returning {
+                since: ts("2026-11-24T10:30:00Z")
+            }
+        );
+        assert_eq!(d.moves, vec![Move::Returned]);
+        // Still nodes to move back: returning; none: spot.
+        let d2 = decide(Some(&s), &d.state, &[], 2, ts("2026-11-24T10:40:00Z"));
+        assert!(matches!(d2.state.posture, Posture::Returning { .. }));
+        let d3 = decide(Some(&s), &d2.state, &[], 0, ts("2026-11-24T10:41:00Z"));
+        assert_eq!(
+            (d3.state.posture, d3.moves),
+            (Posture::Spot, vec![Move::BackOnSpot])
+        );
+    }
+
+    #[test]
+    fn the_interruptions_behind_a_shift_do_not_shift_it_again() {
+        let s = spec();
+        let state = ShiftState {
+            log: (0..3)
+                .map(|i| int(&format!("u{i}"), "m5.large", "z1", "2026-11-24T10:00:00Z"))
+                .collect(),
+            posture: Posture::Shifted {
+                since: ts("2026-11-24T10:00:00Z"),
+            },
+            ..ShiftState::default()
+        };
+        let long = ShiftSpec {
+            window: 60 * MIN,
+            ..s
+        };
+        let d = decide(Some(&long), &state, &[], 2, ts("2026-11-24T10:30:00Z"));
+        assert!(matches!(d.state.posture, Posture::Returning { .. }));
+        // Still within the hour, the same three interruptions must not shift it back.
+        let d2 = decide(Some(&long), &d.state, &[], 2, ts("2026-11-24T10:31:00Z"));
+        assert!(
+            matches!(d2.state.posture, Posture::Returning { .. }),
+            "{:?}",
+            d2.moves
+        );
+        // Three new ones do.
+        let new: Vec<Interruption> = (3..6)
+            .map(|i| int(&format!("u{i}"), "m5.large", "z1", "2026-11-24T10:32:00Z"))
+            .collect();
+        let d3 = decide(Some(&long), &d2.state, &new, 2, ts("2026-11-24T10:32:00Z"));
+        assert!(matches!(d3.state.posture, Posture::Shifted { .. }));
+    }
+
+    #[test]
+    fn an_interruption_during_the_shift_restarts_the_calm() {
+        let s = spec();
+        let state = ShiftState {
+            log: vec![int("a", "m5.large", "z1", "2026-11-24T10:00:00Z")],
+            posture: Posture::Shifted {
+                since: ts("2026-11-24T10:00:00Z"),
+            },
+            ..ShiftState::default()
+        };
+        let seen = [int("b", "c5.large", "z1", "2026-11-24T10:20:00Z")];
+        let d = decide(Some(&s), &state, &seen, 1, ts("2026-11-24T10:31:00Z"));
+        assert!(matches!(d.state.posture, Posture::Shifted { .. }));
+        assert_eq!(d.wake_at, Some(ts("2026-11-24T10:50:00Z")));
+    }
+
+    #[test]
+    fn without_the_spec_nothing_shifts_and_a_shift_returns() {
+        let seen: Vec<Interruption> = (0..10)
+            .map(|i| int(&format!("u{i}"), "m5.large", "z1", "2026-11-24T10:00:00Z"))
+            .collect();
+        let d = decide(
+            None,
+            &ShiftState::default(),
+            &seen,
+            0,
+            ts("2026-11-24T10:00:00Z"),
+        );
+        assert_eq!(d.state.posture, Posture::Spot);
+        assert!(d.state.demoted.is_empty());
+        assert_eq!(d.state.log.len(), 10, "still observed");
+        let shifted = ShiftState {
+            posture: Posture::Shifted {
+                since: ts("2026-11-24T09:00:00Z"),
+            },
+            ..ShiftState::default()
+        };
+        let d = decide(None, &shifted, &[], 3, ts("2026-11-24T10:00:00Z"));
+        assert!(matches!(d.state.posture, Posture::Returning { .. }));
+    }
+
+    #[test]
+    fn a_type_interrupted_twice_in_a_zone_is_demoted_until_calm() {
+        let s = ShiftSpec {
+            interruptions: 10,
+            ..spec()
+        };
+        let seen = [
+            int("a", "m5.large", "z1", "2026-11-24T10:00:00Z"),
+            int("b", "m5.large", "z2", "2026-11-24T10:01:00Z"),
+        ];
+        let d = decide(
+            Some(&s),
+            &ShiftState::default(),
+            &seen,
+            0,
+            ts("2026-11-24T10:02:00Z"),
+        );
+        assert!(d.state.demoted.is_empty(), "one per zone is not repeated");
+        let seen = [int("c", "m5.large", "z1", "2026-11-24T10:05:00Z")];
+        let d = decide(Some(&s), &d.state, &seen, 0, ts("2026-11-24T10:05:00Z"));
+        assert_eq!(d.state.demoted, BTreeSet::from(["m5.large".to_string()]));
+        assert!(d.moves.contains(&Move::Demoted {
+            instance_type: "m5.large".into(),
+            zone: "z1".into(),
+            count: 2
+        }));
+        // Out of the window but not yet calm: still demoted.
+        let d2 = decide(Some(&s), &d.state, &[], 0, ts("2026-11-24T10:20:00Z"));
+        assert_eq!(d2.state.demoted.len(), 1);
+        assert_eq!(d2.wake_at, Some(ts("2026-11-24T10:35:00Z")));
+        let d3 = decide(Some(&s), &d2.state, &[], 0, ts("2026-11-24T10:35:00Z"));
+        assert!(d3.state.demoted.is_empty());
+        assert_eq!(
+            d3.moves,
+            vec![Move::Restored {
+                instance_type: "m5.large".into()
+            }]
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+        /// A random stream of interruptions (repeated uids included), decided minute by minute:
+        /// the shift starts only when N distinct interruptions fall within the window, the
+        /// return only after calm without one, never straight from shifted to spot, and each
+        /// uid is counted once.
+        #[test]
+        fn shift_return_and_dedupe_hold_on_any_stream(
+            n in 1u32..5,
+            window_min in 1u64..30,
+            calm_min in 1u64..30,
+            stream in proptest::collection::vec((0i64..180, 0u8..12, 0u8..3, 0u8..2), 0..40),
+            drained_after in 0usize..5,
+        ) {
+            let s = ShiftSpec { interruptions: n, window: MIN * window_min as u32, calm: MIN * calm_min as u32 };
+            let t0 = ts("2026-11-24T00:00:00Z");
+            let at = |m: i64| t0.checked_add(SignedDuration::from_mins(m)).unwrap();
+            let mut state = ShiftState::default();
+            let mut seen_uids: BTreeMap<String, Timestamp> = BTreeMap::new();
+            let mut returning_for = 0usize;
+            for minute in 0..240i64 {
+                let now = at(minute);
+                let arriving: Vec<Interruption> = stream
+                    .iter()
+                    .filter(|(m, ..)| *m == minute)
+                    .map(|(m, uid, ty, zone)| Interruption {
+                        at: at(*m),
+                        uid: format!("u{uid}"),
+                        instance_type: format!("t{ty}.large"),
+                        zone: format!("z{zone}"),
+                    })
+                    .collect();
+                for i in &arriving {
+                    seen_uids.entry(i.uid.clone()).or_insert(i.at);
+                }
+                let nodes = if returning_for >= drained_after { 0 } else { 1 };
+                let d = decide(Some(&s), &state, &arriving, nodes, now);
+                // The oracle: distinct uids, first sighting, within the window.
+                let in_window = seen_uids.values().filter(|t| **t > before(now, s.window)).count();
+                let last = seen_uids.values().max().copied();
+                let uids: BTreeSet<&str> = d.state.log.iter().map(|i| i.uid.as_str()).collect();
+                proptest::prop_assert_eq!(uids.len(), d.state.log.len());
+                match (state.posture, d.state.posture) {
+                    (Posture::Spot | Posture::Returning { .. }, Posture::Shifted { .. }) => {
+                        proptest::prop_assert!(in_window >= n as usize, "{} < {}", in_window, n);
+                    }
+                    (Posture::Shifted { .. }, Posture::Returning { .. }) => {
+                        let l = last.unwrap();
+                        proptest::prop_assert!(after(l, s.calm) <= now);
+                    }
+                    (Posture::Shifted { .. }, Posture::Spot) => {
+                        // Only with no shift node left to move back, and after calm.
+                        proptest::prop_assert_eq!(nodes, 0);
+                        proptest::prop_assert!(after(last.unwrap(), s.calm) <= now);
+                    }
+                    _ => {}
+                }
+                if let (Posture::Shifted { .. }, Some(l)) = (d.state.posture, last) {
+                    proptest::prop_assert!(after(l, s.calm) > now || state.posture != d.state.posture);
+                }
+                returning_for = match d.state.posture {
+                    Posture::Returning { .. } => returning_for + 1,
+                    _ => 0,
+                };
+                state = d.state;
+            }
+        }
+    }
+
+    #[test]
+    fn the_log_keeps_memory_and_its_limit() {
+        let old = int("old", "m5.large", "z1", "2026-11-20T10:00:00Z");
+        let seen: Vec<Interruption> = (0..LOG_LIMIT + 5)
+            .map(|i| {
+                int(
+                    &format!("u{i:04}"),
+                    "m5.large",
+                    "z1",
+                    "2026-11-24T10:00:00Z",
+                )
+            })
+            .collect();
+        let (log, fresh) = record(
+            &[old],
+            &seen,
+            ts("2026-11-24T10:00:00Z"),
+            memory(Some(&spec())),
+        );
+        assert_eq!(log.len(), LOG_LIMIT);
+        assert!(log.iter().all(|i| i.uid != "old"), "older than memory");
+        assert_eq!(fresh.len(), LOG_LIMIT);
+        let o = observed(&log);
+        assert_eq!(o.len(), 1);
+        assert_eq!(o[0].count, LOG_LIMIT);
+    }
+}
