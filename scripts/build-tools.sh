@@ -60,6 +60,24 @@ build_karpenter() {
   stamp karpenter-kwok "$KARPENTER_VERSION"
 }
 
+# The KWOK controller marks Karpenter's fake Nodes (and their pods) Ready, so Karpenter can
+# initialize, drift and replace them; its fast Stage files come from its module.
+build_kwok() {
+  stamp_ok kwok "$KWOK_VERSION" && return
+  log "building KWOK $KWOK_VERSION"
+  scratch_module kwok
+  go get -tool "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$TOOLS_BIN/kwok" sigs.k8s.io/kwok/cmd/kwok
+  local dir; dir=$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | python3 -c 'import sys,json;print(json.load(sys.stdin)["Dir"])')
+  rm -rf "$TOOLS_BIN/kwok-stages" && mkdir -p "$TOOLS_BIN/kwok-stages"
+  local f
+  for f in "$dir"/kustomize/stage/node/fast/*.yaml "$dir"/kustomize/stage/pod/fast/*.yaml; do
+    [ "$(basename "$f")" = kustomization.yaml ] || cp "$f" "$TOOLS_BIN/kwok-stages/"
+  done
+  chmod -R u+w "$TOOLS_BIN/kwok-stages"
+  stamp kwok "$KWOK_VERSION"
+}
+
 build_helm() {
   stamp_ok helm "$HELM_VERSION" && return
   log "building helm $HELM_VERSION"
@@ -114,11 +132,11 @@ main() {
   local what=("${@:-all}")
   for w in "${what[@]}"; do
     case "$w" in
-      all) build_apt; build_python; build_kube; build_etcd; build_karpenter; build_helm; build_kubeconform ;;
-      go) build_kube; build_etcd; build_karpenter; build_helm; build_kubeconform ;;
+      all) build_apt; build_python; build_kube; build_etcd; build_karpenter; build_kwok; build_helm; build_kubeconform ;;
+      go) build_kube; build_etcd; build_karpenter; build_kwok; build_helm; build_kubeconform ;;
       python) build_python ;;
       apt) build_apt ;;
-      kube) build_kube ;; etcd) build_etcd ;; karpenter) build_karpenter ;;
+      kube) build_kube ;; etcd) build_etcd ;; karpenter) build_karpenter ;; kwok) build_kwok ;;
       helm) build_helm ;; kubeconform) build_kubeconform ;;
       moddir) shift; module_dir "$1"; return ;;
       *) die "unknown tool '$w' (all|go|python|kube|etcd|karpenter|helm|kubeconform)" ;;

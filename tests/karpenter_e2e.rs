@@ -216,3 +216,341 @@ spec:
     );
     assert!(!karpenter.log_text().is_empty());
 }
+
+/// The node lifecycle controller's one duty these tests need, which the rig's
+/// kube-controller-manager runs without (it would evict pods from fake nodes): once KWOK has
+/// marked a Node Ready, its `node.kubernetes.io/not-ready` taint goes, so Karpenter sees it
+/// initialized and can drift and replace it.
+struct NodeLifecycle {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NodeLifecycle {
+    fn start(rig: &Rig) -> NodeLifecycle {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (s, kubectl, kubeconfig) = (
+            stop.clone(),
+            rig.tools.join("kubectl"),
+            rig.kubeconfig.clone(),
+        );
+        let thread = std::thread::spawn(move || {
+            let run = |args: &[&str]| {
+                std::process::Command::new(&kubectl)
+                    .arg("--kubeconfig")
+                    .arg(&kubeconfig)
+                    .args(args)
+                    .output()
+                    .ok()
+            };
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(out) = run(&["get", "nodes", "-o", "json"]) {
+                    let nodes: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+                    for n in nodes["items"].as_array().into_iter().flatten() {
+                        let ready = n["status"]["conditions"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+                        let tainted = n["spec"]["taints"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|t| t["key"] == "node.kubernetes.io/not-ready");
+                        if ready && tainted {
+                            let name = n["metadata"]["name"].as_str().unwrap_or_default();
+                            run(&["taint", "node", name, "node.kubernetes.io/not-ready-"]);
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        });
+        NodeLifecycle {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for NodeLifecycle {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Records a spot interruption the way Karpenter's interruption controller does: a Warning
+/// Event, reason SpotInterrupted, on the NodeClaim, then the NodeClaim deleted.
+fn interrupt(rig: &Rig, claim: &Value, n: u32) {
+    let name = claim["metadata"]["name"].as_str().unwrap();
+    let uid = claim["metadata"]["uid"].as_str().unwrap();
+    let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ");
+    let event = format!(
+        "apiVersion: v1
+kind: Event
+metadata: {{name: {name}.spot-interrupted-{n}, namespace: default}}
+involvedObject: {{apiVersion: karpenter.sh/v1, kind: NodeClaim, name: {name}, uid: {uid}}}
+reason: SpotInterrupted
+type: Warning
+message: Spot interruption warning was triggered
+source: {{component: karpenter}}
+firstTimestamp: \"{now}\"
+lastTimestamp: \"{now}\"
+count: 1
+"
+    );
+    let (ok, out) = rig.apply(&event);
+    assert!(ok, "{out}");
+    rig.kubectl(&["delete", "nodeclaim", name, "--wait=false"]);
+}
+
+/// Labelled NodeClaims of `nodepool` (every one of them labelled), as objects.
+fn claim_objects(rig: &Rig, nodepool: &str) -> Option<Vec<Value>> {
+    let all = rig.list_json(
+        "nodeclaims",
+        Some(&format!("karpenter.sh/nodepool={nodepool}")),
+    );
+    all.iter()
+        .all(|c| c["metadata"]["labels"]["karpenter.sh/capacity-type"].is_string())
+        .then_some(all)
+        .map(|v| {
+            v.into_iter()
+                .filter(|c| c["metadata"]["deletionTimestamp"].is_null())
+                .collect()
+        })
+}
+
+fn capacity(c: &Value) -> &str {
+    c["metadata"]["labels"]["karpenter.sh/capacity-type"]
+        .as_str()
+        .unwrap_or("")
+}
+
+/// The on-demand shift on real Karpenter: two interruptions within the window shift new capacity
+/// to an on-demand NodePool above the spot one (running spot nodes stay); a controller restart
+/// in the middle loses nothing; after calm, spot takes new capacity again and the shift's
+/// on-demand NodeClaims are replaced by spot ones, one at a time, until the shift NodePool is
+/// gone. A control plan without onDemandShift records its interruptions and never shifts.
+#[test]
+fn interruptions_shift_to_on_demand_and_back() {
+    let Some(rig) = Rig::start("shift") else {
+        return;
+    };
+    let types_file = rig.dir.path().join("kwok-instance-types.json");
+    let mut render = std::process::Command::new(env!("CARGO_BIN_EXE_spotplan"));
+    render
+        .args([
+            "render",
+            "--format",
+            "kwok-instance-types",
+            "--region",
+            "us-east-1",
+            "--advisor-data",
+        ])
+        .arg(&rig.advisor)
+        .arg("--prices")
+        .arg(&rig.prices);
+    std::fs::write(&types_file, run_ok(render)).unwrap();
+    let karpenter = rig.karpenter(&types_file);
+    let _kwok = rig.kwok();
+    let _lifecycle = NodeLifecycle::start(&rig);
+    let mut controller = rig.controller("admin", &[]);
+    assert!(rig.apply("apiVersion: karpenter.kwok.sh/v1alpha1\nkind: KWOKNodeClass\nmetadata: {name: default}\n").0);
+    let long = Duration::from_secs(240);
+
+    rig.apply(&plan(
+        "shifty",
+        "  capacity: {onDemandShift: {interruptions: 2, window: 10m, calm: 40s}}\n",
+    ));
+    rig.apply(&plan("steady", ""));
+    let listed = ready_types(&rig, "shifty");
+    ready_types(&rig, "steady");
+    let sp = rig.get_json("spotplan", "shifty").unwrap();
+    assert_eq!(condition(&sp, "ShiftedToOnDemand").unwrap().1, "OnSpot");
+    rig.apply(&deployment("shifty", "spotplan.dev/plan: shifty", 2));
+    rig.apply(&deployment("steady", "spotplan.dev/plan: steady", 1));
+    let first = eventually(T, "2 spot NodeClaims for shifty", || {
+        claim_objects(&rig, "shifty").filter(|c| c.len() >= 2)
+    });
+    let steady = eventually(T, "a spot NodeClaim for steady", || {
+        claim_objects(&rig, "steady").filter(|c| !c.is_empty())
+    });
+    assert!(first.iter().all(|c| capacity(c) == "spot"));
+
+    // One interruption: below the threshold, still on spot.
+    interrupt(&rig, &first[0], 1);
+    eventually(T, "the first interruption in status", || {
+        let sp = rig.get_json("spotplan", "shifty")?;
+        (sp["status"]["interruptionLog"].as_array()?.len() == 1).then_some(())
+    });
+    assert!(rig.get_json("nodepool", "shifty-shift").is_none());
+    // The control plan: its interruption is recorded, and it never shifts.
+    interrupt(&rig, &steady[0], 1);
+
+    // The second within the window: shifted.
+    interrupt(&rig, &first[1], 2);
+    let shifted = eventually(T, "ShiftedToOnDemand=True", || {
+        let sp = rig.get_json("spotplan", "shifty")?;
+        (condition(&sp, "ShiftedToOnDemand")?.0 == "True").then_some(sp)
+    });
+    let observed = shifted["status"]["observedInterruptions"]
+        .as_array()
+        .unwrap();
+    let total: u64 = observed.iter().map(|o| o["count"].as_u64().unwrap()).sum();
+    assert_eq!(total, 2, "{observed:?}");
+    for o in observed {
+        let ty = o["instanceType"].as_str().unwrap();
+        assert!(
+            first
+                .iter()
+                .any(|c| c["metadata"]["labels"]["node.kubernetes.io/instance-type"] == ty)
+        );
+    }
+    let pool = rig
+        .get_json("nodepool", "shifty-shift")
+        .expect("the shift NodePool");
+    let spot_pool = rig.get_json("nodepool", "shifty").unwrap();
+    assert!(pool["spec"]["weight"].as_i64() > spot_pool["spec"]["weight"].as_i64());
+    let reqs = pool["spec"]["template"]["spec"]["requirements"]
+        .as_array()
+        .unwrap();
+    assert!(reqs.iter().any(|r| r["key"] == "karpenter.sh/capacity-type"
+        && r["values"] == serde_json::json!(["on-demand"])));
+
+    // Counted once per NodeClaim, by type and zone.
+    let m = controller.metrics();
+    let counted: f64 = m
+        .lines()
+        .filter(|l| l.starts_with("spotplan_interruptions_total{") && l.contains("plan=\"shifty\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(counted, 2.0, "{m}");
+    assert!(
+        m.contains("spotplan_plan_shifted{plan=\"shifty\"} 1"),
+        "{m}"
+    );
+
+    // A restart in the middle: the counts, the posture and its start survive.
+    controller.stop();
+    let since = shifted["status"]["shift"]["since"].clone();
+    let mut controller = rig.controller("admin", &[]);
+    controller.wait_ready();
+    std::thread::sleep(Duration::from_secs(3));
+    let sp = rig.get_json("spotplan", "shifty").unwrap();
+    assert_eq!(condition(&sp, "ShiftedToOnDemand").unwrap().0, "True");
+    assert_eq!(sp["status"]["shift"]["since"], since, "{}", sp["status"]);
+    assert_eq!(sp["status"]["interruptionLog"].as_array().unwrap().len(), 2);
+
+    // New capacity (the interrupted pods' replacements, and two more pods) lands on on-demand.
+    rig.apply(&deployment("shifty", "spotplan.dev/plan: shifty", 4));
+    let od = eventually(long, "on-demand NodeClaims in the shift NodePool", || {
+        claim_objects(&rig, "shifty-shift").filter(|c| c.len() >= 2)
+    });
+    assert!(od.iter().all(|c| capacity(c) == "on-demand"), "{od:?}");
+    for c in &od {
+        let ty = c["metadata"]["labels"]["node.kubernetes.io/instance-type"]
+            .as_str()
+            .unwrap();
+        assert!(listed.contains(ty), "{ty} is not in the plan");
+    }
+
+    // Calm: back to spot; the shift's on-demand NodeClaims are replaced by spot ones, then the
+    // shift NodePool goes.
+    eventually(
+        long,
+        "ShiftedToOnDemand=False/ReturningToSpot or OnSpot",
+        || {
+            let sp = rig.get_json("spotplan", "shifty")?;
+            (condition(&sp, "ShiftedToOnDemand")?.0 == "False").then_some(())
+        },
+    );
+    let start = std::time::Instant::now();
+    while rig.get_json("nodepool", "shifty-shift").is_some() {
+        if start.elapsed() > long {
+            let claims = rig.list_json("nodeclaims", Some("karpenter.sh/nodepool=shifty-shift"));
+            let conds: Vec<String> = claims
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{} {} {}",
+                        c["metadata"]["name"],
+                        capacity(c),
+                        c["status"]["conditions"]
+                    )
+                })
+                .collect();
+            let log = karpenter.log_text();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            panic!(
+                "the shift NodePool was not drained and removed:\npool {}\nclaims {conds:#?}\nplan {}\nkarpenter log (newest first):\n{}",
+                rig.get_json("nodepool", "shifty-shift").unwrap()["spec"],
+                rig.get_json("spotplan", "shifty").unwrap()["status"],
+                tail.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let back = eventually(long, "4 spot NodeClaims for shifty", || {
+        claim_objects(&rig, "shifty")
+            .filter(|c| c.len() >= 4 && c.iter().all(|c| capacity(c) == "spot"))
+    });
+    let sp = rig.get_json("spotplan", "shifty").unwrap();
+    assert_eq!(
+        condition(&sp, "ShiftedToOnDemand").unwrap().1,
+        "OnSpot",
+        "{}",
+        sp["status"]
+    );
+    let reasons: Vec<String> = rig
+        .list_json("events.v1.events.k8s.io", None)
+        .iter()
+        .filter(|e| e["regarding"]["name"] == "shifty")
+        .map(|e| e["reason"].as_str().unwrap_or("").to_string())
+        .collect();
+    for r in [
+        "ShiftedToOnDemand",
+        "ReturnedToSpot",
+        "ShiftNodePoolRemoved",
+    ] {
+        assert!(reasons.iter().any(|x| x == r), "no {r} event: {reasons:?}");
+    }
+    let m = controller.metrics();
+    assert!(
+        m.contains("spotplan_plan_shifted{plan=\"shifty\"} 0"),
+        "{m}"
+    );
+
+    // The control plan recorded its interruption and never shifted.
+    let st = rig.get_json("spotplan", "steady").unwrap();
+    assert_eq!(
+        st["status"]["interruptionLog"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        st["status"]
+    );
+    assert!(condition(&st, "ShiftedToOnDemand").is_none());
+    assert!(rig.get_json("nodepool", "steady-shift").is_none());
+    let names = |v: &[Value]| -> Vec<String> {
+        v.iter()
+            .map(|c| {
+                format!(
+                    "{} {}",
+                    c["metadata"]["labels"]["node.kubernetes.io/instance-type"]
+                        .as_str()
+                        .unwrap_or("?"),
+                    capacity(c)
+                )
+            })
+            .collect()
+    };
+    eprintln!(
+        "shifted: {:?}\nback on spot: {:?}",
+        names(&od),
+        names(&back)
+    );
+    controller.stop();
+    assert!(!karpenter.log_text().is_empty());
+}

@@ -796,6 +796,10 @@ fn rbac_role_is_enough_and_no_more() {
         ("delete", "nodepools"),
         ("create", "events"),
         ("patch", "events"),
+        ("list", "events"),
+        ("watch", "events"),
+        ("list", "nodeclaims"),
+        ("watch", "nodeclaims"),
         ("get", "leases"),
         ("create", "leases"),
         ("update", "leases"),
@@ -827,6 +831,8 @@ fn rbac_role_is_enough_and_no_more() {
         ("patch", "spotplans/status"),
         ("delete", "nodepools"),
         ("watch", "spotplans"),
+        ("watch", "nodeclaims"),
+        ("watch", "events"),
     ] {
         assert!(
             used.contains(&(need.0.to_string(), need.1.to_string())),

@@ -483,6 +483,7 @@ fn flag_spec(args: &RenderArgs, asked: &Asked) -> PlanSpec {
             ..NodePoolSettings::default()
         },
         orphan: true,
+        shift: None,
     }
 }
 

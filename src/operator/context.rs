@@ -53,6 +53,10 @@ pub struct Context {
     /// Set once that cache has its first full list: until then, a missing NodePool may just be
     /// one not seen yet.
     pub nodepools_synced: Arc<AtomicBool>,
+    /// NodeClaims by uid (deleted ones for an hour), to attribute interruptions.
+    pub claims: super::interruptions::Claims,
+    /// Karpenter's SpotInterrupted events.
+    pub interruption_events: Store<k8s_openapi::api::core::v1::Event>,
     /// Failed attempts per plan, for exponential backoff.
     pub(super) backoff: Mutex<HashMap<String, u32>>,
     /// The status this replica last wrote per plan. The controller is the only writer of status,
@@ -79,6 +83,8 @@ pub struct ContextParts {
     pub leadership: Leadership,
     pub settings: Settings,
     pub nodepool_cache: Store<DynamicObject>,
+    pub claims: super::interruptions::Claims,
+    pub interruption_events: Store<k8s_openapi::api::core::v1::Event>,
 }
 
 impl Context {
@@ -96,6 +102,8 @@ impl Context {
             leadership: p.leadership,
             settings: p.settings,
             nodepool_cache: p.nodepool_cache,
+            claims: p.claims,
+            interruption_events: p.interruption_events,
             nodepools_synced: Arc::default(),
             backoff: Mutex::default(),
             written: Mutex::default(),

@@ -24,6 +24,8 @@ pub const OWNER_UID_ANNOTATION: &str = "spotplan.dev/owner-uid";
 /// The name suffix of a plan's on-demand base NodePool. SpotPlan names cannot end with it (CEL),
 /// so no plan's spot NodePool can take another plan's on-demand name.
 pub const ON_DEMAND_SUFFIX: &str = "on-demand";
+/// Suffix of the NodePool that takes new capacity while a plan is shifted to on-demand.
+pub const SHIFT_SUFFIX: &str = "shift";
 
 /// Condition types on a SpotPlan.
 pub mod conditions {
@@ -35,6 +37,9 @@ pub mod conditions {
     pub const SUSPENDED: &str = "Suspended";
     /// A narrowing of the type list is waiting for `minNarrowInterval` to pass.
     pub const NARROWING_DEFERRED: &str = "NarrowingDeferred";
+    /// New capacity goes on-demand because the plan's spot nodes were interrupted
+    /// (`spec.capacity.onDemandShift`).
+    pub const SHIFTED_TO_ON_DEMAND: &str = "ShiftedToOnDemand";
 }
 
 /// A workload's capacity request, turned by the controller into Karpenter NodePools that offer
@@ -60,6 +65,7 @@ pub mod conditions {
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("size(self.metadata.name) <= 55").message("metadata.name: at most 55 characters, so the NodePool names and the spotplan.dev/plan label derived from it fit Kubernetes' 63-character limit"),
     validation = Rule::new("!self.metadata.name.endsWith('-on-demand')").message("metadata.name must not end with -on-demand: that name is taken by the on-demand NodePool of the SpotPlan without the suffix; pick another name"),
+    validation = Rule::new("!self.metadata.name.endsWith('-shift')").message("metadata.name must not end with -shift: that name is taken by the on-demand shift NodePool of the SpotPlan without the suffix; pick another name"),
 )]
 #[x_kube(
     validation = Rule::new("quantity(string(self.resources.cpu)).isGreaterThan(quantity('0'))").message("spec.resources.cpu must be greater than 0").field_path(".resources.cpu"),
@@ -70,6 +76,7 @@ pub mod conditions {
     validation = Rule::new("!has(self.minGeneration) || !has(self.maxGeneration) || self.minGeneration <= self.maxGeneration").message("spec.minGeneration must not exceed spec.maxGeneration"),
     validation = Rule::new("!has(self.minTypes) || !has(self.maxTypes) || self.minTypes <= self.maxTypes").message("spec.minTypes must not exceed spec.maxTypes"),
     validation = Rule::new("!has(self.capacity) || !has(self.capacity.onDemandBase) || !has(self.nodePool.weight) || self.nodePool.weight < 100").message("spec.nodePool.weight must be below 100 with an onDemandBase: the on-demand NodePool gets weight + 1"),
+    validation = Rule::new("!has(self.capacity) || !has(self.capacity.onDemandShift) || !has(self.nodePool.weight) || self.nodePool.weight < 99").message("spec.nodePool.weight must be below 99 with an onDemandShift: the shift NodePool gets weight + 2"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SpotPlanSpec {
@@ -217,6 +224,27 @@ pub struct CapacitySpec {
     /// An on-demand NodePool with a higher weight, limited to this much CPU, next to the spot one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_demand_base: Option<OnDemandBase>,
+    /// Shift new capacity to on-demand when the plan's spot nodes are interrupted often, and
+    /// come back to spot when it is calm. Absent: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_demand_shift: Option<OnDemandShift>,
+}
+
+/// When at least `interruptions` of the plan's spot nodes are interrupted within `window`, new
+/// capacity goes to an on-demand NodePool; once `calm` has passed without an interruption, spot
+/// takes new capacity again and the shift's on-demand nodes move back to spot one at a time.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OnDemandShift {
+    /// Interruptions within the window that shift the plan.
+    #[schemars(range(min = 1, max = 1000))]
+    pub interruptions: i32,
+    /// e.g. 30m.
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(s|m|h))+$"))]
+    pub window: String,
+    /// Time without an interruption before the plan returns to spot, e.g. 2h.
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(s|m|h))+$"))]
+    pub calm: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -341,6 +369,50 @@ pub struct SpotPlanStatus {
     /// settle (see `lastNarrowed`). A type back within the ceiling is forgotten.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub over_ceiling: Vec<OverCeiling>,
+    /// Spot interruptions of the plan's NodeClaims per instance type and zone, counted from
+    /// Karpenter's SpotInterrupted events over the last max(window, calm, 24h).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub observed_interruptions: Vec<ObservedInterruption>,
+    /// The interruptions behind those counts, one per NodeClaim (the record that survives a
+    /// restart and deduplicates repeated events).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interruption_log: Vec<LoggedInterruption>,
+    /// Where new capacity goes: absent on spot; Shifted (on-demand) or Returning (spot again,
+    /// the shift's on-demand nodes moving back), since when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shift: Option<ShiftStatus>,
+    /// Types left out of the list after repeated interruptions in one zone, until calm.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub demoted_instance_types: Vec<String>,
+    /// When the last shift ended: the interruptions before it do not count toward the next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_returned_to_spot: Option<Time>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedInterruption {
+    pub instance_type: String,
+    pub zone: String,
+    pub count: i32,
+    pub last_seen: Time,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoggedInterruption {
+    pub node_claim_uid: String,
+    pub instance_type: String,
+    pub zone: String,
+    pub at: Time,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShiftStatus {
+    /// Shifted or Returning.
+    pub posture: String,
+    pub since: Time,
 }
 
 /// A written type over its plan's interruption ceiling.

@@ -1,10 +1,13 @@
 //! The NodePools a plan should have, built in one place. Pure: from the SpotPlan's identity, its
 //! parsed spec and the decided instance types to whole `karpenter.sh/v1` objects.
 
-use super::crd::{FIELD_MANAGER, ON_DEMAND_SUFFIX, OWNER_UID_ANNOTATION, PLAN_LABEL, ROLE_LABEL};
+use super::crd::{
+    FIELD_MANAGER, ON_DEMAND_SUFFIX, OWNER_UID_ANNOTATION, PLAN_LABEL, ROLE_LABEL, SHIFT_SUFFIX,
+};
 use super::spec::PlanSpec;
 use serde_json::{Value, json};
 use spotplan_core::Catalog;
+use spotplan_core::policy::shift::Posture;
 use spotplan_core::render::{self, CapacityTypes, DEFAULT_WEIGHT};
 use spotplan_core::types::Arch;
 
@@ -15,6 +18,9 @@ pub enum Role {
     Spot,
     /// The on-demand base: higher weight, `limits.cpu` = the base.
     OnDemandBase,
+    /// While shifted: on-demand, above both; while returning: spot-only and closed to new
+    /// capacity, so its on-demand nodes drift back to spot one at a time.
+    Shift,
 }
 
 impl Role {
@@ -23,6 +29,7 @@ impl Role {
         match self {
             Role::Spot => "spot",
             Role::OnDemandBase => "on-demand-base",
+            Role::Shift => "shift",
         }
     }
 }
@@ -43,6 +50,11 @@ pub struct Owner<'a> {
     pub uid: &'a str,
     pub api_version: &'a str,
     pub kind: &'a str,
+}
+
+/// The name of a plan's shift NodePool.
+pub fn shift_name(plan: &str) -> String {
+    render::nodepool_name(plan, SHIFT_SUFFIX)
 }
 
 /// Names of a plan's NodePools: the spot one, and the on-demand base one.
@@ -126,6 +138,43 @@ pub fn nodepools(
         });
     }
     out
+}
+
+/// The shift NodePool for `posture` (none on spot). Shifted: on-demand only, weight above the
+/// spot NodePool and the on-demand base (weight + 2), the user's limits (never one below the
+/// plan's size of our own). Returning: the same types on spot only with `limits.cpu: 0`, so it
+/// launches nothing and its on-demand nodes no longer meet its requirements: Karpenter drifts
+/// them, one at a time under the Drifted budget, and their replacements land in the spot
+/// NodePool.
+pub fn shift_nodepool(
+    owner: Owner,
+    spec: &PlanSpec,
+    types: &[String],
+    catalog: &Catalog,
+    posture: Posture,
+) -> Option<DesiredNodePool> {
+    let settings = &spec.settings;
+    let weight = (settings.weight.unwrap_or(DEFAULT_WEIGHT) + 2).min(100);
+    let (capacity, limits) = match posture {
+        Posture::Spot => return None,
+        Posture::Shifted { .. } => (CapacityTypes::OnDemand, settings.limits.clone()),
+        Posture::Returning { .. } => (CapacityTypes::Spot, Some(json!({"cpu": "0"}))),
+    };
+    let name = shift_name(owner.name);
+    let spec_json = render::nodepool_spec(
+        types,
+        &archs_of(types, catalog),
+        capacity,
+        (PLAN_LABEL, owner.name),
+        settings,
+        weight,
+        limits,
+    );
+    Some(DesiredNodePool {
+        object: object(&name, Role::Shift, owner, spec.orphan, spec_json),
+        name,
+        role: Role::Shift,
+    })
 }
 
 /// A NodePool for Git rather than for the controller: no owner reference, owner UID or
@@ -224,6 +273,58 @@ mod tests {
         assert_eq!(
             spot["spec"]["template"]["spec"]["requirements"][1]["values"],
             json!(["on-demand", "spot"])
+        );
+    }
+
+    #[test]
+    fn the_shift_pool_is_on_demand_above_the_others_then_closed_and_spot_on_the_way_back() {
+        let s = spec("capacity: {onDemandBase: {cpu: '32'}}\n");
+        let t = jiff::Timestamp::UNIX_EPOCH;
+        assert!(shift_nodepool(OWNER, &s, &types(), Catalog::embedded(), Posture::Spot).is_none());
+        let shifted = shift_nodepool(
+            OWNER,
+            &s,
+            &types(),
+            Catalog::embedded(),
+            Posture::Shifted { since: t },
+        )
+        .unwrap();
+        assert_eq!(shifted.name, "web-shift");
+        let np = &shifted.object;
+        assert_eq!(np["metadata"]["labels"]["spotplan.dev/role"], "shift");
+        assert_eq!(
+            np["spec"]["weight"], 32,
+            "above spot (30) and the base (31)"
+        );
+        let reqs = &np["spec"]["template"]["spec"]["requirements"];
+        assert_eq!(reqs[1]["values"], json!(["on-demand"]));
+        assert_eq!(
+            reqs[0]["values"].as_array().unwrap().len(),
+            3,
+            "the plan's types"
+        );
+        assert!(
+            np["spec"].get("limits").is_none(),
+            "no limit below the plan's size"
+        );
+        let back = shift_nodepool(
+            OWNER,
+            &s,
+            &types(),
+            Catalog::embedded(),
+            Posture::Returning { since: t },
+        )
+        .unwrap();
+        let np = &back.object;
+        assert_eq!(
+            np["spec"]["template"]["spec"]["requirements"][1]["values"],
+            json!(["spot"])
+        );
+        assert_eq!(np["spec"]["limits"]["cpu"], "0");
+        assert_eq!(
+            np["spec"]["disruption"]["budgets"][1],
+            json!({"nodes": "1", "reasons": ["Drifted"]}),
+            "one node at a time"
         );
     }
 

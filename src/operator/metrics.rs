@@ -23,6 +23,8 @@ pub struct Metrics {
     pub data_refresh_failures: IntCounterVec,
     pub data_refreshes: IntCounterVec,
     pub leader: IntGauge,
+    pub interruptions: IntCounterVec,
+    pub plan_shifted: GaugeVec,
 }
 
 impl Default for Metrics {
@@ -128,6 +130,18 @@ impl Metrics {
             )
             .unwrap(),
             leader: IntGauge::new("leader", "1 on the replica holding the leader Lease").unwrap(),
+            interruptions: IntCounterVec::new(
+                Opts::new(
+                    "interruptions_total",
+                    "Spot interruptions of a plan's NodeClaims (one per NodeClaim), by type and zone",
+                ),
+                &["plan", "instance_type", "zone"],
+            )
+            .unwrap(),
+            plan_shifted: plan(
+                "plan_shifted",
+                "1 while a plan's new capacity is shifted to on-demand (onDemandShift)",
+            ),
             registry,
         };
         for c in [
@@ -147,6 +161,8 @@ impl Metrics {
             Box::new(m.data_refresh_failures.clone()),
             Box::new(m.data_refreshes.clone()),
             Box::new(m.leader.clone()),
+            Box::new(m.interruptions.clone()),
+            Box::new(m.plan_shifted.clone()),
         ] {
             m.registry.register(c).expect("metrics register once");
         }
@@ -165,6 +181,7 @@ impl Metrics {
             &self.plan_savings,
             &self.plan_types,
             &self.plan_ready,
+            &self.plan_shifted,
         ] {
             let _ = g.remove_label_values(&[plan]);
         }

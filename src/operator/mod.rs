@@ -8,6 +8,7 @@ pub mod context;
 pub mod crd;
 pub mod desired;
 pub mod health;
+pub mod interruptions;
 pub mod lease;
 pub mod metrics;
 pub mod nodepools;
@@ -84,6 +85,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     ));
     let (leadership, lease_task, releaser) = lease::elect(&client, &opts, trigger, metrics.clone());
     let (stream, store, nodepool_store) = watches::streams(&client);
+    let claims = interruptions::Claims::default();
+    interruptions::spawn_claims_watch(&client, claims.clone());
+    let (interruption_events, interruption_stream) = interruptions::events(&client);
     let ctx = Arc::new(Context::new(ContextParts {
         recorder: Recorder::new(
             client.clone(),
@@ -104,8 +108,20 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             placement_scores: opts.placement_scores,
         },
         nodepool_cache: nodepool_store.clone(),
+        claims: claims.clone(),
+        interruption_events,
     }));
-    let controller = watches::controller(stream, store, triggers, opts.concurrency);
+    let controller = watches::controller(
+        stream,
+        store,
+        triggers,
+        watches::Interruptions {
+            events: interruption_stream,
+            claims,
+            nodepools: nodepool_store,
+        },
+        opts.concurrency,
+    );
     watches::spawn_housekeeping(&controller, &ctx, ready);
     let run = controller
         .run(reconcile::reconcile, reconcile::error_policy, ctx)

@@ -1,4 +1,5 @@
-//! The reconciler: `read -> validate -> plan -> decide -> desired objects -> apply -> status`.
+//! The reconciler: `read -> validate -> shift -> plan -> decide -> desired objects -> apply ->
+//! status`.
 //!
 //! Validation, planning, the churn decision and the desired objects are pure (see [`spec`],
 //! the optimizer, [`churn`] and [`desired`]); this module reads live objects, writes what
@@ -22,6 +23,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use spotplan_core::plan::Plan;
 use spotplan_core::policy::churn::{self, Decision};
+use spotplan_core::policy::shift::{self, Posture};
 use spotplan_core::{MarketData, optimize};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -139,13 +141,15 @@ async fn plan_and_apply(
         .market
         .snapshot()
         .ok_or_else(|| NotReady::new(Reason::MarketDataUnavailable, fresh.message.clone()))?;
-    let mut plan = optimize(&input.request, &market)?;
-    if ctx.settings.placement_scores {
-        ctx.market.placement(&mut plan).await;
-    }
     let name = sp.name_any();
     let uid = sp.uid().unwrap_or_default();
     let (spot_name, od_name) = desired::names(&name);
+    let shift_name = desired::shift_name(&name);
+    let shift = shift_step(ctx, sp, &input, (&spot_name, &shift_name), now);
+    let (input, mut plan) = plan_without_demoted(input, &shift.state.demoted, &market)?;
+    if ctx.settings.placement_scores {
+        ctx.market.placement(&mut plan).await;
+    }
     let spot_live = nodepools::cached(ctx, &spot_name);
     nodepools::check_owned(&spot_name, spot_live.as_ref(), &uid)?;
     let decision = decide(
@@ -165,12 +169,21 @@ async fn plan_and_apply(
         api_version: &api_version,
         kind: &kind,
     };
-    let want = desired::nodepools(owner, &input, &types, market.catalog());
+    let mut want = desired::nodepools(owner, &input, &types, market.catalog());
+    want.extend(desired::shift_nodepool(
+        owner,
+        &input,
+        &types,
+        market.catalog(),
+        shift.state.posture,
+    ));
     if !ctx.leadership.is_leader() {
         return Ok(None);
     }
     let written = nodepools::apply(ctx, &uid, &want).await?;
     let removed = input.on_demand_base.is_none() && nodepools::remove(ctx, &od_name, &uid).await?;
+    let shift_removed =
+        shift.state.posture == Posture::Spot && nodepools::remove(ctx, &shift_name, &uid).await?;
     if removed {
         status::publish(
             ctx,
@@ -186,8 +199,50 @@ async fn plan_and_apply(
         decision,
         pools: want.into_iter().map(|d| d.name).collect(),
         existed: spot_live.is_some(),
-        wrote: !written.is_empty() || removed,
+        wrote: !written.is_empty() || removed || shift_removed,
+        shift,
+        shift_pool: shift_name,
     }))
+}
+
+/// The shift policy over the plan's log in status and the interruptions the cluster reported.
+fn shift_step(
+    ctx: &Context,
+    sp: &SpotPlan,
+    input: &PlanSpec,
+    (spot_name, shift_name): (&str, &str),
+    now: Timestamp,
+) -> shift::Decision {
+    let state = status::shift_state(sp.status.as_ref());
+    let seen = super::interruptions::seen(&ctx.interruption_events, &ctx.claims, spot_name);
+    // Until the NodeClaim cache is synced, the shift pool's nodes are unknown: never end a
+    // return (and delete the pool) on a count that may be wrong.
+    let shift_nodes = if ctx.claims.synced() {
+        ctx.claims.live_in(shift_name)
+    } else {
+        usize::MAX
+    };
+    shift::decide(input.shift.as_ref(), &state, &seen, shift_nodes, now)
+}
+
+/// The plan without the demoted types; with them if leaving them out leaves nothing.
+fn plan_without_demoted(
+    input: PlanSpec,
+    demoted: &BTreeSet<String>,
+    market: &MarketData,
+) -> Result<(PlanSpec, Plan), Stop> {
+    if !demoted.is_empty() {
+        let mut without = input.clone();
+        without
+            .request
+            .exclude_types
+            .extend(demoted.iter().cloned());
+        if let Ok(plan) = optimize(&without.request, market) {
+            return Ok((without, plan));
+        }
+    }
+    let plan = optimize(&input.request, market)?;
+    Ok((input, plan))
 }
 
 /// Why not to reconcile `sp` now, with when to come back; `None` to go ahead.
@@ -269,19 +324,30 @@ async fn finish(
     let new_status = status::applied_status(sp, a, fresh, now);
     let wrote_status = status::write(ctx, sp, &new_status).await?;
     status::record_metrics(ctx, &sp.name_any(), &a.plan, a.decision.types.len());
+    status::record_shift(ctx, sp, a);
     let outcome = if a.wrote || wrote_status {
         Outcome::Applied
     } else {
         Outcome::Unchanged
     };
-    let next = match a.decision.narrow_at {
-        Some(at) => Action::requeue(
-            Duration::try_from(at.duration_since(now))
-                .unwrap_or(Duration::from_secs(1))
-                .max(Duration::from_secs(1)),
-        ),
-        None => Action::await_change(),
+    let until = |at: Timestamp| {
+        Duration::try_from(at.duration_since(now))
+            .unwrap_or(Duration::from_secs(1))
+            .max(Duration::from_secs(1))
     };
+    let mut waits: Vec<Duration> = [a.decision.narrow_at, a.shift.wake_at]
+        .into_iter()
+        .flatten()
+        .map(until)
+        .collect();
+    // While returning, look again for the shift pool's nodes having moved back.
+    if matches!(a.shift.state.posture, Posture::Returning { .. }) {
+        waits.push(Duration::from_secs(10));
+    }
+    let next = waits
+        .into_iter()
+        .min()
+        .map_or_else(Action::await_change, Action::requeue);
     Ok((outcome, next))
 }
 

@@ -19,6 +19,8 @@ pub struct PlanSpec {
     pub min_narrow_interval: Duration,
     pub settings: NodePoolSettings,
     pub orphan: bool,
+    /// `spec.capacity.onDemandShift`, parsed.
+    pub shift: Option<spotplan_core::policy::shift::ShiftSpec>,
 }
 
 /// Parses and checks a spec. `default_narrow` is the controller's default minNarrowInterval.
@@ -38,7 +40,52 @@ pub fn validate(spec: &SpotPlanSpec, default_narrow: Duration) -> Result<PlanSpe
         min_narrow_interval: min_narrow_interval(spec, default_narrow)?,
         settings: nodepool_settings(spec),
         orphan: spec.deletion_policy == DeletionPolicy::Orphan,
+        shift: on_demand_shift(spec)?,
     })
+}
+
+/// `spec.capacity.onDemandShift`, with its durations parsed.
+pub fn on_demand_shift(
+    spec: &SpotPlanSpec,
+) -> Result<Option<spotplan_core::policy::shift::ShiftSpec>, SpecError> {
+    let Some(s) = spec
+        .capacity
+        .as_ref()
+        .and_then(|c| c.on_demand_shift.as_ref())
+    else {
+        return Ok(None);
+    };
+    let interruptions = u32::try_from(s.interruptions)
+        .ok()
+        .filter(|n| (1..=1000).contains(n))
+        .ok_or_else(|| {
+            err(
+                "spec.capacity.onDemandShift.interruptions",
+                "must be between 1 and 1000",
+            )
+        })?;
+    let duration = |field: &'static str, v: &str| {
+        crate::duration::parse_duration(v)
+            .map_err(|e| err(field, e))
+            .and_then(|d| {
+                if d.is_zero() {
+                    Err(err(field, "must be longer than 0s"))
+                } else {
+                    Ok(d)
+                }
+            })
+    };
+    if spec.node_pool.weight.is_some_and(|w| w >= 99) {
+        return Err(err(
+            "spec.nodePool.weight",
+            "must be below 99 with an onDemandShift: the shift NodePool gets weight + 2",
+        ));
+    }
+    Ok(Some(spotplan_core::policy::shift::ShiftSpec {
+        interruptions,
+        window: duration("spec.capacity.onDemandShift.window", &s.window)?,
+        calm: duration("spec.capacity.onDemandShift.calm", &s.calm)?,
+    }))
 }
 
 /// The CRD's cross-field rules, restated for manifests that never meet the API server

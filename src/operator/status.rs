@@ -16,6 +16,7 @@ use serde_json::json;
 use spotplan_core::MarketData;
 use spotplan_core::plan::Plan;
 use spotplan_core::policy::churn::{Decision, Why};
+use spotplan_core::policy::shift::{self, Move, Posture};
 
 /// A whole second: Conditions and Times round-trip through the API at that precision, so
 /// anything finer would make an unchanged status look changed.
@@ -155,6 +156,182 @@ pub struct Applied {
     pub existed: bool,
     /// Whether this reconcile wrote (or deleted) a NodePool.
     pub wrote: bool,
+    /// The on-demand shift after this reconcile.
+    pub shift: shift::Decision,
+    /// The shift NodePool's name.
+    pub shift_pool: String,
+}
+
+/// The shift policy's state as the status holds it.
+pub fn shift_state(status: Option<&SpotPlanStatus>) -> shift::ShiftState {
+    let Some(s) = status else {
+        return shift::ShiftState::default();
+    };
+    shift::ShiftState {
+        log: s
+            .interruption_log
+            .iter()
+            .map(|i| shift::Interruption {
+                at: i.at.0,
+                uid: i.node_claim_uid.clone(),
+                instance_type: i.instance_type.clone(),
+                zone: i.zone.clone(),
+            })
+            .collect(),
+        posture: match s.shift.as_ref() {
+            Some(p) if p.posture == "Shifted" => Posture::Shifted { since: p.since.0 },
+            Some(p) if p.posture == "Returning" => Posture::Returning { since: p.since.0 },
+            _ => Posture::Spot,
+        },
+        demoted: s.demoted_instance_types.iter().cloned().collect(),
+        returned_at: s.last_returned_to_spot.as_ref().map(|t| t.0),
+    }
+}
+
+/// The shift's fields of the status, and its condition.
+fn set_shift(
+    status: &mut SpotPlanStatus,
+    a: &Applied,
+    spec_on: bool,
+    g: Option<i64>,
+    now: Timestamp,
+) {
+    let st = &a.shift.state;
+    status.interruption_log = st
+        .log
+        .iter()
+        .map(|i| super::crd::LoggedInterruption {
+            node_claim_uid: i.uid.clone(),
+            instance_type: i.instance_type.clone(),
+            zone: i.zone.clone(),
+            at: Time(whole_second(i.at)),
+        })
+        .collect();
+    status.observed_interruptions = shift::observed(&st.log)
+        .into_iter()
+        .map(|o| super::crd::ObservedInterruption {
+            instance_type: o.instance_type,
+            zone: o.zone,
+            count: i32::try_from(o.count).unwrap_or(i32::MAX),
+            last_seen: Time(whole_second(o.last_seen)),
+        })
+        .collect();
+    status.demoted_instance_types = st.demoted.iter().cloned().collect();
+    status.last_returned_to_spot = st.returned_at.map(|t| Time(whole_second(t)));
+    let since = |t: Timestamp| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    status.shift = match st.posture {
+        Posture::Spot => None,
+        Posture::Shifted { since } => Some(super::crd::ShiftStatus {
+            posture: "Shifted".into(),
+            since: Time(whole_second(since)),
+        }),
+        Posture::Returning { since } => Some(super::crd::ShiftStatus {
+            posture: "Returning".into(),
+            since: Time(whole_second(since)),
+        }),
+    };
+    let conds = &mut status.conditions;
+    let last = st.log.last().map(|i| since(i.at)).unwrap_or_default();
+    match st.posture {
+        Posture::Shifted { since: s } => set_condition(
+            conds,
+            conditions::SHIFTED_TO_ON_DEMAND,
+            true,
+            "SpotInterrupted",
+            &format!(
+                "{} interruptions of the plan's spot nodes within the window (spec.capacity.onDemandShift); new capacity goes to on-demand NodePool {} since {}; last interruption {last}",
+                st.log.len(),
+                a.shift_pool,
+                since(s)
+            ),
+            g,
+            now,
+        ),
+        Posture::Returning { since: s } => set_condition(
+            conds,
+            conditions::SHIFTED_TO_ON_DEMAND,
+            false,
+            "ReturningToSpot",
+            &format!(
+                "calm since the last interruption ({last}); spot takes new capacity again since {}, and the on-demand nodes of {} move back to spot one at a time",
+                since(s),
+                a.shift_pool
+            ),
+            g,
+            now,
+        ),
+        Posture::Spot if spec_on => set_condition(
+            conds,
+            conditions::SHIFTED_TO_ON_DEMAND,
+            false,
+            "OnSpot",
+            "new capacity goes to spot; it shifts to on-demand when interruptions reach spec.capacity.onDemandShift",
+            g,
+            now,
+        ),
+        Posture::Spot => remove_condition(conds, conditions::SHIFTED_TO_ON_DEMAND),
+    }
+}
+
+/// Events and metrics for the shift's moves and the interruptions it recorded.
+pub fn record_shift(ctx: &Context, sp: &SpotPlan, a: &Applied) {
+    let plan = sp.name_any();
+    for i in &a.shift.recorded {
+        ctx.metrics
+            .interruptions
+            .with_label_values(&[&plan, &i.instance_type, &i.zone])
+            .inc();
+    }
+    let shifted = matches!(a.shift.state.posture, Posture::Shifted { .. });
+    ctx.metrics
+        .plan_shifted
+        .with_label_values(&[&plan])
+        .set(if shifted { 1.0 } else { 0.0 });
+    for m in &a.shift.moves {
+        let (type_, reason, note) = match m {
+            Move::Shifted { count } => (
+                EventType::Warning,
+                "ShiftedToOnDemand",
+                format!(
+                    "{count} spot interruptions within the window: new capacity goes to on-demand NodePool {}; running spot nodes stay",
+                    a.shift_pool
+                ),
+            ),
+            Move::Returned => (
+                EventType::Normal,
+                "ReturnedToSpot",
+                format!(
+                    "calm: spot takes new capacity again; the on-demand nodes of {} move back to spot one at a time",
+                    a.shift_pool
+                ),
+            ),
+            Move::BackOnSpot => (
+                EventType::Normal,
+                "ShiftNodePoolRemoved",
+                format!(
+                    "every node of {} moved back to spot; the NodePool is removed",
+                    a.shift_pool
+                ),
+            ),
+            Move::Demoted {
+                instance_type,
+                zone,
+                count,
+            } => (
+                EventType::Warning,
+                "InstanceTypeDemoted",
+                format!(
+                    "{instance_type} was interrupted {count} times in {zone} within the window: left out of the list until it has been calm"
+                ),
+            ),
+            Move::Restored { instance_type } => (
+                EventType::Normal,
+                "InstanceTypeRestored",
+                format!("{instance_type} has been calm: it may be listed again"),
+            ),
+        };
+        publish(ctx, sp, type_, reason, note);
+    }
 }
 
 /// The status of a plan whose NodePools now match `applied` (pure).
@@ -197,7 +374,9 @@ pub fn applied_status(
                 since: Time(whole_second(*since)),
             })
             .collect(),
+        ..SpotPlanStatus::default()
     };
+    set_shift(&mut status, a, sp_shift_on(sp), g, now);
     let summary = format!(
         "{} instance types in {} (primary {} x{}{})",
         types.len(),
@@ -466,6 +645,14 @@ pub fn record_metrics(ctx: &Context, name: &str, plan: &Plan, types: usize) {
     if let Some(p) = plan.totals.savings_pct {
         m.plan_savings.with_label_values(&[name]).set(p / 100.0);
     }
+}
+
+/// Whether the plan's spec asks for the on-demand shift.
+fn sp_shift_on(sp: &SpotPlan) -> bool {
+    sp.spec
+        .capacity
+        .as_ref()
+        .is_some_and(|c| c.on_demand_shift.is_some())
 }
 
 #[cfg(test)]

@@ -86,14 +86,28 @@ pub fn streams(client: &Client) -> (Streams, Store<Plan>, Store<DynamicObject>) 
     (Streams { plans, nodepools }, plan_store, nodepool_store)
 }
 
+/// Karpenter's interruption events, and what attributes them to a plan.
+pub struct Interruptions {
+    pub events: BoxStream<'static, Result<k8s_openapi::api::core::v1::Event, watcher::Error>>,
+    pub claims: super::interruptions::Claims,
+    pub nodepools: Store<DynamicObject>,
+}
+
 /// The controller: SpotPlans, their NodePools (an edit to an owned one brings its plan back at
-/// once), and a reconcile of every plan on each market data change.
+/// once), the interruptions of their nodes, and a reconcile of every plan on each market data
+/// change.
 pub fn controller(
     streams: Streams,
     plan_store: Store<Plan>,
     triggers: mpsc::UnboundedReceiver<()>,
+    interruptions: Interruptions,
     concurrency: u16,
 ) -> Controller<Plan> {
+    let Interruptions {
+        events,
+        claims,
+        nodepools,
+    } = interruptions;
     let mut triggers = triggers;
     let trigger_stream = futures::stream::poll_fn(move |cx| triggers.poll_recv(cx));
     Controller::for_stream(streams.plans, plan_store)
@@ -106,6 +120,9 @@ pub fn controller(
             },
             nodepool_resource(),
         )
+        .watches_stream(events, move |e| {
+            super::interruptions::plan_of(&e, &claims, &nodepools)
+        })
         .reconcile_all_on(trigger_stream)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(super::shutdown_signal())

@@ -480,6 +480,40 @@ impl Rig {
     }
 }
 
+impl Rig {
+    /// The KWOK controller: marks Karpenter's fake Nodes Ready and their pods Running (its fast
+    /// Stages), so Karpenter initializes NodeClaims and can drift and replace them.
+    pub fn kwok(&self) -> Background {
+        let log = self.dir.path().join("kwok.log");
+        let stages = self.tools.join("kwok-stages");
+        let mut cmd = Command::new(self.tools.join("kwok"));
+        cmd.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--manage-all-nodes")
+            .arg(format!("--server-address=127.0.0.1:{}", free_port()));
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&stages)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "KWOK stages in {}: {e} (scripts/build-tools.sh kwok)",
+                    stages.display()
+                )
+            })
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+            .collect();
+        files.sort();
+        for f in files {
+            cmd.arg("--config").arg(f);
+        }
+        let child = cmd
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(self.dir.path().join("kwok.err")).unwrap())
+            .spawn()
+            .expect("start kwok (scripts/build-tools.sh kwok)");
+        Background { child, log }
+    }
+}
+
 /// Keeps files' modification times current (a file's age is its mtime) until dropped, as a
 /// data pipeline that rewrites them would.
 pub struct Keeper {

@@ -1,0 +1,200 @@
+//! The cluster's own interruption signal. Karpenter's interruption controller publishes a
+//! Warning Event, reason `SpotInterrupted`, on the NodeClaim when AWS sends the two-minute
+//! notice, then deletes the NodeClaim. Each event is attributed to a plan, an instance type and a
+//! zone through a cache of NodeClaims that remembers deleted ones for an hour, and counted once
+//! per NodeClaim uid (the shift policy deduplicates against the log kept in status).
+
+use super::context::nodepool_resource;
+use super::crd::{PLAN_LABEL, SpotPlan};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Event;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::core::error_boundary::DeserializeGuard;
+use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use spotplan_core::policy::shift::Interruption;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Karpenter's event reason for a spot interruption notice.
+pub const SPOT_INTERRUPTED: &str = "SpotInterrupted";
+const NODEPOOL_LABEL: &str = "karpenter.sh/nodepool";
+const CAPACITY_LABEL: &str = "karpenter.sh/capacity-type";
+const TYPE_LABEL: &str = "node.kubernetes.io/instance-type";
+const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+/// How long a deleted NodeClaim stays attributable.
+const REMEMBER_DELETED: Duration = Duration::from_secs(3600);
+
+pub fn nodeclaim_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("karpenter.sh", "v1", "NodeClaim"),
+        "nodeclaims",
+    )
+}
+
+/// What a NodeClaim says about itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claim {
+    pub nodepool: String,
+    pub instance_type: Option<String>,
+    pub zone: Option<String>,
+    pub capacity_type: Option<String>,
+    deleted: Option<Instant>,
+}
+
+/// NodeClaims by uid, deleted ones kept for [`REMEMBER_DELETED`].
+#[derive(Clone, Default)]
+pub struct Claims(Arc<Mutex<HashMap<String, Claim>>>, Arc<AtomicBool>);
+
+impl Claims {
+    /// Whether the cache has had its first full list (until then no count can be trusted).
+    pub fn synced(&self) -> bool {
+        self.1.load(Ordering::Relaxed)
+    }
+
+    pub fn get(&self, uid: &str) -> Option<Claim> {
+        self.0.lock().expect("claims lock").get(uid).cloned()
+    }
+
+    /// NodeClaims (not deleted) of `nodepool`.
+    pub fn live_in(&self, nodepool: &str) -> usize {
+        self.0
+            .lock()
+            .expect("claims lock")
+            .values()
+            .filter(|c| c.deleted.is_none() && c.nodepool == nodepool)
+            .count()
+    }
+
+    fn apply(&self, o: &DynamicObject) {
+        let Some(uid) = o.uid() else { return };
+        let label = |k: &str| o.labels().get(k).cloned();
+        let claim = Claim {
+            nodepool: label(NODEPOOL_LABEL).unwrap_or_default(),
+            instance_type: label(TYPE_LABEL),
+            zone: label(ZONE_LABEL),
+            capacity_type: label(CAPACITY_LABEL),
+            // A NodeClaim being deleted (Karpenter drains it first) holds no capacity to move.
+            deleted: o
+                .metadata
+                .deletion_timestamp
+                .as_ref()
+                .map(|_| Instant::now()),
+        };
+        self.0.lock().expect("claims lock").insert(uid, claim);
+    }
+
+    fn delete(&self, o: &DynamicObject) {
+        let Some(uid) = o.uid() else { return };
+        let mut map = self.0.lock().expect("claims lock");
+        if let Some(c) = map.get_mut(&uid) {
+            c.deleted.get_or_insert_with(Instant::now);
+        } else {
+            drop(map);
+            self.apply(o);
+            self.delete(o);
+        }
+    }
+
+    fn prune(&self) {
+        self.0
+            .lock()
+            .expect("claims lock")
+            .retain(|_, c| c.deleted.is_none_or(|d| d.elapsed() < REMEMBER_DELETED));
+    }
+}
+
+/// Keeps `claims` up to date from a watch of every NodeClaim.
+pub fn spawn_claims_watch(client: &Client, claims: Claims) {
+    let api = Api::<DynamicObject>::all_with(client.clone(), &nodeclaim_resource());
+    tokio::spawn(async move {
+        let mut events = watcher(api, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .boxed();
+        while let Some(e) = events.next().await {
+            match e {
+                Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => claims.apply(&o),
+                Ok(watcher::Event::Delete(o)) => claims.delete(&o),
+                Ok(watcher::Event::InitDone) => {
+                    claims.1.store(true, Ordering::Relaxed);
+                    claims.prune();
+                }
+                Ok(_) => claims.prune(),
+                Err(e) => tracing::debug!(error = %e, "NodeClaim watch"),
+            }
+        }
+    });
+}
+
+/// Karpenter's SpotInterrupted events (a cache read by every reconcile) and the stream that
+/// brings their plans back.
+pub fn events(
+    client: &Client,
+) -> (
+    Store<Event>,
+    BoxStream<'static, Result<Event, watcher::Error>>,
+) {
+    let (store, writer) = reflector::store();
+    let stream = reflector(
+        writer,
+        watcher(
+            Api::<Event>::all(client.clone()),
+            watcher::Config::default()
+                .fields(&format!("reason={SPOT_INTERRUPTED}"))
+                .any_semantic(),
+        ),
+    )
+    .default_backoff()
+    .applied_objects()
+    .boxed();
+    (store, stream)
+}
+
+/// The SpotPlan an interruption event concerns: its NodeClaim's NodePool's plan label.
+pub fn plan_of(
+    e: &Event,
+    claims: &Claims,
+    nodepools: &Store<DynamicObject>,
+) -> Option<ObjectRef<DeserializeGuard<SpotPlan>>> {
+    let claim = claims.get(e.involved_object.uid.as_deref()?)?;
+    let np = nodepools.get(&ObjectRef::new_with(&claim.nodepool, nodepool_resource()))?;
+    np.labels().get(PLAN_LABEL).map(|p| ObjectRef::new(p))
+}
+
+fn when(e: &Event) -> Option<Timestamp> {
+    let t = e
+        .event_time
+        .as_ref()
+        .map(|t| t.0)
+        .or_else(|| e.last_timestamp.as_ref().map(|t| t.0))
+        .or_else(|| e.first_timestamp.as_ref().map(|t| t.0))
+        .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0))?;
+    Some(t)
+}
+
+/// The spot interruptions the cache holds for NodeClaims of `nodepool`.
+pub fn seen(events: &Store<Event>, claims: &Claims, nodepool: &str) -> Vec<Interruption> {
+    events
+        .state()
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some(SPOT_INTERRUPTED))
+        .filter(|e| e.involved_object.kind.as_deref() == Some("NodeClaim"))
+        .filter_map(|e| {
+            let uid = e.involved_object.uid.clone()?;
+            let c = claims.get(&uid)?;
+            (c.nodepool == nodepool && c.capacity_type.as_deref() == Some("spot")).then_some(
+                Interruption {
+                    at: when(e)?,
+                    uid,
+                    instance_type: c.instance_type.unwrap_or_else(|| "unknown".into()),
+                    zone: c.zone.unwrap_or_else(|| "unknown".into()),
+                },
+            )
+        })
+        .collect()
+}
