@@ -94,12 +94,10 @@ fn claims(rig: &Rig, nodepool: &str) -> Option<Vec<(String, String, u32)>> {
     .collect()
 }
 
-#[test]
-fn karpenter_launches_only_planned_types() {
-    let Some(rig) = Rig::start("karpenter") else {
-        return;
-    };
-    let types_file = rig.dir.path().join("kwok-instance-types.json");
+/// The whole catalog for us-east-1 with the rig's prices, in the kwok provider's
+/// instance-types format (`spotplan render --format kwok-instance-types`): its path and bytes.
+fn kwok_instance_types(rig: &Rig) -> (std::path::PathBuf, Vec<u8>) {
+    let path = rig.dir.path().join("kwok-instance-types.json");
     let mut render = std::process::Command::new(env!("CARGO_BIN_EXE_spotplan"));
     render
         .args([
@@ -108,13 +106,22 @@ fn karpenter_launches_only_planned_types() {
             "kwok-instance-types",
             "--region",
             "us-east-1",
-            "--advisor-data",
         ])
+        .arg("--advisor-data")
         .arg(&rig.advisor)
         .arg("--prices")
         .arg(&rig.prices);
-    let types_json = run_ok(render);
-    std::fs::write(&types_file, &types_json).unwrap();
+    let json = run_ok(render);
+    std::fs::write(&path, &json).unwrap();
+    (path, json)
+}
+
+#[test]
+fn karpenter_launches_only_planned_types() {
+    let Some(rig) = Rig::start("karpenter") else {
+        return;
+    };
+    let (types_file, types_json) = kwok_instance_types(&rig);
     let catalog: Value = serde_json::from_slice(&types_json).unwrap();
     assert!(
         catalog.as_array().unwrap().len() > 1000,
@@ -339,21 +346,7 @@ fn interruptions_shift_to_on_demand_and_back() {
     let Some(rig) = Rig::start("shift") else {
         return;
     };
-    let types_file = rig.dir.path().join("kwok-instance-types.json");
-    let mut render = std::process::Command::new(env!("CARGO_BIN_EXE_spotplan"));
-    render
-        .args([
-            "render",
-            "--format",
-            "kwok-instance-types",
-            "--region",
-            "us-east-1",
-            "--advisor-data",
-        ])
-        .arg(&rig.advisor)
-        .arg("--prices")
-        .arg(&rig.prices);
-    std::fs::write(&types_file, run_ok(render)).unwrap();
+    let (types_file, _) = kwok_instance_types(&rig);
     let karpenter = rig.karpenter(&types_file);
     let _kwok = rig.kwok();
     let _lifecycle = NodeLifecycle::start(&rig);

@@ -32,10 +32,11 @@
 //! With the defaults (confirm 7 days, min_interval 1 day) a type over a ceiling the user set
 //! is written at most 8 days after it crossed it.
 
+use super::after;
 use crate::market::MarketData;
 use crate::optimizer::{Fit, PlanError, Request, fit};
 use crate::plan::{CeilingSource, Plan};
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -120,11 +121,6 @@ pub struct Inputs<'a> {
     pub data_fresh: bool,
     pub now: Timestamp,
     pub settings: Settings,
-}
-
-fn after(t: Timestamp, d: Duration) -> Timestamp {
-    t.checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX))
-        .unwrap_or(Timestamp::MAX)
 }
 
 /// `types` widened with `ranked` in order while it holds fewer than `cap`.

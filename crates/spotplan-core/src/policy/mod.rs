@@ -7,3 +7,18 @@
 pub mod backtest;
 pub mod churn;
 pub mod shift;
+
+use jiff::{SignedDuration, Timestamp};
+use std::time::Duration;
+
+/// `t + d`, saturating at the end of time.
+pub(crate) fn after(t: Timestamp, d: Duration) -> Timestamp {
+    t.checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX))
+        .unwrap_or(Timestamp::MAX)
+}
+
+/// `t - d`, saturating at the start of time.
+pub(crate) fn before(t: Timestamp, d: Duration) -> Timestamp {
+    t.checked_sub(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX))
+        .unwrap_or(Timestamp::MIN)
+}

@@ -19,7 +19,8 @@
 //!    at least a day) and at most [`LOG_LIMIT`] entries, newest kept; `observedInterruptions` in
 //!    status is that log counted per (type, zone).
 
-use jiff::{SignedDuration, Timestamp};
+use super::{after, before};
+use jiff::Timestamp;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -104,16 +105,6 @@ pub struct Observed {
     pub zone: String,
     pub count: usize,
     pub last_seen: Timestamp,
-}
-
-fn before(t: Timestamp, d: Duration) -> Timestamp {
-    t.checked_sub(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX))
-        .unwrap_or(Timestamp::MIN)
-}
-
-fn after(t: Timestamp, d: Duration) -> Timestamp {
-    t.checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX))
-        .unwrap_or(Timestamp::MAX)
 }
 
 /// How long the log keeps an interruption.
@@ -305,6 +296,7 @@ fn demotions(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jiff::SignedDuration;
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
