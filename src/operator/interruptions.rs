@@ -71,8 +71,8 @@ impl Claims {
             .count()
     }
 
-    fn apply(&self, o: &DynamicObject) {
-        let Some(uid) = o.uid() else { return };
+    /// What `o` says about itself, under its uid.
+    fn claim(o: &DynamicObject) -> Option<(String, Claim)> {
         let label = |k: &str| o.labels().get(k).cloned();
         let claim = Claim {
             nodepool: label(NODEPOOL_LABEL).unwrap_or_default(),
@@ -86,19 +86,25 @@ impl Claims {
                 .as_ref()
                 .map(|_| Instant::now()),
         };
-        self.0.lock().expect("claims lock").insert(uid, claim);
+        Some((o.uid()?, claim))
     }
 
-    fn delete(&self, o: &DynamicObject) {
-        let Some(uid) = o.uid() else { return };
-        let mut map = self.0.lock().expect("claims lock");
-        if let Some(c) = map.get_mut(&uid) {
-            c.deleted.get_or_insert_with(Instant::now);
-        } else {
-            drop(map);
-            self.apply(o);
-            self.delete(o);
+    fn apply(&self, o: &DynamicObject) {
+        if let Some((uid, claim)) = Self::claim(o) {
+            self.0.lock().expect("claims lock").insert(uid, claim);
         }
+    }
+
+    /// Marks `o` deleted (kept for [`REMEMBER_DELETED`]), recording it first if it was unseen.
+    fn delete(&self, o: &DynamicObject) {
+        let Some((uid, claim)) = Self::claim(o) else {
+            return;
+        };
+        let mut map = self.0.lock().expect("claims lock");
+        map.entry(uid)
+            .or_insert(claim)
+            .deleted
+            .get_or_insert_with(Instant::now);
     }
 
     fn prune(&self) {

@@ -75,12 +75,6 @@ pub fn on_demand_shift(
                 }
             })
     };
-    if spec.node_pool.weight.is_some_and(|w| w >= 99) {
-        return Err(err(
-            "spec.nodePool.weight",
-            "must be below 99 with an onDemandShift: the shift NodePool gets weight + 2",
-        ));
-    }
     Ok(Some(spotplan_core::policy::shift::ShiftSpec {
         interruptions,
         window: duration("spec.capacity.onDemandShift.window", &s.window)?,
@@ -108,6 +102,16 @@ fn check_cross_fields(
         return Err(err(
             "spec.nodePool.weight",
             "must be below 100 with an onDemandBase: the on-demand NodePool gets weight + 1",
+        ));
+    }
+    let shift = spec
+        .capacity
+        .as_ref()
+        .is_some_and(|c| c.on_demand_shift.is_some());
+    if shift && spec.node_pool.weight.is_some_and(|w| w >= 99) {
+        return Err(err(
+            "spec.nodePool.weight",
+            "must be below 99 with an onDemandShift: the shift NodePool gets weight + 2",
         ));
     }
     if let Some(r) = spec
