@@ -50,21 +50,8 @@ static SNAPS: LazyLock<Vec<Snap>> = LazyLock::new(|| {
 });
 
 fn run(args: &[&str]) -> Value {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_spotplan"))
-        .arg("backtest")
-        .arg("--history")
-        .arg(history_dir())
-        .args(["--from", FROM, "-o", "json", "--prices"])
-        .arg(common::prices_path())
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "spotplan backtest {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    common::backtest_json(&history_dir(), FROM, &args)
 }
 
 fn ts(v: &Value) -> Timestamp {

@@ -3,6 +3,7 @@
 
 mod chart;
 mod peer;
+mod shift;
 
 use super::CliError;
 use super::recommend::RequestArgs;
@@ -66,6 +67,8 @@ pub struct BacktestArgs {
     /// by side.
     #[arg(long, value_name = "PATH")]
     pub peer: Option<PathBuf>,
+    #[command(flatten)]
+    pub shift: shift::ShiftArgs,
 }
 
 /// What `-o json` prints.
@@ -76,6 +79,8 @@ struct Printed<'a> {
     report: &'a Report,
     #[serde(skip_serializing_if = "Option::is_none")]
     peer: Option<&'a PeerReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shift_simulation: Option<&'a shift::Simulated>,
 }
 
 pub async fn run(args: BacktestArgs) -> Result<(), CliError> {
@@ -84,6 +89,7 @@ pub async fn run(args: BacktestArgs) -> Result<(), CliError> {
     validate(&req, Catalog::embedded()).map_err(|e| asked.request_error(e))?;
     let files = snapshot_files(&args.history, args.from, args.to)?;
     let prices = args.prices.as_deref().map(read_prices).transpose()?;
+    let priced = prices.is_some();
     let snapshots = load(&files, prices, &req.region)?;
     let settings = Settings {
         min_interval: asked
@@ -102,6 +108,7 @@ pub async fn run(args: BacktestArgs) -> Result<(), CliError> {
         }
         None => None,
     };
+    let simulated = args.shift.run(&req, &snapshots, &report, priced)?;
     let title = describe(&req);
     if let Some(path) = &args.svg {
         chart::write(path, &title, &report, peer.as_ref()).map_err(|e| {
@@ -115,10 +122,16 @@ pub async fn run(args: BacktestArgs) -> Result<(), CliError> {
                 request: title,
                 report: &report,
                 peer: peer.as_ref(),
+                shift_simulation: simulated.as_ref(),
             })
             .expect("JSON")
         ),
-        Output::Table => print_table(&title, &report, peer.as_ref(), req.max_band.is_some()),
+        Output::Table => {
+            print_table(&title, &report, peer.as_ref(), req.max_band.is_some());
+            if let Some(s) = &simulated {
+                shift::print(s);
+            }
+        }
     }
     Ok(())
 }

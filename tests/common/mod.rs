@@ -172,3 +172,22 @@ pub fn serve_file(path: &std::path::Path) -> String {
     });
     rx.recv().unwrap()
 }
+
+/// `spotplan backtest --history DIR --from FROM -o json --prices <the shared CSV> ARGS`, parsed.
+pub fn backtest_json(history: &std::path::Path, from: &str, args: &[String]) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_spotplan"))
+        .arg("backtest")
+        .arg("--history")
+        .arg(history)
+        .args(["--from", from, "-o", "json", "--prices"])
+        .arg(prices_path())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "spotplan backtest {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}

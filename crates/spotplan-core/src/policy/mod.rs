@@ -3,10 +3,12 @@
 //! - [`churn`]: which instance types to write, given the written list and a fresh plan.
 //! - [`backtest`]: a request replayed over market snapshots with the churn rule, measured.
 //! - [`shift`]: the on-demand shift and per-type demotion from the plan's own interruptions.
+//! - [`shift_sim`]: the shift rule run against a simulated interruption stream along a replay.
 
 pub mod backtest;
 pub mod churn;
 pub mod shift;
+pub mod shift_sim;
 
 use jiff::{SignedDuration, Timestamp};
 use std::time::Duration;

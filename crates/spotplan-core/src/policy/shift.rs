@@ -37,6 +37,14 @@ pub struct ShiftSpec {
     pub calm: Duration,
 }
 
+/// What an `onDemandShift` leaves unset: the policy the simulated interruption stream chose
+/// (README, "Choosing the shift's defaults"; `tests/shift_sim.rs` re-derives it).
+pub const DEFAULT: ShiftSpec = ShiftSpec {
+    interruptions: 6,
+    window: Duration::from_secs(6 * 3600),
+    calm: Duration::from_secs(24 * 3600),
+};
+
 /// One spot interruption of one of the plan's NodeClaims.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Interruption {

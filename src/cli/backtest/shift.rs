@@ -1,0 +1,166 @@
+//! `spotplan backtest --simulate-interruptions`: the on-demand shift rule run against a
+//! simulated interruption stream along the replay (`spotplan_core::policy::shift_sim`).
+
+use super::CliError;
+use crate::duration::parse_duration;
+use clap::Args;
+use serde::Serialize;
+use spotplan_core::policy::backtest::{Report, Snapshot};
+use spotplan_core::policy::shift::ShiftSpec;
+use spotplan_core::policy::shift_sim::{self, Model, Outcome};
+
+#[derive(Args, Debug)]
+pub struct ShiftArgs {
+    /// Simulate an interruption stream along the replay (a documented model, fixed seed) and
+    /// run the on-demand shift rule against it, for each --shift or a grid of them. Needs
+    /// --prices.
+    #[arg(long)]
+    pub simulate_interruptions: bool,
+    /// An onDemandShift to simulate, N/WINDOW/CALM (e.g. 3/1h/6h); repeat for several. Without
+    /// it, a grid.
+    #[arg(long = "shift", value_name = "N/WINDOW/CALM", value_parser = parse_shift)]
+    pub shifts: Vec<ShiftSpec>,
+    /// Seed of the simulated stream.
+    #[arg(long, default_value_t = Model::default().seed)]
+    pub seed: u64,
+    /// Independent runs over the replay.
+    #[arg(long, default_value_t = Model::default().trials)]
+    pub trials: u32,
+    /// Capacity crunches per zone per year (each felt by every type in the zone).
+    #[arg(long, default_value_t = Model::default().crunches_per_year)]
+    pub crunches_per_year: f64,
+    /// How long a crunch lasts, in hours.
+    #[arg(long, default_value_t = Model::default().crunch_hours)]
+    pub crunch_hours: f64,
+    /// Share of interruptions that fall in crunches (0: none, evenly spread).
+    #[arg(long, default_value_t = Model::default().crunch_share)]
+    pub crunch_share: f64,
+    /// Share of a pool's spot nodes one reclaim takes.
+    #[arg(long, default_value_t = Model::default().reclaim_share)]
+    pub reclaim_share: f64,
+}
+
+/// What `-o json` adds.
+#[derive(Serialize)]
+pub struct Simulated {
+    pub model: Model,
+    pub outcomes: Vec<Outcome>,
+}
+
+fn parse_shift(s: &str) -> Result<ShiftSpec, String> {
+    let parts: Vec<&str> = s.split('/').collect();
+    let [n, window, calm] = parts[..] else {
+        return Err(format!("'{s}' is not N/WINDOW/CALM: use e.g. 3/1h/6h"));
+    };
+    let interruptions: u32 = n
+        .parse()
+        .ok()
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| format!("'{n}' is not a count of interruptions (1 or more)"))?;
+    Ok(ShiftSpec {
+        interruptions,
+        window: parse_duration(window)?,
+        calm: parse_duration(calm)?,
+    })
+}
+
+impl ShiftArgs {
+    fn model(&self) -> Model {
+        Model {
+            seed: self.seed,
+            trials: self.trials,
+            crunches_per_year: self.crunches_per_year,
+            crunch_hours: self.crunch_hours,
+            crunch_share: self.crunch_share,
+            reclaim_share: self.reclaim_share,
+            ..Model::default()
+        }
+    }
+
+    /// The simulation, when asked for.
+    pub fn run(
+        &self,
+        req: &spotplan_core::Request,
+        snapshots: &[Snapshot],
+        report: &Report,
+        priced: bool,
+    ) -> Result<Option<Simulated>, CliError> {
+        if !self.simulate_interruptions && self.shifts.is_empty() {
+            return Ok(None);
+        }
+        if !priced {
+            return Err(CliError::usage(
+                "--prices",
+                "the interruption simulation charges on-demand hours: pass a price CSV with --prices",
+            ));
+        }
+        let model = self.model();
+        let specs = if self.shifts.is_empty() {
+            shift_sim::grid()
+        } else {
+            self.shifts.clone()
+        };
+        let outcomes =
+            shift_sim::sweep(req, snapshots, report, &specs, &model).map_err(|e| match e {
+                shift_sim::SimError::Model(m) => CliError::usage("--trials/--crunch-*", m),
+                e => CliError::usage("--prices", e.to_string()),
+            })?;
+        Ok(Some(Simulated { model, outcomes }))
+    }
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.1}%", v * 100.0)
+}
+
+pub fn print(s: &Simulated) {
+    let m = &s.model;
+    println!(
+        "simulated interruptions: {} trials, seed {}; reclaims take {:.0}% of a pool; {} crunch(es) per zone a year of {} h hold {:.0}% of interruptions ({:.0}x the calm rate)",
+        m.trials,
+        m.seed,
+        m.reclaim_share * 100.0,
+        m.crunches_per_year,
+        m.crunch_hours,
+        m.crunch_share * 100.0,
+        m.crunch_factor()
+    );
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY)
+        .set_header(vec![
+            "onDemandShift",
+            "shifts/mo",
+            "in calm/mo",
+            "h per shift",
+            "time shifted",
+            "extra $",
+            "interr./mo",
+            "spared",
+            "in crunches",
+            "fleet-h per spared",
+            "demotions/mo",
+        ]);
+    for o in &s.outcomes {
+        t.add_row(vec![
+            o.policy.clone(),
+            format!("{:.2}", o.shifts_per_month),
+            format!("{:.2}", o.calm_shifts_per_month),
+            format!("{:.1}", o.mean_shift_hours),
+            pct(o.shifted_share),
+            pct(o.extra_cost),
+            format!("{:.2}", o.interruptions_per_month),
+            pct(o.avoided),
+            pct(o.crunch_avoided),
+            o.fleet_hours_per_avoided
+                .map_or("-".into(), |h| format!("{h:.1}")),
+            format!("{:.2}", o.demotions_per_month),
+        ]);
+    }
+    println!("{t}");
+    if let Some(o) = s.outcomes.first() {
+        println!(
+            "fleet: {:.1} nodes on average over {:.0} plan-months",
+            o.mean_nodes, o.plan_months
+        );
+    }
+}
