@@ -1320,3 +1320,134 @@ fn a_hung_data_source_costs_no_liveness() {
     }
     assert!(rig.get_json("nodepool", "nodata").is_none());
 }
+
+/// A NodeClaim as Karpenter's provisioner creates it for `nodepool`, before launch: no
+/// instance-type or zone label, only requirements.
+fn pending_claim(name: &str, nodepool: &str, types: &[&str], zone: &str) -> String {
+    let types = types
+        .iter()
+        .map(|t| format!("\"{t}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "apiVersion: karpenter.sh/v1
+kind: NodeClaim
+metadata:
+  name: {name}
+  labels: {{karpenter.sh/nodepool: {nodepool}}}
+spec:
+  nodeClassRef: {{group: karpenter.k8s.aws, kind: EC2NodeClass, name: default}}
+  requirements:
+  - {{key: node.kubernetes.io/instance-type, operator: In, values: [{types}]}}
+  - {{key: topology.kubernetes.io/zone, operator: In, values: [\"{zone}\"]}}
+  - {{key: karpenter.sh/capacity-type, operator: In, values: [spot]}}
+  - {{key: karpenter.sh/nodepool, operator: In, values: [{nodepool}]}}
+  resources: {{requests: {{cpu: \"1\"}}}}
+"
+    )
+}
+
+/// Records a launch failure the way Karpenter's launch controller does (v1.14
+/// `InsufficientCapacityErrorEvent`): a Warning Event, reason InsufficientCapacityError, on the
+/// NodeClaim, then the NodeClaim deleted.
+fn insufficient_capacity(rig: &Rig, name: &str, n: u32) {
+    let claim = rig.get_json("nodeclaim", name).unwrap();
+    let uid = claim["metadata"]["uid"].as_str().unwrap();
+    let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ");
+    let event = format!(
+        "apiVersion: v1
+kind: Event
+metadata: {{name: {name}.ice-{n}, namespace: default}}
+involvedObject: {{apiVersion: karpenter.sh/v1, kind: NodeClaim, name: {name}, uid: {uid}}}
+reason: InsufficientCapacityError
+type: Warning
+message: \"NodeClaim {name} event: creating instance, insufficient capacity, all requested instance types were unavailable during launch\"
+source: {{component: karpenter}}
+firstTimestamp: \"{now}\"
+lastTimestamp: \"{now}\"
+count: 1
+"
+    );
+    let (ok, out) = rig.apply(&event);
+    assert!(ok, "{out}");
+}
+
+/// InsufficientCapacityError launch failures of a plan's NodeClaims are recorded per instance
+/// type and zone (unknown when the NodeClaim allowed several types), once per NodeClaim
+/// however often Karpenter repeats the event, in status and in a metric; failures of other
+/// NodePools are not the plan's; a failure to launch does not shift the plan. The plan's
+/// `onDemandShift: {}` takes the simulated defaults on the real API server.
+#[test]
+fn launch_failures_are_recorded_per_type_and_zone() {
+    let Some(rig) = Rig::start("launch_failures") else {
+        return;
+    };
+    let controller = rig.controller("admin", &[]);
+    let (ok, out) = rig.apply(&plan_yaml("icy", "  capacity: {onDemandShift: {}}\n"));
+    assert!(ok, "{out}");
+    ready(&rig, "icy");
+    let claims = [
+        pending_claim("icy-one", "icy", &["m7g.8xlarge"], "us-east-1a"),
+        pending_claim(
+            "icy-many",
+            "icy",
+            &["m7g.8xlarge", "c7g.8xlarge"],
+            "us-east-1b",
+        ),
+        pending_claim("other-one", "other", &["m7g.8xlarge"], "us-east-1a"),
+    ];
+    for c in &claims {
+        let (ok, out) = rig.apply(c);
+        assert!(ok, "{out}");
+    }
+    // Karpenter repeats an event for the same NodeClaim: counted once.
+    insufficient_capacity(&rig, "icy-one", 1);
+    insufficient_capacity(&rig, "icy-one", 2);
+    insufficient_capacity(&rig, "icy-many", 1);
+    insufficient_capacity(&rig, "other-one", 1);
+    for name in ["icy-one", "icy-many", "other-one"] {
+        rig.kubectl(&["delete", "nodeclaim", name, "--wait=false"]);
+    }
+    let sp = eventually(T, "two launch failures in status", || {
+        let sp = rig.get_json("spotplan", "icy")?;
+        (sp["status"]["launchFailureLog"].as_array()?.len() == 2).then_some(sp)
+    });
+    let mut observed: Vec<(String, String, i64)> = sp["status"]["observedLaunchFailures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["instanceType"].as_str().unwrap().to_string(),
+                o["zone"].as_str().unwrap().to_string(),
+                o["count"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    observed.sort();
+    assert_eq!(
+        observed,
+        vec![
+            ("m7g.8xlarge".to_string(), "us-east-1a".to_string(), 1),
+            ("unknown".to_string(), "us-east-1b".to_string(), 1),
+        ],
+        "{}",
+        sp["status"]
+    );
+    assert!(
+        sp["status"]["observedInterruptions"].is_null(),
+        "{}",
+        sp["status"]
+    );
+    assert!(sp["status"]["shift"].is_null(), "{}", sp["status"]);
+    assert!(rig.get_json("nodepool", "icy-shift").is_none());
+    let m = controller.metrics();
+    let line = |ty: &str, zone: &str| {
+        format!(
+            "spotplan_launch_failures_total{{instance_type=\"{ty}\",plan=\"icy\",zone=\"{zone}\"}} 1"
+        )
+    };
+    assert!(m.contains(&line("m7g.8xlarge", "us-east-1a")), "{m}");
+    assert!(m.contains(&line("unknown", "us-east-1b")), "{m}");
+    assert!(!m.contains("plan=\"other\""), "{m}");
+}

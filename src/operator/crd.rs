@@ -233,18 +233,23 @@ pub struct CapacitySpec {
 /// When at least `interruptions` of the plan's spot nodes are interrupted within `window`, new
 /// capacity goes to an on-demand NodePool; once `calm` has passed without an interruption, spot
 /// takes new capacity again and the shift's on-demand nodes move back to spot one at a time.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+/// Unset fields take the defaults chosen by `spotplan backtest --simulate-interruptions`
+/// (6 within 6h, calm 24h): `onDemandShift: {}` turns it on with all three.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct OnDemandShift {
-    /// Interruptions within the window that shift the plan.
+    /// Interruptions within the window that shift the plan. Default 6.
     #[schemars(range(min = 1, max = 1000))]
-    pub interruptions: i32,
-    /// e.g. 30m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interruptions: Option<i32>,
+    /// e.g. 30m. Default 6h.
     #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(s|m|h))+$"))]
-    pub window: String,
-    /// Time without an interruption before the plan returns to spot, e.g. 2h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    /// Time without an interruption before the plan returns to spot, e.g. 2h. Default 24h.
     #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(s|m|h))+$"))]
-    pub calm: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calm: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -387,6 +392,15 @@ pub struct SpotPlanStatus {
     /// When the last shift ended: the interruptions before it do not count toward the next.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_returned_to_spot: Option<Time>,
+    /// Launches of the plan's NodeClaims that failed for want of capacity (Karpenter's
+    /// InsufficientCapacityError), per instance type and zone ("unknown" when the NodeClaim
+    /// allowed several), over the same memory as `observedInterruptions`. Recorded, not acted
+    /// on: Karpenter already skips an offering that ran out for a few minutes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub observed_launch_failures: Vec<ObservedInterruption>,
+    /// The launch failures behind those counts, one per NodeClaim.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub launch_failure_log: Vec<LoggedInterruption>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]

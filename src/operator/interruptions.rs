@@ -3,6 +3,12 @@
 //! notice, then deletes the NodeClaim. Each event is attributed to a plan, an instance type and a
 //! zone through a cache of NodeClaims that remembers deleted ones for an hour, and counted once
 //! per NodeClaim uid (the shift policy deduplicates against the log kept in status).
+//!
+//! Karpenter's launch controller publishes a Warning Event, reason `InsufficientCapacityError`,
+//! on a NodeClaim the cloud provider could not launch, then deletes it: those are recorded the
+//! same way, per NodeClaim, as the plan's launch failures. A NodeClaim that has not launched
+//! carries no instance-type or zone label; its type and zone are known only when its
+//! requirements allow exactly one, and are "unknown" otherwise.
 
 use super::context::nodepool_resource;
 use super::crd::{PLAN_LABEL, SpotPlan};
@@ -23,6 +29,8 @@ use std::time::{Duration, Instant};
 
 /// Karpenter's event reason for a spot interruption notice.
 pub const SPOT_INTERRUPTED: &str = "SpotInterrupted";
+/// Karpenter's event reason for a NodeClaim the cloud provider had no capacity for.
+pub const INSUFFICIENT_CAPACITY: &str = "InsufficientCapacityError";
 const NODEPOOL_LABEL: &str = "karpenter.sh/nodepool";
 const CAPACITY_LABEL: &str = "karpenter.sh/capacity-type";
 const TYPE_LABEL: &str = "node.kubernetes.io/instance-type";
@@ -71,9 +79,20 @@ impl Claims {
             .count()
     }
 
-    /// What `o` says about itself, under its uid.
+    /// What `o` says about itself, under its uid: its labels, or for a NodeClaim not launched
+    /// yet, a requirement that allows a single value.
     fn claim(o: &DynamicObject) -> Option<(String, Claim)> {
-        let label = |k: &str| o.labels().get(k).cloned();
+        let only = |k: &str| {
+            let reqs = o.data["spec"]["requirements"].as_array()?;
+            let r = reqs
+                .iter()
+                .find(|r| r["key"] == k && r["operator"] == "In")?;
+            match r["values"].as_array()?.as_slice() {
+                [one] => one.as_str().map(str::to_string),
+                _ => None,
+            }
+        };
+        let label = |k: &str| o.labels().get(k).cloned().or_else(|| only(k));
         let claim = Claim {
             nodepool: label(NODEPOOL_LABEL).unwrap_or_default(),
             instance_type: label(TYPE_LABEL),
@@ -137,8 +156,8 @@ pub fn spawn_claims_watch(client: &Client, claims: Claims) {
     });
 }
 
-/// Karpenter's SpotInterrupted events (a cache read by every reconcile) and the stream that
-/// brings their plans back.
+/// Karpenter's Warning events on NodeClaims (SpotInterrupted and InsufficientCapacityError
+/// among them; a cache read by every reconcile) and the stream that brings their plans back.
 pub fn events(
     client: &Client,
 ) -> (
@@ -151,7 +170,7 @@ pub fn events(
         watcher(
             Api::<Event>::all(client.clone()),
             watcher::Config::default()
-                .fields(&format!("reason={SPOT_INTERRUPTED}"))
+                .fields("involvedObject.kind=NodeClaim,type=Warning")
                 .any_semantic(),
         ),
     )
@@ -161,7 +180,8 @@ pub fn events(
     (store, stream)
 }
 
-/// The SpotPlan an interruption event concerns: its NodeClaim's NodePool's plan label.
+/// The SpotPlan an interruption or launch-failure event concerns: its NodeClaim's NodePool's
+/// plan label.
 pub fn plan_of(
     e: &Event,
     claims: &Claims,
@@ -185,22 +205,43 @@ fn when(e: &Event) -> Option<Timestamp> {
 
 /// The spot interruptions the cache holds for NodeClaims of `nodepool`.
 pub fn seen(events: &Store<Event>, claims: &Claims, nodepool: &str) -> Vec<Interruption> {
+    signals(events, claims, SPOT_INTERRUPTED, &[nodepool], Some("spot"))
+}
+
+/// The launch failures for want of capacity the cache holds for NodeClaims of `nodepools`.
+pub fn launch_failures(
+    events: &Store<Event>,
+    claims: &Claims,
+    nodepools: &[&str],
+) -> Vec<Interruption> {
+    signals(events, claims, INSUFFICIENT_CAPACITY, nodepools, None)
+}
+
+/// Events of `reason` on NodeClaims of `nodepools` (of `capacity` type, if given), one entry
+/// per event, attributed through the NodeClaim cache.
+fn signals(
+    events: &Store<Event>,
+    claims: &Claims,
+    reason: &str,
+    nodepools: &[&str],
+    capacity: Option<&str>,
+) -> Vec<Interruption> {
     events
         .state()
         .iter()
-        .filter(|e| e.reason.as_deref() == Some(SPOT_INTERRUPTED))
+        .filter(|e| e.reason.as_deref() == Some(reason))
         .filter(|e| e.involved_object.kind.as_deref() == Some("NodeClaim"))
         .filter_map(|e| {
             let uid = e.involved_object.uid.clone()?;
             let c = claims.get(&uid)?;
-            (c.nodepool == nodepool && c.capacity_type.as_deref() == Some("spot")).then_some(
-                Interruption {
-                    at: when(e)?,
-                    uid,
-                    instance_type: c.instance_type.unwrap_or_else(|| "unknown".into()),
-                    zone: c.zone.unwrap_or_else(|| "unknown".into()),
-                },
-            )
+            let ours = nodepools.contains(&c.nodepool.as_str())
+                && capacity.is_none_or(|want| c.capacity_type.as_deref() == Some(want));
+            ours.then_some(Interruption {
+                at: when(e)?,
+                uid,
+                instance_type: c.instance_type.unwrap_or_else(|| "unknown".into()),
+                zone: c.zone.unwrap_or_else(|| "unknown".into()),
+            })
         })
         .collect()
 }

@@ -24,6 +24,7 @@ pub struct Metrics {
     pub data_refreshes: IntCounterVec,
     pub leader: IntGauge,
     pub interruptions: IntCounterVec,
+    pub launch_failures: IntCounterVec,
     pub plan_shifted: GaugeVec,
 }
 
@@ -138,6 +139,14 @@ impl Metrics {
                 &["plan", "instance_type", "zone"],
             )
             .unwrap(),
+            launch_failures: IntCounterVec::new(
+                Opts::new(
+                    "launch_failures_total",
+                    "Launches of a plan's NodeClaims that failed for want of capacity (InsufficientCapacityError; one per NodeClaim), by type and zone",
+                ),
+                &["plan", "instance_type", "zone"],
+            )
+            .unwrap(),
             plan_shifted: plan(
                 "plan_shifted",
                 "1 while a plan's new capacity is shifted to on-demand (onDemandShift)",
@@ -162,6 +171,7 @@ impl Metrics {
             Box::new(m.data_refreshes.clone()),
             Box::new(m.leader.clone()),
             Box::new(m.interruptions.clone()),
+            Box::new(m.launch_failures.clone()),
             Box::new(m.plan_shifted.clone()),
         ] {
             m.registry.register(c).expect("metrics register once");

@@ -146,6 +146,8 @@ async fn plan_and_apply(
     let (spot_name, od_name) = desired::names(&name);
     let shift_name = desired::shift_name(&name);
     let shift = shift_step(ctx, sp, &input, (&spot_name, &shift_name), now);
+    let launch_failures =
+        launch_failures_step(ctx, sp, &input, [&spot_name, &od_name, &shift_name], now);
     let (input, mut plan) = plan_without_demoted(input, &shift.state.demoted, &market)?;
     if ctx.settings.placement_scores {
         ctx.market.placement(&mut plan).await;
@@ -202,6 +204,7 @@ async fn plan_and_apply(
         wrote: !written.is_empty() || removed || shift_removed,
         shift,
         shift_pool: shift_name,
+        launch_failures,
     }))
 }
 
@@ -223,6 +226,21 @@ fn shift_step(
         usize::MAX
     };
     shift::decide(input.shift.as_ref(), &state, &seen, shift_nodes, now)
+}
+
+/// The plan's launch failures for want of capacity: the log in status with what the cluster
+/// reported since, kept as long as the interruptions are.
+fn launch_failures_step(
+    ctx: &Context,
+    sp: &SpotPlan,
+    input: &PlanSpec,
+    pools: [&str; 3],
+    now: Timestamp,
+) -> status::LaunchFailures {
+    let old = status::launch_failure_log(sp.status.as_ref());
+    let seen = super::interruptions::launch_failures(&ctx.interruption_events, &ctx.claims, &pools);
+    let (log, recorded) = shift::record(&old, &seen, now, shift::memory(input.shift.as_ref()));
+    status::LaunchFailures { log, recorded }
 }
 
 /// The plan without the demoted types; with them if leaving them out leaves nothing.

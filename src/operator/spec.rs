@@ -55,16 +55,23 @@ pub fn on_demand_shift(
     else {
         return Ok(None);
     };
-    let interruptions = u32::try_from(s.interruptions)
-        .ok()
-        .filter(|n| (1..=1000).contains(n))
-        .ok_or_else(|| {
-            err(
-                "spec.capacity.onDemandShift.interruptions",
-                "must be between 1 and 1000",
-            )
-        })?;
-    let duration = |field: &'static str, v: &str| {
+    let default = spotplan_core::policy::shift::DEFAULT;
+    let interruptions = match s.interruptions {
+        None => default.interruptions,
+        Some(n) => u32::try_from(n)
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| {
+                err(
+                    "spec.capacity.onDemandShift.interruptions",
+                    "must be between 1 and 1000 (or unset for the default, 6)",
+                )
+            })?,
+    };
+    let duration = |field: &'static str, v: Option<&String>, default: Duration| {
+        let Some(v) = v else {
+            return Ok(default);
+        };
         crate::duration::parse_duration(v)
             .map_err(|e| err(field, e))
             .and_then(|d| {
@@ -77,8 +84,16 @@ pub fn on_demand_shift(
     };
     Ok(Some(spotplan_core::policy::shift::ShiftSpec {
         interruptions,
-        window: duration("spec.capacity.onDemandShift.window", &s.window)?,
-        calm: duration("spec.capacity.onDemandShift.calm", &s.calm)?,
+        window: duration(
+            "spec.capacity.onDemandShift.window",
+            s.window.as_ref(),
+            default.window,
+        )?,
+        calm: duration(
+            "spec.capacity.onDemandShift.calm",
+            s.calm.as_ref(),
+            default.calm,
+        )?,
     }))
 }
 
@@ -399,6 +414,32 @@ mod tests {
         assert_eq!(r.vcpus, 3);
         let r = request(&spec(&BASE.replace("500m", "64"))).unwrap();
         assert_eq!(r.vcpus, 64);
+    }
+
+    #[test]
+    fn on_demand_shift_fields_left_out_take_the_simulated_defaults() {
+        let d = spotplan_core::policy::shift::DEFAULT;
+        assert_eq!(on_demand_shift(&spec(BASE)).unwrap(), None);
+        let all = on_demand_shift(&spec(&format!("{BASE}capacity: {{onDemandShift: {{}}}}\n")));
+        assert_eq!(all.unwrap(), Some(d));
+        let some = on_demand_shift(&spec(&format!(
+            "{BASE}capacity: {{onDemandShift: {{interruptions: 2, calm: 90m}}}}\n"
+        )))
+        .unwrap()
+        .unwrap();
+        assert_eq!(some.interruptions, 2);
+        assert_eq!(some.window, d.window);
+        assert_eq!(some.calm, Duration::from_secs(90 * 60));
+        let e = on_demand_shift(&spec(&format!(
+            "{BASE}capacity: {{onDemandShift: {{interruptions: 0}}}}\n"
+        )))
+        .unwrap_err();
+        assert_eq!(e.field, "spec.capacity.onDemandShift.interruptions");
+        let e = on_demand_shift(&spec(&format!(
+            "{BASE}capacity: {{onDemandShift: {{window: 0s}}}}\n"
+        )))
+        .unwrap_err();
+        assert_eq!(e.field, "spec.capacity.onDemandShift.window");
     }
 
     #[test]

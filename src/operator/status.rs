@@ -160,6 +160,53 @@ pub struct Applied {
     pub shift: shift::Decision,
     /// The shift NodePool's name.
     pub shift_pool: String,
+    pub launch_failures: LaunchFailures,
+}
+
+/// The plan's launch failures for want of capacity (Karpenter's InsufficientCapacityError),
+/// one per NodeClaim, and the ones new in this reconcile.
+pub struct LaunchFailures {
+    pub log: Vec<shift::Interruption>,
+    pub recorded: Vec<shift::Interruption>,
+}
+
+/// The launch-failure log as the status holds it.
+pub fn launch_failure_log(status: Option<&SpotPlanStatus>) -> Vec<shift::Interruption> {
+    status.map_or_else(Vec::new, |s| from_logged(&s.launch_failure_log))
+}
+
+fn from_logged(log: &[super::crd::LoggedInterruption]) -> Vec<shift::Interruption> {
+    log.iter()
+        .map(|i| shift::Interruption {
+            at: i.at.0,
+            uid: i.node_claim_uid.clone(),
+            instance_type: i.instance_type.clone(),
+            zone: i.zone.clone(),
+        })
+        .collect()
+}
+
+fn to_logged(log: &[shift::Interruption]) -> Vec<super::crd::LoggedInterruption> {
+    log.iter()
+        .map(|i| super::crd::LoggedInterruption {
+            node_claim_uid: i.uid.clone(),
+            instance_type: i.instance_type.clone(),
+            zone: i.zone.clone(),
+            at: Time(whole_second(i.at)),
+        })
+        .collect()
+}
+
+fn counted(log: &[shift::Interruption]) -> Vec<super::crd::ObservedInterruption> {
+    shift::observed(log)
+        .into_iter()
+        .map(|o| super::crd::ObservedInterruption {
+            instance_type: o.instance_type,
+            zone: o.zone,
+            count: i32::try_from(o.count).unwrap_or(i32::MAX),
+            last_seen: Time(whole_second(o.last_seen)),
+        })
+        .collect()
 }
 
 /// The shift policy's state as the status holds it.
@@ -168,16 +215,7 @@ pub fn shift_state(status: Option<&SpotPlanStatus>) -> shift::ShiftState {
         return shift::ShiftState::default();
     };
     shift::ShiftState {
-        log: s
-            .interruption_log
-            .iter()
-            .map(|i| shift::Interruption {
-                at: i.at.0,
-                uid: i.node_claim_uid.clone(),
-                instance_type: i.instance_type.clone(),
-                zone: i.zone.clone(),
-            })
-            .collect(),
+        log: from_logged(&s.interruption_log),
         posture: match s.shift.as_ref() {
             Some(p) if p.posture == "Shifted" => Posture::Shifted { since: p.since.0 },
             Some(p) if p.posture == "Returning" => Posture::Returning { since: p.since.0 },
@@ -197,25 +235,10 @@ fn set_shift(
     now: Timestamp,
 ) {
     let st = &a.shift.state;
-    status.interruption_log = st
-        .log
-        .iter()
-        .map(|i| super::crd::LoggedInterruption {
-            node_claim_uid: i.uid.clone(),
-            instance_type: i.instance_type.clone(),
-            zone: i.zone.clone(),
-            at: Time(whole_second(i.at)),
-        })
-        .collect();
-    status.observed_interruptions = shift::observed(&st.log)
-        .into_iter()
-        .map(|o| super::crd::ObservedInterruption {
-            instance_type: o.instance_type,
-            zone: o.zone,
-            count: i32::try_from(o.count).unwrap_or(i32::MAX),
-            last_seen: Time(whole_second(o.last_seen)),
-        })
-        .collect();
+    status.interruption_log = to_logged(&st.log);
+    status.observed_interruptions = counted(&st.log);
+    status.launch_failure_log = to_logged(&a.launch_failures.log);
+    status.observed_launch_failures = counted(&a.launch_failures.log);
     status.demoted_instance_types = st.demoted.iter().cloned().collect();
     status.last_returned_to_spot = st.returned_at.map(|t| Time(whole_second(t)));
     let since = |t: Timestamp| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
@@ -279,6 +302,12 @@ pub fn record_shift(ctx: &Context, sp: &SpotPlan, a: &Applied) {
     for i in &a.shift.recorded {
         ctx.metrics
             .interruptions
+            .with_label_values(&[&plan, &i.instance_type, &i.zone])
+            .inc();
+    }
+    for i in &a.launch_failures.recorded {
+        ctx.metrics
+            .launch_failures
             .with_label_values(&[&plan, &i.instance_type, &i.zone])
             .inc();
     }
