@@ -460,8 +460,17 @@ fn interruptions_shift_to_on_demand_and_back() {
             (condition(&sp, "ShiftedToOnDemand")?.0 == "False").then_some(())
         },
     );
+    // One node at a time: sampled every second, never two shift NodeClaims being deleted at
+    // once; and every disruption command Karpenter logs for them takes one node.
     let start = std::time::Instant::now();
+    let mut most_deleting = 0;
     while rig.get_json("nodepool", "shifty-shift").is_some() {
+        let deleting = rig
+            .list_json("nodeclaims", Some("karpenter.sh/nodepool=shifty-shift"))
+            .iter()
+            .filter(|c| !c["metadata"]["deletionTimestamp"].is_null())
+            .count();
+        most_deleting = most_deleting.max(deleting);
         if start.elapsed() > long {
             let claims = rig.list_json("nodeclaims", Some("karpenter.sh/nodepool=shifty-shift"));
             let conds: Vec<String> = claims
@@ -486,6 +495,27 @@ fn interruptions_shift_to_on_demand_and_back() {
         }
         std::thread::sleep(Duration::from_secs(1));
     }
+    assert!(
+        most_deleting <= 1,
+        "{most_deleting} shift NodeClaims were being deleted at once"
+    );
+    let commands: Vec<Value> = karpenter
+        .log_text()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["message"] == "disrupting node(s)" && v.to_string().contains("shifty-shift-"))
+        .collect();
+    assert!(
+        !commands.is_empty(),
+        "Karpenter logged no disruption of a shift node: the return did not go through it"
+    );
+    for c in &commands {
+        assert_eq!(c["disrupted-node-count"], 1, "{c}");
+    }
+    eprintln!(
+        "return: {} disruption commands of one node each; at most {most_deleting} shift NodeClaim deleting at once",
+        commands.len()
+    );
     let back = eventually(long, "4 spot NodeClaims for shifty", || {
         claim_objects(&rig, "shifty")
             .filter(|c| c.len() >= 4 && c.iter().all(|c| capacity(c) == "spot"))
