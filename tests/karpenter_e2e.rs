@@ -294,23 +294,13 @@ impl Drop for NodeLifecycle {
 fn interrupt(rig: &Rig, claim: &Value, n: u32) {
     let name = claim["metadata"]["name"].as_str().unwrap();
     let uid = claim["metadata"]["uid"].as_str().unwrap();
-    let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ");
-    let event = format!(
-        "apiVersion: v1
-kind: Event
-metadata: {{name: {name}.spot-interrupted-{n}, namespace: default}}
-involvedObject: {{apiVersion: karpenter.sh/v1, kind: NodeClaim, name: {name}, uid: {uid}}}
-reason: SpotInterrupted
-type: Warning
-message: Spot interruption warning was triggered
-source: {{component: karpenter}}
-firstTimestamp: \"{now}\"
-lastTimestamp: \"{now}\"
-count: 1
-"
+    rig.karpenter_event(
+        name,
+        uid,
+        "SpotInterrupted",
+        "Spot interruption warning was triggered",
+        n,
     );
-    let (ok, out) = rig.apply(&event);
-    assert!(ok, "{out}");
     rig.kubectl(&["delete", "nodeclaim", name, "--wait=false"]);
 }
 

@@ -1352,24 +1352,16 @@ spec:
 /// NodeClaim, then the NodeClaim deleted.
 fn insufficient_capacity(rig: &Rig, name: &str, n: u32) {
     let claim = rig.get_json("nodeclaim", name).unwrap();
-    let uid = claim["metadata"]["uid"].as_str().unwrap();
-    let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ");
-    let event = format!(
-        "apiVersion: v1
-kind: Event
-metadata: {{name: {name}.ice-{n}, namespace: default}}
-involvedObject: {{apiVersion: karpenter.sh/v1, kind: NodeClaim, name: {name}, uid: {uid}}}
-reason: InsufficientCapacityError
-type: Warning
-message: \"NodeClaim {name} event: creating instance, insufficient capacity, all requested instance types were unavailable during launch\"
-source: {{component: karpenter}}
-firstTimestamp: \"{now}\"
-lastTimestamp: \"{now}\"
-count: 1
-"
+    let message = format!(
+        "NodeClaim {name} event: creating instance, insufficient capacity, all requested instance types were unavailable during launch"
     );
-    let (ok, out) = rig.apply(&event);
-    assert!(ok, "{out}");
+    rig.karpenter_event(
+        name,
+        claim["metadata"]["uid"].as_str().unwrap(),
+        "InsufficientCapacityError",
+        &message,
+        n,
+    );
 }
 
 /// InsufficientCapacityError launch failures of a plan's NodeClaims are recorded per instance

@@ -139,6 +139,29 @@ impl Rig {
         )
     }
 
+    /// A Warning Event on a NodeClaim as Karpenter's controllers publish it (source component
+    /// karpenter, core/v1, in `default`); `n` keeps repeated events for one NodeClaim apart.
+    pub fn karpenter_event(&self, claim: &str, uid: &str, reason: &str, message: &str, n: u32) {
+        let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ");
+        let event = format!(
+            "apiVersion: v1
+kind: Event
+metadata: {{name: {claim}.{}-{n}, namespace: default}}
+involvedObject: {{apiVersion: karpenter.sh/v1, kind: NodeClaim, name: {claim}, uid: {uid}}}
+reason: {reason}
+type: Warning
+message: \"{message}\"
+source: {{component: karpenter}}
+firstTimestamp: \"{now}\"
+lastTimestamp: \"{now}\"
+count: 1
+",
+            reason.to_lowercase()
+        );
+        let (ok, out) = self.apply(&event);
+        assert!(ok, "{out}");
+    }
+
     pub fn apply(&self, yaml: &str) -> (bool, String) {
         let (ok, out, err) = self.kubectl_raw(&["apply", "-f", "-"], Some(yaml));
         (ok, format!("{out}{err}"))
