@@ -66,6 +66,15 @@ EV
   echo; echo "# Waiting for calm (60s without an interruption), then the way back to spot..."
   for _ in $(seq 1 240); do kubectl get nodepool "$PLAN-shift" >/dev/null 2>&1 || break; sleep 2; done
   echo "# ShiftedToOnDemand: $(shift_condition)"
+  if kubectl get nodepool "$PLAN-shift" >/dev/null 2>&1; then
+    claims
+    die "the shift's nodes did not move back within 8 minutes (Karpenter drifts only initialized nodes: see $DEMO/karpenter.log and $DEMO/kwok.log)"
+  fi
+  # The last shift node may still be draining when its NodePool goes: wait until it is gone.
+  for _ in $(seq 1 60); do
+    [ -z "$(kubectl get nodeclaims -l "karpenter.sh/nodepool=$PLAN-shift" -o name 2>/dev/null)" ] && break
+    sleep 2
+  done
   echo; echo "# The shift's on-demand nodes were replaced by spot ones, one at a time:"; claims
   echo; kubectl get events --field-selector "involvedObject.name=$PLAN" --sort-by=.lastTimestamp \
     -o custom-columns='REASON:.reason,MESSAGE:.message' 2>/dev/null | grep -E "REASON|Shift|Return|Demoted" || true
