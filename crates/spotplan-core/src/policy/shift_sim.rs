@@ -36,7 +36,7 @@
 //!   from [`Model::seed`], the trial and the pool's name, so every policy sees the same stream;
 //!   which nodes a reclaim takes is drawn from the reclaim's own seed.
 
-use super::backtest::{DAYS_PER_MONTH, Report, Snapshot, Step};
+use super::backtest::{DAYS_PER_MONTH, Report, Snapshot};
 use super::shift::{self, Interruption, Move, Posture, ShiftSpec, ShiftState};
 use crate::optimizer::{Request, node_count};
 use jiff::{SignedDuration, Timestamp};
@@ -275,15 +275,15 @@ impl<'a> World<'a> {
         let mut rates = Vec::new();
         let mut phases = Vec::new();
         for step in steps {
-            let row = prices_of(req, &snapshots[step.snapshot], step, &types);
+            let row = prices_of(req, &snapshots[step.snapshot], &types);
             let alloc: Vec<(usize, u32)> = step
                 .cheapest
                 .iter()
                 .filter_map(|t| {
                     let i = types.binary_search(t).ok()?;
                     row[i]?;
-                    let ty = snapshots[step.snapshot].market.catalog();
-                    let n = node_count(req, &ty.types()[ty.index_of(t)?]);
+                    let catalog = snapshots[step.snapshot].market.catalog();
+                    let n = node_count(req, &catalog.types()[catalog.index_of(t)?]);
                     Some((i, n.div_ceil(step.cheapest.len() as u32)))
                 })
                 .collect();
@@ -391,13 +391,8 @@ impl<'a> World<'a> {
     }
 }
 
-/// Per type: (monthly rate, spot $/h, on-demand $/h) at `step`, None when unpriced.
-fn prices_of(
-    req: &Request,
-    snapshot: &Snapshot,
-    step: &Step,
-    types: &[String],
-) -> Vec<Option<(f64, f64, f64)>> {
+/// Per type: (monthly rate, spot $/h, on-demand $/h) in `snapshot`, None when unpriced.
+fn prices_of(req: &Request, snapshot: &Snapshot, types: &[String]) -> Vec<Option<(f64, f64, f64)>> {
     let market = &snapshot.market;
     let catalog = market.catalog();
     let region = catalog.region(&req.region);
@@ -405,14 +400,8 @@ fn prices_of(
         .iter()
         .map(|t| {
             let q = market.quote(region?, catalog.index_of(t)?);
-            let band = step
-                .bands
-                .get(t)
-                .copied()
-                .flatten()
-                .or(q.band.map(|b| b.index()));
-            let rate = band.map_or(BAND_MONTHLY_RATE[4], |b| {
-                BAND_MONTHLY_RATE[usize::from(b).min(4)]
+            let rate = q.band.map_or(BAND_MONTHLY_RATE[4], |b| {
+                BAND_MONTHLY_RATE[usize::from(b.index()).min(4)]
             });
             Some((rate, q.spot?, q.on_demand?))
         })
