@@ -715,7 +715,7 @@ fn the_controller_refreshes_live_data_once_per_region() {
     let (pricing, _) = aws::pricing_endpoint(PriceReply::Pages(price_list_pages()));
     let env = aws::env(&moto.url, &pricing);
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let _current = rig::Keeper::new(vec![rig.advisor.clone(), rig.prices.clone()]);
+    let _current = rig::keep_current(vec![rig.advisor.clone(), rig.prices.clone()]);
     let c = rig.controller_env(
         &rig.kubeconfig_for("admin"),
         &env_refs,

@@ -10,15 +10,10 @@ use common::{AdvisorTable, independent_advisor_of};
 use jiff::Timestamp;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::sync::LazyLock;
 
 const FROM: &str = "2022-01-01";
 const DAYS_PER_MONTH: f64 = 30.44;
-
-fn history_dir() -> PathBuf {
-    common::shared_dir().join("data/spot-advisor/history")
-}
 
 struct Snap {
     at: Timestamp,
@@ -27,19 +22,7 @@ struct Snap {
 
 /// The series from 2022 on, read here.
 static SNAPS: LazyLock<Vec<Snap>> = LazyLock::new(|| {
-    let mut v: Vec<(String, PathBuf)> = std::fs::read_dir(history_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter_map(|p| {
-            let name = p.file_name()?.to_str()?.to_string();
-            let date = name
-                .strip_prefix("spot-advisor-data_")?
-                .get(..10)?
-                .to_string();
-            (date.as_str() >= FROM).then_some((date, p))
-        })
-        .collect();
-    v.sort();
+    let v = common::history_files(FROM);
     assert!(v.len() >= 10, "the 2022 series: {v:?}");
     v.into_iter()
         .map(|(date, p)| Snap {
@@ -51,7 +34,7 @@ static SNAPS: LazyLock<Vec<Snap>> = LazyLock::new(|| {
 
 fn run(args: &[&str]) -> Value {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    common::backtest_json(&history_dir(), FROM, &args)
+    common::backtest_json(FROM, &args)
 }
 
 fn ts(v: &Value) -> Timestamp {

@@ -228,65 +228,38 @@ spec:
 /// kube-controller-manager runs without (it would evict pods from fake nodes): once KWOK has
 /// marked a Node Ready, its `node.kubernetes.io/not-ready` taint goes, so Karpenter sees it
 /// initialized and can drift and replace it.
-struct NodeLifecycle {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl NodeLifecycle {
-    fn start(rig: &Rig) -> NodeLifecycle {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (s, kubectl, kubeconfig) = (
-            stop.clone(),
-            rig.tools.join("kubectl"),
-            rig.kubeconfig.clone(),
-        );
-        let thread = std::thread::spawn(move || {
-            let run = |args: &[&str]| {
-                std::process::Command::new(&kubectl)
-                    .arg("--kubeconfig")
-                    .arg(&kubeconfig)
-                    .args(args)
-                    .output()
-                    .ok()
-            };
-            while !s.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Some(out) = run(&["get", "nodes", "-o", "json"]) {
-                    let nodes: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-                    for n in nodes["items"].as_array().into_iter().flatten() {
-                        let ready = n["status"]["conditions"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .any(|c| c["type"] == "Ready" && c["status"] == "True");
-                        let tainted = n["spec"]["taints"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .any(|t| t["key"] == "node.kubernetes.io/not-ready");
-                        if ready && tainted {
-                            let name = n["metadata"]["name"].as_str().unwrap_or_default();
-                            run(&["taint", "node", name, "node.kubernetes.io/not-ready-"]);
-                        }
-                    }
-                }
-                std::thread::sleep(Duration::from_secs(1));
+fn node_lifecycle(rig: &Rig) -> rig::Repeating {
+    let (kubectl, kubeconfig) = (rig.tools.join("kubectl"), rig.kubeconfig.clone());
+    let run = move |args: &[&str]| {
+        std::process::Command::new(&kubectl)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .output()
+            .ok()
+    };
+    rig::Repeating::every(Duration::from_secs(1), move || {
+        let Some(out) = run(&["get", "nodes", "-o", "json"]) else {
+            return;
+        };
+        let nodes: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        for n in nodes["items"].as_array().into_iter().flatten() {
+            let ready = n["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            let tainted = n["spec"]["taints"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|t| t["key"] == "node.kubernetes.io/not-ready");
+            if ready && tainted {
+                let name = n["metadata"]["name"].as_str().unwrap_or_default();
+                run(&["taint", "node", name, "node.kubernetes.io/not-ready-"]);
             }
-        });
-        NodeLifecycle {
-            stop,
-            thread: Some(thread),
         }
-    }
-}
-
-impl Drop for NodeLifecycle {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+    })
 }
 
 /// Records a spot interruption the way Karpenter's interruption controller does: a Warning
@@ -339,7 +312,7 @@ fn interruptions_shift_to_on_demand_and_back() {
     let (types_file, _) = kwok_instance_types(&rig);
     let karpenter = rig.karpenter(&types_file);
     let _kwok = rig.kwok();
-    let _lifecycle = NodeLifecycle::start(&rig);
+    let _lifecycle = node_lifecycle(&rig);
     let mut controller = rig.controller("admin", &[]);
     assert!(rig.apply("apiVersion: karpenter.kwok.sh/v1alpha1\nkind: KWOKNodeClass\nmetadata: {name: default}\n").0);
     let long = Duration::from_secs(240);

@@ -8,7 +8,7 @@ mod common;
 
 use common::indep::{self, Ask};
 use serde_json::Value;
-use std::path::PathBuf;
+use std::sync::LazyLock;
 
 const FROM: &str = "2022-01-01";
 /// The model's rate per band, as the README states it: each band's midpoint, 25% for band 4
@@ -32,10 +32,6 @@ const MIX: [(&str, u64, u64, &str); 12] = [
     ("eu-west-1", 512, 2048, "fault_tolerance"),
 ];
 
-fn history_dir() -> PathBuf {
-    common::shared_dir().join("data/spot-advisor/history")
-}
-
 fn request_args(r: &(&str, u64, u64, &str)) -> Vec<String> {
     let (region, cores, gib, mode) = r;
     vec![
@@ -53,7 +49,7 @@ fn request_args(r: &(&str, u64, u64, &str)) -> Vec<String> {
 fn run(req: &(&str, u64, u64, &str), extra: &[&str]) -> Value {
     let mut args = request_args(req);
     args.extend(extra.iter().map(|s| s.to_string()));
-    common::backtest_json(&history_dir(), FROM, &args)
+    common::backtest_json(FROM, &args)
 }
 
 fn outcomes(v: &Value) -> &Vec<Value> {
@@ -64,30 +60,17 @@ fn f(v: &Value, k: &str) -> f64 {
     v[k].as_f64().unwrap_or_else(|| panic!("{k} in {v}"))
 }
 
-/// The snapshot files from FROM, in date order: the replay's snapshot indexes.
-fn snapshot_files() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(history_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            name.strip_prefix("spot-advisor-data_")
-                .and_then(|d| d.get(..10))
-                .is_some_and(|d| d >= FROM)
-        })
-        .collect();
-    v.sort();
-    v
-}
+/// The snapshots from FROM, read here, in date order: the replay's snapshot indexes.
+static ADVISORS: LazyLock<Vec<common::AdvisorTable>> = LazyLock::new(|| {
+    common::history_files(FROM)
+        .iter()
+        .map(|(_, p)| common::independent_advisor_of(&std::fs::read(p).unwrap()))
+        .collect()
+});
 
 /// (mean nodes, interruptions a month) the model promises for the replay's steps: each step's
 /// cheapest three split the request evenly, each node interrupted at its band's rate.
 fn promised(req: &(&str, u64, u64, &str), v: &Value) -> (f64, f64) {
-    let files = snapshot_files();
-    let advisors: Vec<common::AdvisorTable> = files
-        .iter()
-        .map(|p| common::independent_advisor_of(&std::fs::read(p).unwrap()))
-        .collect();
     let ask = Ask {
         vcpus: req.1,
         memory_mib: req.2 * 1024,
@@ -108,7 +91,7 @@ fn promised(req: &(&str, u64, u64, &str), v: &Value) -> (f64, f64) {
             .iter()
             .map(|t| t.as_str().unwrap())
             .collect();
-        let advisor = &advisors[s["snapshot"].as_u64().unwrap() as usize];
+        let advisor = &ADVISORS[s["snapshot"].as_u64().unwrap() as usize];
         for t in &cheapest {
             let nodes = indep::count(&ask, &indep::TYPES[*t]).div_ceil(cheapest.len() as u64);
             let band = advisor

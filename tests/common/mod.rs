@@ -173,12 +173,13 @@ pub fn serve_file(path: &std::path::Path) -> String {
     rx.recv().unwrap()
 }
 
-/// `spotplan backtest --history DIR --from FROM -o json --prices <the shared CSV> ARGS`, parsed.
-pub fn backtest_json(history: &std::path::Path, from: &str, args: &[String]) -> serde_json::Value {
+/// `spotplan backtest --history <the shared series> --from FROM -o json --prices <the shared
+/// CSV> ARGS`, parsed.
+pub fn backtest_json(from: &str, args: &[String]) -> serde_json::Value {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_spotplan"))
         .arg("backtest")
         .arg("--history")
-        .arg(history)
+        .arg(history_dir())
         .args(["--from", from, "-o", "json", "--prices"])
         .arg(prices_path())
         .args(args)
@@ -190,4 +191,27 @@ pub fn backtest_json(history: &std::path::Path, from: &str, args: &[String]) -> 
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The dated Spot Advisor snapshots in `../shared/data/spot-advisor/history` from `from`
+/// (YYYY-MM-DD) on, as (date, path), oldest first: a backtest's snapshot indexes.
+pub fn history_files(from: &str) -> Vec<(String, PathBuf)> {
+    let mut v: Vec<(String, PathBuf)> = std::fs::read_dir(history_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter_map(|p| {
+            let name = p.file_name()?.to_str()?.to_string();
+            let date = name
+                .strip_prefix("spot-advisor-data_")?
+                .get(..10)?
+                .to_string();
+            (date.as_str() >= from).then_some((date, p))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+pub fn history_dir() -> PathBuf {
+    shared_dir().join("data/spot-advisor/history")
 }

@@ -537,39 +537,46 @@ impl Rig {
     }
 }
 
-/// Keeps files' modification times current (a file's age is its mtime) until dropped, as a
-/// data pipeline that rewrites them would.
-pub struct Keeper {
+/// Runs `tick` every `period` on a thread of its own until dropped (the drop waits for it).
+pub struct Repeating {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Keeper {
-    pub fn new(files: Vec<PathBuf>) -> Keeper {
+impl Repeating {
+    pub fn every(period: Duration, mut tick: impl FnMut() + Send + 'static) -> Repeating {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let s = stop.clone();
         let thread = std::thread::spawn(move || {
             while !s.load(std::sync::atomic::Ordering::Relaxed) {
-                for f in &files {
-                    if let Ok(file) = std::fs::File::options().write(true).open(f) {
-                        let _ = file.set_modified(std::time::SystemTime::now());
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(500));
+                tick();
+                std::thread::sleep(period);
             }
         });
-        Keeper {
+        Repeating {
             stop,
             thread: Some(thread),
         }
     }
 }
 
-impl Drop for Keeper {
+impl Drop for Repeating {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
+}
+
+/// Keeps files' modification times current (a file's age is its mtime) until dropped, as a
+/// data pipeline that rewrites them would.
+pub fn keep_current(files: Vec<PathBuf>) -> Repeating {
+    Repeating::every(Duration::from_millis(500), move || {
+        for f in &files {
+            if let Ok(file) = std::fs::File::options().write(true).open(f) {
+                let _ = file.set_modified(std::time::SystemTime::now());
+            }
+        }
+    })
 }
