@@ -19,6 +19,15 @@ scratch_module() {
   printf 'module local/%s\n\ngo 1.26\n' "$1" > go.mod
 }
 
+# One static binary of a Go module's package at a version, into $TOOLS_BIN/NAME, built in scratch
+# module SCRATCH; LDFLAGS are added to -s -w.
+go_tool() {
+  local name=$1 scratch=$2 pkg=$3 version=$4 ldflags=${5:-}
+  scratch_module "$scratch"
+  go get -tool "$pkg@$version"
+  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $ldflags" -o "$TOOLS_BIN/$name" "$pkg"
+}
+
 build_kube() {
   local want="$K8S_VERSION/$K8S_STAGING_VERSION"
   if stamp_ok kube-apiserver "$want" && stamp_ok kube-controller-manager "$want" \
@@ -45,18 +54,14 @@ build_kube() {
 build_etcd() {
   stamp_ok etcd "$ETCD_VERSION" && return
   log "building etcd $ETCD_VERSION"
-  scratch_module etcd
-  go get -tool "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
-  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$TOOLS_BIN/etcd" go.etcd.io/etcd/server/v3
+  go_tool etcd etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
   stamp etcd "$ETCD_VERSION"
 }
 
 build_karpenter() {
   stamp_ok karpenter-kwok "$KARPENTER_VERSION" && return
   log "building Karpenter $KARPENTER_VERSION with its kwok cloud provider"
-  scratch_module karpenter
-  go get -tool "sigs.k8s.io/karpenter/kwok@$KARPENTER_VERSION"
-  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$TOOLS_BIN/karpenter-kwok" sigs.k8s.io/karpenter/kwok
+  go_tool karpenter-kwok karpenter sigs.k8s.io/karpenter/kwok "$KARPENTER_VERSION"
   stamp karpenter-kwok "$KARPENTER_VERSION"
 }
 
@@ -65,10 +70,8 @@ build_karpenter() {
 build_kwok() {
   stamp_ok kwok "$KWOK_VERSION" && return
   log "building KWOK $KWOK_VERSION"
-  scratch_module kwok
-  go get -tool "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
-  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$TOOLS_BIN/kwok" sigs.k8s.io/kwok/cmd/kwok
-  local dir; dir=$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | python3 -c 'import sys,json;print(json.load(sys.stdin)["Dir"])')
+  go_tool kwok kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"
+  local dir; dir=$(module_dir "sigs.k8s.io/kwok@$KWOK_VERSION")
   rm -rf "$TOOLS_BIN/kwok-stages" && mkdir -p "$TOOLS_BIN/kwok-stages"
   local f
   for f in "$dir"/kustomize/stage/node/fast/*.yaml "$dir"/kustomize/stage/pod/fast/*.yaml; do
@@ -81,19 +84,15 @@ build_kwok() {
 build_helm() {
   stamp_ok helm "$HELM_VERSION" && return
   log "building helm $HELM_VERSION"
-  scratch_module helm
-  go get -tool "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
-  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
-    -o "$TOOLS_BIN/helm" helm.sh/helm/v3/cmd/helm
+  go_tool helm helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" \
+    "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
   stamp helm "$HELM_VERSION"
 }
 
 build_kubeconform() {
   stamp_ok kubeconform "$KUBECONFORM_VERSION" && return
   log "building kubeconform $KUBECONFORM_VERSION"
-  scratch_module kubeconform
-  go get -tool "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
-  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$TOOLS_BIN/kubeconform" github.com/yannh/kubeconform/cmd/kubeconform
+  go_tool kubeconform kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION"
   stamp kubeconform "$KUBECONFORM_VERSION"
 }
 
