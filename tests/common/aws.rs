@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A moto server, stopped when dropped.
 pub struct Moto {
@@ -28,31 +28,58 @@ impl Drop for Moto {
 impl Moto {
     /// Starts moto from the test venv, or None (and why) outside CI; under CI a missing moto
     /// fails the test.
+    ///
+    /// moto binds a port of its own choosing (`-p 0`) and the port is read from its startup
+    /// line. Picking a free port here and handing it over would leave a window in which a test
+    /// running beside this one could take the same port: two motos would race for it, one would
+    /// exit, and both tests would talk to the survivor until its owner stopped it.
     pub fn start(test: &str) -> Option<Moto> {
         let python = super::venv_python(test)?;
         let exe = python.with_file_name("moto_server");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(&exe)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let mut child = Command::new(&exe)
+            .args(["-H", "127.0.0.1", "-p", "0"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("{test}: cannot start {}: {e}", exe.display()));
-        let url = format!("http://127.0.0.1:{port}");
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "moto did not start"
-            );
-            std::thread::sleep(Duration::from_millis(100));
+        let port = listening_port(child.stderr.take().unwrap());
+        match port.recv_timeout(Duration::from_secs(60)) {
+            Ok(port) => Some(Moto {
+                child,
+                url: format!("http://127.0.0.1:{port}"),
+            }),
+            Err(e) => {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                panic!("{test}: moto did not report a listening port ({e}); exit: {status:?}")
+            }
         }
-        Some(Moto { child, url })
     }
+}
+
+/// Reads werkzeug's ` * Running on http://127.0.0.1:PORT` from moto's stderr and sends PORT,
+/// then keeps draining stderr (moto logs every request there) so moto never blocks on a full
+/// pipe. The sender drops if moto exits first.
+fn listening_port(stderr: std::process::ChildStderr) -> std::sync::mpsc::Receiver<u16> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let port = line
+                .split_once("Running on http://127.0.0.1:")
+                .and_then(|(_, rest)| rest.trim().parse::<u16>().ok());
+            if let Some(port) = port
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(port);
+            }
+        }
+    });
+    rx
 }
 
 /// How the EC2 endpoint answers one request of an action.
@@ -197,7 +224,10 @@ pub fn ec2_endpoint(moto: &str, script: Script) -> (String, Seen) {
                             req = req.header(k, v);
                         }
                     }
-                    let resp = req.send().await.unwrap();
+                    let resp = req
+                        .send()
+                        .await
+                        .unwrap_or_else(|e| panic!("forwarding {action} to moto at {moto}: {e}"));
                     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap();
                     (status, resp.text().await.unwrap()).into_response_parts()
                 }
