@@ -886,7 +886,8 @@ fn name_collisions_suspend_and_stale_data() {
     let foreign = "apiVersion: karpenter.sh/v1\nkind: NodePool\nmetadata: {name: taken}\nspec:\n  template:\n    spec:\n      nodeClassRef: {group: karpenter.k8s.aws, kind: EC2NodeClass, name: default}\n      requirements: [{key: node.kubernetes.io/instance-type, operator: In, values: [m5.large]}]\n";
     assert!(rig.apply(foreign).0);
     let before = rig.get_json("nodepool", "taken").unwrap();
-    // File data is stale once unmodified for twice the refresh interval (10s here).
+    // File data is stale once unmodified for twice the refresh cycle: (5 s + the refresh
+    // deadline) x 2 here.
     let c = rig.controller("admin", &["--refresh-interval", "5s"]);
     rig.apply(&plan_yaml("taken", ""));
     let (_, msg) = not_ready(&rig, "taken", "NodePoolConflict");
@@ -952,7 +953,7 @@ fn name_collisions_suspend_and_stale_data() {
         let sp = rig.get_json("spotplan", "late")?;
         (condition(&sp, "DataFresh")?.0 == "True").then_some(())
     });
-    // Old data (a file not modified for longer than twice the refresh interval) is stale too.
+    // Old data (a file not modified for longer than twice the refresh cycle) is stale too.
     let old = std::time::SystemTime::now() - Duration::from_secs(3600);
     std::fs::File::options()
         .write(true)
@@ -968,7 +969,7 @@ fn name_collisions_suspend_and_stale_data() {
         condition(&sp, "DataFresh")
             .unwrap()
             .2
-            .contains("older than twice its refresh period")
+            .contains("older than twice its refresh cycle")
     );
 }
 
@@ -1319,6 +1320,98 @@ fn a_hung_data_source_costs_no_liveness() {
         std::thread::sleep(Duration::from_millis(500));
     }
     assert!(rig.get_json("nodepool", "nodata").is_none());
+}
+
+/// A Spot Advisor URL that takes 3 s to answer, read every 2 s: each refresh replaces the data
+/// 5 s after the last one started, so data stamped at a fetch's start is up to 8 s old just
+/// before the next lands. A healthy loop like this must never call its data stale, however short
+/// the interval is next to the time a refresh takes.
+#[test]
+fn a_slow_but_healthy_refresh_keeps_the_data_fresh() {
+    let Some(rig) = Rig::start("slow") else {
+        return;
+    };
+    let bytes = std::fs::read(&rig.advisor).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://{}/spot-advisor-data.json",
+        listener.local_addr().unwrap()
+    );
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let n = served.clone();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let (bytes, n) = (bytes.clone(), n.clone());
+            std::thread::spawn(move || answer_slowly(s.unwrap(), &bytes, &n));
+        }
+    });
+    let _current = rig::keep_current(vec![rig.prices.clone()]);
+    let port = rig::free_port();
+    let args: Vec<String> = [
+        "controller",
+        "--advisor-data",
+        &url,
+        "--prices",
+        &rig.prices.display().to_string(),
+        "--refresh-interval",
+        "2s",
+        "--fetch-timeout",
+        "10s",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--cache-dir",
+        &rig.dir.path().join("cache").display().to_string(),
+        "--leader-elect=false",
+    ]
+    .map(String::from)
+    .to_vec();
+    let c = rig.controller_cmd(&rig.kubeconfig, &args, &[], port);
+    rig.apply(&plan_yaml("slow", ""));
+    ready(&rig, "slow");
+    let first = served.load(std::sync::atomic::Ordering::Relaxed);
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(16) {
+        let sp = rig.get_json("spotplan", "slow").unwrap();
+        let (status, reason, message) = condition(&sp, "DataFresh").unwrap();
+        assert_eq!(
+            status,
+            "True",
+            "{reason}: {message} after {:?}",
+            start.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let refreshes = served.load(std::sync::atomic::Ordering::Relaxed) - first;
+    assert!(
+        refreshes >= 2,
+        "the data was re-read while watched: {refreshes} answers\n{}",
+        c.log_text()
+    );
+}
+
+/// Answers one HTTP request with `body` after 3 s.
+fn answer_slowly(
+    mut stream: std::net::TcpStream,
+    body: &[u8],
+    served: &std::sync::atomic::AtomicUsize,
+) {
+    use std::io::{Read, Write};
+    let mut request = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(k) => request.extend_from_slice(&buf[..k]),
+        }
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    if stream.write_all(head.as_bytes()).is_ok() && stream.write_all(body).is_ok() {
+        served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// A NodeClaim as Karpenter's provisioner creates it for `nodepool`, before launch: no

@@ -11,7 +11,8 @@ use std::time::Duration;
 pub struct ControllerArgs {
     #[command(flatten)]
     pub data: DataArgs,
-    /// How often market data is re-read; data older than twice this is stale.
+    /// How often market data is re-read; data older than twice (this + the refresh deadline)
+    /// is stale.
     #[arg(long, env = "SPOTPLAN_REFRESH_INTERVAL", value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
     pub refresh_interval: Duration,
     /// Default shortest time between two data-driven narrowings of a plan's type list.

@@ -174,14 +174,20 @@ impl MarketCache {
         Ok(changed)
     }
 
-    /// The freshness limit of a source: twice its refresh period.
+    /// The freshness limit of a source: twice its refresh cycle at its longest, that is its
+    /// period (the refresh interval, or the reuse period of a slow live source) plus the
+    /// refresh deadline. A source is stamped when its fetch starts and a healthy loop replaces
+    /// it within one such cycle of the refresh after it, so data past the limit means a
+    /// refresh that should have replaced it did not. (Twice the period alone called a healthy
+    /// loop stale whenever a refresh took longer than half the interval.)
     fn limit(&self, kind: SourceKind) -> Duration {
-        match kind {
+        let period = match kind {
             SourceKind::SpotAdvisor | SourceKind::PriceFile | SourceKind::SpotPriceHistory => {
-                self.interval * 2
+                self.interval
             }
-            _ => self.slow_ttl * 2,
-        }
+            _ => self.slow_ttl,
+        };
+        (period + self.deadline) * 2
     }
 
     /// Every source's state; with `region`, the file sources and that region's live ones.
@@ -209,7 +215,7 @@ impl MarketCache {
                     None if now.duration_since(p.as_of) > limit => (
                         false,
                         format!(
-                            "from {}, older than twice its refresh period ({})",
+                            "from {}, older than twice its refresh cycle ({})",
                             stamp(p.as_of),
                             humanize(self.limit(p.kind))
                         ),
