@@ -1286,7 +1286,6 @@ fn a_hung_data_source_costs_no_liveness() {
             h.lock().unwrap().push(s); // accept, never answer, never close
         }
     });
-    let port = rig::free_port();
     let args: Vec<String> = [
         "controller",
         "--advisor-data",
@@ -1294,14 +1293,14 @@ fn a_hung_data_source_costs_no_liveness() {
         "--fetch-timeout",
         "4s",
         "--listen",
-        &format!("127.0.0.1:{port}"),
+        "127.0.0.1:0",
         "--cache-dir",
         &rig.dir.path().join("cache").display().to_string(),
         "--leader-elect=false",
     ]
     .map(String::from)
     .to_vec();
-    let c = rig.controller_cmd(&rig.kubeconfig, &args, &[], port);
+    let c = rig.controller_cmd(&rig.kubeconfig, &args, &[]);
     assert_eq!(
         c.get("/livez").map(|r| r.0),
         Some(200),
@@ -1346,7 +1345,6 @@ fn a_slow_but_healthy_refresh_keeps_the_data_fresh() {
         }
     });
     let _current = rig::keep_current(vec![rig.prices.clone()]);
-    let port = rig::free_port();
     let args: Vec<String> = [
         "controller",
         "--advisor-data",
@@ -1358,14 +1356,14 @@ fn a_slow_but_healthy_refresh_keeps_the_data_fresh() {
         "--fetch-timeout",
         "10s",
         "--listen",
-        &format!("127.0.0.1:{port}"),
+        "127.0.0.1:0",
         "--cache-dir",
         &rig.dir.path().join("cache").display().to_string(),
         "--leader-elect=false",
     ]
     .map(String::from)
     .to_vec();
-    let c = rig.controller_cmd(&rig.kubeconfig, &args, &[], port);
+    let c = rig.controller_cmd(&rig.kubeconfig, &args, &[]);
     rig.apply(&plan_yaml("slow", ""));
     ready(&rig, "slow");
     let first = served.load(std::sync::atomic::Ordering::Relaxed);

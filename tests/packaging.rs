@@ -404,12 +404,12 @@ fn run_as_deployed(rig: &Rig, manifest: &[Value], ns: &str, token: &str) -> rig:
         };
         env.push((name, value));
     }
-    // The pod listens on all interfaces at the container port; here, loopback on a free port.
-    let listen_port = rig::free_port();
+    // The pod listens on all interfaces at the container port; here, loopback on a port the
+    // controller picks.
     for (k, v) in env.iter_mut() {
         if k == "SPOTPLAN_LISTEN" {
             assert_eq!(*v, format!("0.0.0.0:{port}"));
-            *v = format!("127.0.0.1:{listen_port}");
+            *v = "127.0.0.1:0".to_string();
         }
     }
     let kc = rig.kubeconfig_with_token(token);
@@ -421,7 +421,7 @@ fn run_as_deployed(rig: &Rig, manifest: &[Value], ns: &str, token: &str) -> rig:
         .collect();
     assert_eq!(args, vec!["controller".to_string()]);
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    rig.controller_cmd(&kc, &args, &env_refs, listen_port)
+    rig.controller_cmd(&kc, &args, &env_refs)
 }
 
 #[test]
@@ -537,6 +537,11 @@ fn helm_install_runs_the_operator_as_deployed() {
         "leader election in the release namespace, as the pod"
     );
     assert!(controller.metric("spotplan_plan_ready{plan=\"web\"}") == Some(1.0));
+    let log = controller.log_text();
+    assert!(
+        log.contains("serving /metrics") && !log.contains('\u{1b}'),
+        "a pod's log is plain text, no terminal colour codes:\n{log}"
+    );
 
     // helm upgrade never touches crds/: the CRD object is exactly as before.
     let (ok, out) = install(&["--set", "logging.level=debug"]);

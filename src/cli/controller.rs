@@ -73,8 +73,10 @@ fn init_logging(args: &ControllerArgs) -> Result<(), CliError> {
             format!("'{}' is not a log filter: {e}", args.log_level),
         )
     })?;
+    // Colour only on a terminal: a pod's log (and a file) gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if args.log_format == "json" {
         builder.json().flatten_event(true).init();

@@ -150,7 +150,9 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", opts.listen))?;
-    tracing::info!(addr = %opts.listen, "serving /metrics, /livez, /readyz");
+    // The bound address: with port 0 the system chose it.
+    let addr = listener.local_addr().unwrap_or(opts.listen);
+    tracing::info!(%addr, "serving /metrics, /livez, /readyz");
     let app = web::router(web::WebState {
         metrics,
         health,

@@ -216,18 +216,17 @@ count: 1
         env: &[(&str, &str)],
         extra: &[&str],
     ) -> Controller {
-        let port = free_port();
         let mut args: Vec<String> = vec!["controller".into(), "--advisor-data".into()];
         args.push(self.advisor.display().to_string());
         args.extend(["--prices".into(), self.prices.display().to_string()]);
-        args.extend(["--listen".into(), format!("127.0.0.1:{port}")]);
+        args.extend(["--listen".into(), "127.0.0.1:0".into()]);
         args.extend([
             "--cache-dir".into(),
             self.dir.path().join("cache").display().to_string(),
         ]);
         args.extend(["--lease-ttl", "6s", "--log-level", "info,spotplan=debug"].map(String::from));
         args.extend(extra.iter().map(|s| s.to_string()));
-        self.controller_cmd(kubeconfig, &args, env, port)
+        self.controller_cmd(kubeconfig, &args, env)
     }
 
     /// A kubeconfig for this rig that authenticates with `token` (a ServiceAccount's).
@@ -249,16 +248,19 @@ count: 1
 }
 
 impl Rig {
-    /// Starts the controller with exactly `args` and `env` (plus PATH and HOME), listening on
-    /// `port`: how a pod would run it.
+    /// Starts the controller with exactly `args` and `env` (plus PATH and HOME): how a pod
+    /// would run it. Give it `--listen 127.0.0.1:0` (or `SPOTPLAN_LISTEN`): it binds a port of
+    /// its own and logs it, so no other process can take the port between a choice made here
+    /// and the controller's bind.
     pub fn controller_cmd(
         &self,
         kubeconfig: &Path,
         args: &[String],
         env: &[(&str, &str)],
-        port: u16,
     ) -> Controller {
-        let log = self.dir.path().join(format!("controller-{port}.log"));
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = self.dir.path().join(format!("controller-{n}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_spotplan"))
             .args(args)
             .env_clear()
@@ -270,11 +272,12 @@ impl Rig {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("start spotplan controller");
-        let c = Controller {
+        let mut c = Controller {
             child: Some(child),
-            port,
+            port: 0,
             log,
         };
+        c.port = c.bound_port();
         c.wait_ready();
         c
     }
@@ -302,14 +305,6 @@ pub fn run_ok(mut cmd: Command) -> Vec<u8> {
     out.stdout
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 pub struct Controller {
     child: Option<Child>,
     pub port: u16,
@@ -333,6 +328,37 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 }
 
 impl Controller {
+    /// The port from the controller's "serving /metrics, /livez, /readyz" log line (text or
+    /// JSON logs); fails the test if the controller exits or logs none within 60 s.
+    fn bound_port(&mut self) -> u16 {
+        let start = Instant::now();
+        loop {
+            let log = self.log_text();
+            let port = log
+                .lines()
+                .filter(|l| l.contains("serving /metrics"))
+                .find_map(|l| {
+                    let (_, rest) = l
+                        .split_once("addr=")
+                        .or_else(|| l.split_once("\"addr\":\""))?;
+                    let addr = rest.split(['"', ' ']).next()?;
+                    addr.parse::<std::net::SocketAddr>().ok().map(|a| a.port())
+                });
+            if let Some(port) = port {
+                return port;
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            assert!(
+                exited.is_none() && start.elapsed() < Duration::from_secs(60),
+                "the controller logged no listening address ({exited:?}); log:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn wait_ready(&self) {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(60) {
@@ -489,8 +515,9 @@ impl Rig {
         let child = Command::new(self.tools.join("karpenter-kwok"))
             .env("KUBECONFIG", &self.kubeconfig)
             .env("DISABLE_LEADER_ELECTION", "true")
-            .env("METRICS_PORT", free_port().to_string())
-            .env("HEALTH_PROBE_PORT", free_port().to_string())
+            // Port 0: each server binds a port of its own (nothing here reads them).
+            .env("METRICS_PORT", "0")
+            .env("HEALTH_PROBE_PORT", "0")
             .env("INSTANCE_TYPES_FILE_PATH", instance_types)
             .env("SYSTEM_NAMESPACE", "kube-system")
             .env("BATCH_IDLE_DURATION", "1s")
@@ -513,7 +540,7 @@ impl Rig {
         cmd.arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .arg("--manage-all-nodes")
-            .arg(format!("--server-address=127.0.0.1:{}", free_port()));
+            .arg("--server-address=127.0.0.1:0");
         let mut files: Vec<PathBuf> = std::fs::read_dir(&stages)
             .unwrap_or_else(|e| {
                 panic!(
