@@ -1266,6 +1266,23 @@ fn nodepool_name_races_have_one_winner() {
     }
 }
 
+/// The controller alone (no leader election), reading the Spot Advisor from `url`, with
+/// `extra` flags.
+fn controller_reading(rig: &Rig, url: &str, extra: &[&str]) -> rig::Controller {
+    let cache = rig.dir.path().join("cache").display().to_string();
+    let mut args = vec![
+        "controller",
+        "--advisor-data",
+        url,
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    args.extend(["--cache-dir", &cache, "--leader-elect=false"]);
+    args.extend(extra);
+    let args: Vec<String> = args.into_iter().map(String::from).collect();
+    rig.controller_cmd(&rig.kubeconfig, &args, &[])
+}
+
 /// With a Spot Advisor URL that accepts connections and never answers, the endpoints answer
 /// at once, /livez stays healthy, and plans say MarketDataUnavailable instead of the pod
 /// being killed.
@@ -1286,21 +1303,7 @@ fn a_hung_data_source_costs_no_liveness() {
             h.lock().unwrap().push(s); // accept, never answer, never close
         }
     });
-    let args: Vec<String> = [
-        "controller",
-        "--advisor-data",
-        &url,
-        "--fetch-timeout",
-        "4s",
-        "--listen",
-        "127.0.0.1:0",
-        "--cache-dir",
-        &rig.dir.path().join("cache").display().to_string(),
-        "--leader-elect=false",
-    ]
-    .map(String::from)
-    .to_vec();
-    let c = rig.controller_cmd(&rig.kubeconfig, &args, &[]);
+    let c = controller_reading(&rig, &url, &["--fetch-timeout", "4s"]);
     assert_eq!(
         c.get("/livez").map(|r| r.0),
         Some(200),
@@ -1345,25 +1348,19 @@ fn a_slow_but_healthy_refresh_keeps_the_data_fresh() {
         }
     });
     let _current = rig::keep_current(vec![rig.prices.clone()]);
-    let args: Vec<String> = [
-        "controller",
-        "--advisor-data",
+    let prices = rig.prices.display().to_string();
+    let c = controller_reading(
+        &rig,
         &url,
-        "--prices",
-        &rig.prices.display().to_string(),
-        "--refresh-interval",
-        "2s",
-        "--fetch-timeout",
-        "10s",
-        "--listen",
-        "127.0.0.1:0",
-        "--cache-dir",
-        &rig.dir.path().join("cache").display().to_string(),
-        "--leader-elect=false",
-    ]
-    .map(String::from)
-    .to_vec();
-    let c = rig.controller_cmd(&rig.kubeconfig, &args, &[]);
+        &[
+            "--prices",
+            &prices,
+            "--refresh-interval",
+            "2s",
+            "--fetch-timeout",
+            "10s",
+        ],
+    );
     rig.apply(&plan_yaml("slow", ""));
     ready(&rig, "slow");
     let first = served.load(std::sync::atomic::Ordering::Relaxed);
