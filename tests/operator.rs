@@ -1531,3 +1531,78 @@ fn launch_failures_are_recorded_per_type_and_zone() {
     assert!(m.contains(&line("unknown", "us-east-1b")), "{m}");
     assert!(!m.contains("plan=\"other\""), "{m}");
 }
+
+/// A NodeClaim of `nodepool` interrupted and deleted while no controller ran: created the way
+/// Karpenter's provisioner names it (`generateName: <nodepool>-`), its SpotInterrupted Event
+/// written as Karpenter writes it, then deleted. Returns its uid.
+fn interrupted_while_down(rig: &Rig, nodepool: &str) -> String {
+    let claim = pending_claim("x", nodepool, &["m7g.8xlarge"], "us-east-1a")
+        .replace("  name: x\n", &format!("  generateName: {nodepool}-\n"));
+    let (ok, out, err) = rig.kubectl_raw(&["create", "-f", "-", "-o", "json"], Some(&claim));
+    assert!(ok, "{err}");
+    let claim: Value = serde_json::from_str(&out).unwrap();
+    let name = claim["metadata"]["name"].as_str().unwrap().to_string();
+    let uid = claim["metadata"]["uid"].as_str().unwrap();
+    let message = "Spot interruption warning was triggered";
+    rig.karpenter_event(&name, uid, "SpotInterrupted", message, 1);
+    rig.kubectl(&["delete", "nodeclaim", &name]);
+    uid.to_string()
+}
+
+/// Interruptions whose NodeClaims were gone before the controller started (a restart or a new
+/// leader during an interruption storm) still count toward the shift: attributed by the
+/// NodeClaim's name, type and zone unknown, demoting nothing. Another NodePool's are not the
+/// plan's.
+#[test]
+fn interruptions_of_nodeclaims_gone_before_a_restart_still_count() {
+    let Some(rig) = Rig::start("gone") else {
+        return;
+    };
+    let controller = rig.controller("admin", &[]);
+    let shift = "  capacity: {onDemandShift: {interruptions: 2}}\n";
+    let (ok, out) = rig.apply(&plan_yaml("storm", shift));
+    assert!(ok, "{out}");
+    ready(&rig, "storm");
+    drop(controller);
+    let mut uids = vec![
+        interrupted_while_down(&rig, "storm"),
+        interrupted_while_down(&rig, "storm"),
+    ];
+    interrupted_while_down(&rig, "other");
+    assert!(rig.list_json("nodeclaims", None).is_empty());
+    let _controller = rig.controller("admin", &[]);
+    let sp = eventually(T, "ShiftedToOnDemand=True", || {
+        let sp = rig.get_json("spotplan", "storm")?;
+        (condition(&sp, "ShiftedToOnDemand")?.0 == "True").then_some(sp)
+    });
+    assert_eq!(
+        sp["status"]["observedInterruptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| (
+                o["instanceType"].clone(),
+                o["zone"].clone(),
+                o["count"].clone()
+            ))
+            .collect::<Vec<_>>(),
+        vec![("unknown".into(), "unknown".into(), 2.into())],
+        "{}",
+        sp["status"]
+    );
+    let mut logged: Vec<String> = sp["status"]["interruptionLog"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["nodeClaimUid"].as_str().unwrap_or_default().to_string())
+        .collect();
+    logged.sort();
+    uids.sort();
+    assert_eq!(logged, uids, "one entry per NodeClaim: {}", sp["status"]);
+    assert!(rig.get_json("nodepool", "storm-shift").is_some());
+    assert!(
+        sp["status"]["demotedInstanceTypes"].is_null(),
+        "nothing demoted: {}",
+        sp["status"]
+    );
+}

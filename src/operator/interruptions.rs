@@ -9,6 +9,13 @@
 //! same way, per NodeClaim, as the plan's launch failures. A NodeClaim that has not launched
 //! carries no instance-type or zone label; its type and zone are known only when its
 //! requirements allow exactly one, and are "unknown" otherwise.
+//!
+//! A NodeClaim deleted before this controller's cache first listed them (a restart or a new
+//! leader during an interruption storm, which may take the controller's own node) is gone for
+//! good, but its events are not (the API server keeps them an hour). Such an event, from before
+//! the cache synced, is attributed by the NodeClaim's name: Karpenter names a NodeClaim after
+//! its NodePool plus a generated suffix. Its type and zone are "unknown": it counts toward the
+//! shift and demotes nothing.
 
 use super::context::nodepool_resource;
 use super::crd::{PLAN_LABEL, SpotPlan};
@@ -21,10 +28,9 @@ use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
-use spotplan_core::policy::shift::Interruption;
+use spotplan_core::policy::shift::{Interruption, UNKNOWN};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Karpenter's event reason for a spot interruption notice.
@@ -55,18 +61,28 @@ pub struct Claim {
     deleted: Option<Instant>,
 }
 
-/// NodeClaims by uid, deleted ones kept for [`REMEMBER_DELETED`].
+/// NodeClaims by uid, deleted ones kept for [`REMEMBER_DELETED`], and when the cache first
+/// had a full list.
 #[derive(Clone, Default)]
-pub struct Claims(Arc<Mutex<HashMap<String, Claim>>>, Arc<AtomicBool>);
+pub struct Claims(Arc<Mutex<HashMap<String, Claim>>>, Arc<OnceLock<Timestamp>>);
 
 impl Claims {
     /// Whether the cache has had its first full list (until then no count can be trusted).
     pub fn synced(&self) -> bool {
-        self.1.load(Ordering::Relaxed)
+        self.1.get().is_some()
     }
 
     pub fn get(&self, uid: &str) -> Option<Claim> {
         self.0.lock().expect("claims lock").get(uid).cloned()
+    }
+
+    /// The NodeClaim `e` is about: from the cache, else (see the module docs), for an event
+    /// from before the cache's first full list, from the NodeClaim's name.
+    fn of_event(&self, e: &Event) -> Option<Claim> {
+        self.get(e.involved_object.uid.as_deref()?).or_else(|| {
+            let synced_at = *self.1.get()?;
+            (when(e)? < synced_at).then(|| gone_claim(e))?
+        })
     }
 
     /// NodeClaims (not deleted) of `nodepool`.
@@ -134,8 +150,33 @@ impl Claims {
     }
 }
 
-/// Keeps `claims` up to date from a watch of every NodeClaim.
-pub fn spawn_claims_watch(client: &Client, claims: Claims) {
+/// What the name of the NodeClaim `e` is about says: its NodePool (Karpenter's `generateName`
+/// is the NodePool's name and a dash), and for a spot interruption, spot capacity.
+fn gone_claim(e: &Event) -> Option<Claim> {
+    let (nodepool, suffix) = e.involved_object.name.as_deref()?.rsplit_once('-')?;
+    if nodepool.is_empty()
+        || suffix.is_empty()
+        || !suffix.chars().all(|c| c.is_ascii_alphanumeric())
+    {
+        return None;
+    }
+    Some(Claim {
+        nodepool: nodepool.to_string(),
+        instance_type: None,
+        zone: None,
+        capacity_type: (e.reason.as_deref() == Some(SPOT_INTERRUPTED)).then(|| "spot".into()),
+        deleted: Some(Instant::now()),
+    })
+}
+
+/// Keeps `claims` up to date from a watch of every NodeClaim. When the first full list is in,
+/// `synced` is sent once: from then on counts can be trusted, and events from before are
+/// attributable (see the module docs).
+pub fn spawn_claims_watch(
+    client: &Client,
+    claims: Claims,
+    synced: tokio::sync::mpsc::UnboundedSender<()>,
+) {
     let api = Api::<DynamicObject>::all_with(client.clone(), &nodeclaim_resource());
     tokio::spawn(async move {
         let mut events = watcher(api, watcher::Config::default().any_semantic())
@@ -146,7 +187,9 @@ pub fn spawn_claims_watch(client: &Client, claims: Claims) {
                 Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => claims.apply(&o),
                 Ok(watcher::Event::Delete(o)) => claims.delete(&o),
                 Ok(watcher::Event::InitDone) => {
-                    claims.1.store(true, Ordering::Relaxed);
+                    if claims.1.set(Timestamp::now()).is_ok() {
+                        let _ = synced.send(());
+                    }
                     claims.prune();
                 }
                 Ok(_) => claims.prune(),
@@ -187,7 +230,10 @@ pub fn plan_of(
     claims: &Claims,
     nodepools: &Store<DynamicObject>,
 ) -> Option<ObjectRef<DeserializeGuard<SpotPlan>>> {
-    let claim = claims.get(e.involved_object.uid.as_deref()?)?;
+    // Requeueing is cheap: a NodeClaim the cache does not hold maps by its name.
+    let claim = claims
+        .get(e.involved_object.uid.as_deref()?)
+        .or_else(|| gone_claim(e))?;
     let np = nodepools.get(&ObjectRef::new_with(&claim.nodepool, nodepool_resource()))?;
     np.labels().get(PLAN_LABEL).map(|p| ObjectRef::new(p))
 }
@@ -233,14 +279,14 @@ fn signals(
         .filter(|e| e.involved_object.kind.as_deref() == Some("NodeClaim"))
         .filter_map(|e| {
             let uid = e.involved_object.uid.clone()?;
-            let c = claims.get(&uid)?;
+            let c = claims.of_event(e)?;
             let ours = nodepools.contains(&c.nodepool.as_str())
                 && capacity.is_none_or(|want| c.capacity_type.as_deref() == Some(want));
             ours.then_some(Interruption {
                 at: when(e)?,
                 uid,
-                instance_type: c.instance_type.unwrap_or_else(|| "unknown".into()),
-                zone: c.zone.unwrap_or_else(|| "unknown".into()),
+                instance_type: c.instance_type.unwrap_or_else(|| UNKNOWN.into()),
+                zone: c.zone.unwrap_or_else(|| UNKNOWN.into()),
             })
         })
         .collect()

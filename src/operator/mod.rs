@@ -83,10 +83,12 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         health.clone(),
         trigger.clone(),
     ));
+    let claims_synced = trigger.clone();
     let (leadership, lease_task, releaser) = lease::elect(&client, &opts, trigger, metrics.clone());
     let (stream, store, nodepool_store) = watches::streams(&client);
     let claims = interruptions::Claims::default();
-    interruptions::spawn_claims_watch(&client, claims.clone());
+    // Once the NodeClaim cache is in, every plan is reconciled: counts are trusted from then.
+    interruptions::spawn_claims_watch(&client, claims.clone(), claims_synced);
     let (interruption_events, interruption_stream) = interruptions::events(&client);
     let ctx = Arc::new(Context::new(ContextParts {
         recorder: Recorder::new(

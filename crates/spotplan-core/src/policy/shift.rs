@@ -14,7 +14,8 @@
 //!    is demoted: it is left out of the plan's new list (the churn rule narrows it out like any
 //!    type that no longer fits, under the plan's drift budget and `minNarrowInterval`). It comes
 //!    back once it has gone `calm` without an interruption (hysteresis: the window that demotes
-//!    it is not the one that restores it).
+//!    it is not the one that restores it). An interruption whose type or zone is [`UNKNOWN`]
+//!    counts toward the shift but demotes nothing.
 //! 4. **Memory.** The log keeps interruptions for [`memory`] (the longer of `window` and `calm`,
 //!    at least a day) and at most [`LOG_LIMIT`] entries, newest kept; `observedInterruptions` in
 //!    status is that log counted per (type, zone).
@@ -26,6 +27,9 @@ use std::time::Duration;
 
 /// Interruptions of one type in one zone within the window that demote it.
 pub const DEMOTE_AFTER: usize = 2;
+/// The type or zone of an interruption whose NodeClaim no longer says (it was gone before the
+/// controller could read it).
+pub const UNKNOWN: &str = "unknown";
 /// Most interruptions the log keeps.
 pub const LOG_LIMIT: usize = 500;
 
@@ -260,7 +264,10 @@ fn demotions(
     };
     let mut per_zone: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     let mut last_of: BTreeMap<&str, Timestamp> = BTreeMap::new();
-    for i in log {
+    for i in log
+        .iter()
+        .filter(|i| i.instance_type != UNKNOWN && i.zone != UNKNOWN)
+    {
         if i.at > before(now, s.window) {
             *per_zone.entry((&i.instance_type, &i.zone)).or_default() += 1;
         }
@@ -471,6 +478,32 @@ mod tests {
         };
         let d = decide(None, &shifted, &[], 3, ts("2026-11-24T10:00:00Z"));
         assert!(matches!(d.state.posture, Posture::Returning { .. }));
+    }
+
+    #[test]
+    fn interruptions_of_unknown_type_or_zone_shift_but_demote_nothing() {
+        let seen = [
+            int("a", UNKNOWN, UNKNOWN, "2026-11-24T10:00:00Z"),
+            int("b", UNKNOWN, UNKNOWN, "2026-11-24T10:01:00Z"),
+            int("c", UNKNOWN, "z1", "2026-11-24T10:02:00Z"),
+            int("d", UNKNOWN, "z1", "2026-11-24T10:02:30Z"),
+            int("e", "m5.large", UNKNOWN, "2026-11-24T10:03:00Z"),
+            int("f", "m5.large", UNKNOWN, "2026-11-24T10:03:30Z"),
+        ];
+        let d = decide(
+            Some(&spec()),
+            &ShiftState::default(),
+            &seen,
+            0,
+            ts("2026-11-24T10:04:00Z"),
+        );
+        assert!(matches!(d.state.posture, Posture::Shifted { .. }));
+        assert!(d.state.demoted.is_empty(), "{:?}", d.state.demoted);
+        assert!(
+            !d.moves.iter().any(|m| matches!(m, Move::Demoted { .. })),
+            "{:?}",
+            d.moves
+        );
     }
 
     #[test]
