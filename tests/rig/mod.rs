@@ -239,11 +239,16 @@ count: 1
             .split('"')
             .next()
             .unwrap();
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let kc = self.dir.path().join(format!("token-{n}.kubeconfig"));
+        let kc = self.numbered("token", "kubeconfig");
         std::fs::write(&kc, admin.replace(admin_token, token)).unwrap();
         kc
+    }
+
+    /// A new file name in the rig's directory: `{stem}-{n}.{ext}`, n counting up per process.
+    fn numbered(&self, stem: &str, ext: &str) -> PathBuf {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.dir.path().join(format!("{stem}-{n}.{ext}"))
     }
 }
 
@@ -258,10 +263,8 @@ impl Rig {
         args: &[String],
         env: &[(&str, &str)],
     ) -> Controller {
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let log = self.dir.path().join(format!("controller-{n}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_spotplan"))
+        let log = self.numbered("controller", "log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_spotplan"))
             .args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -272,12 +275,12 @@ impl Rig {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("start spotplan controller");
-        let mut c = Controller {
+        let port = bound_port(&log, &mut child);
+        let c = Controller {
             child: Some(child),
-            port: 0,
+            port,
             log,
         };
-        c.port = c.bound_port();
         c.wait_ready();
         c
     }
@@ -327,38 +330,35 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((code, body))
 }
 
-impl Controller {
-    /// The port from the controller's "serving /metrics, /livez, /readyz" log line (text or
-    /// JSON logs); fails the test if the controller exits or logs none within 60 s.
-    fn bound_port(&mut self) -> u16 {
-        let start = Instant::now();
-        loop {
-            let log = self.log_text();
-            let port = log
-                .lines()
-                .filter(|l| l.contains("serving /metrics"))
-                .find_map(|l| {
-                    let (_, rest) = l
-                        .split_once("addr=")
-                        .or_else(|| l.split_once("\"addr\":\""))?;
-                    let addr = rest.split(['"', ' ']).next()?;
-                    addr.parse::<std::net::SocketAddr>().ok().map(|a| a.port())
-                });
-            if let Some(port) = port {
-                return port;
-            }
-            let exited = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
-            assert!(
-                exited.is_none() && start.elapsed() < Duration::from_secs(60),
-                "the controller logged no listening address ({exited:?}); log:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+/// The port from the controller's "serving /metrics, /livez, /readyz" log line (text or JSON
+/// logs); fails the test if the controller exits or logs none within 60 s.
+fn bound_port(log: &Path, child: &mut Child) -> u16 {
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let port = text
+            .lines()
+            .filter(|l| l.contains("serving /metrics"))
+            .find_map(|l| {
+                let (_, rest) = l
+                    .split_once("addr=")
+                    .or_else(|| l.split_once("\"addr\":\""))?;
+                let addr = rest.split(['"', ' ']).next()?;
+                addr.parse::<std::net::SocketAddr>().ok().map(|a| a.port())
+            });
+        if let Some(port) = port {
+            return port;
         }
+        let exited = child.try_wait().ok().flatten();
+        assert!(
+            exited.is_none() && start.elapsed() < Duration::from_secs(60),
+            "the controller logged no listening address ({exited:?}); log:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
+}
 
+impl Controller {
     pub fn wait_ready(&self) {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(60) {
