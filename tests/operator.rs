@@ -1409,6 +1409,25 @@ fn answer_slowly(
     }
 }
 
+/// A plan's per (type, zone) counts in `status.<field>` (`observedInterruptions`,
+/// `observedLaunchFailures`), sorted.
+fn counts(sp: &Value, field: &str) -> Vec<(String, String, i64)> {
+    let mut out: Vec<(String, String, i64)> = sp["status"][field]
+        .as_array()
+        .unwrap_or_else(|| panic!("no status.{field}: {}", sp["status"]))
+        .iter()
+        .map(|o| {
+            (
+                o["instanceType"].as_str().unwrap().to_string(),
+                o["zone"].as_str().unwrap().to_string(),
+                o["count"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// A NodeClaim as Karpenter's provisioner creates it for `nodepool`, before launch: no
 /// instance-type or zone label, only requirements.
 fn pending_claim(name: &str, nodepool: &str, types: &[&str], zone: &str) -> String {
@@ -1492,21 +1511,8 @@ fn launch_failures_are_recorded_per_type_and_zone() {
         let sp = rig.get_json("spotplan", "icy")?;
         (sp["status"]["launchFailureLog"].as_array()?.len() == 2).then_some(sp)
     });
-    let mut observed: Vec<(String, String, i64)> = sp["status"]["observedLaunchFailures"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| {
-            (
-                o["instanceType"].as_str().unwrap().to_string(),
-                o["zone"].as_str().unwrap().to_string(),
-                o["count"].as_i64().unwrap(),
-            )
-        })
-        .collect();
-    observed.sort();
     assert_eq!(
-        observed,
+        counts(&sp, "observedLaunchFailures"),
         vec![
             ("m7g.8xlarge".to_string(), "us-east-1a".to_string(), 1),
             ("unknown".to_string(), "us-east-1b".to_string(), 1),
@@ -1576,17 +1582,8 @@ fn interruptions_of_nodeclaims_gone_before_a_restart_still_count() {
         (condition(&sp, "ShiftedToOnDemand")?.0 == "True").then_some(sp)
     });
     assert_eq!(
-        sp["status"]["observedInterruptions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|o| (
-                o["instanceType"].clone(),
-                o["zone"].clone(),
-                o["count"].clone()
-            ))
-            .collect::<Vec<_>>(),
-        vec![("unknown".into(), "unknown".into(), 2.into())],
+        counts(&sp, "observedInterruptions"),
+        vec![("unknown".to_string(), "unknown".to_string(), 2)],
         "{}",
         sp["status"]
     );
