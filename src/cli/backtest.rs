@@ -247,18 +247,16 @@ fn print_table(title: &str, r: &Report, peer: Option<&PeerReport>, user_ceiling:
         r.to.strftime("%Y-%m-%d"),
         r.days
     );
-    let mut t = comfy_table::Table::new();
-    t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY)
-        .set_header(vec![
-            "date",
-            "decision",
-            "types",
-            "added",
-            "removed",
-            "ceiling",
-            "cheapest three",
-            "$/h",
-        ]);
+    let mut t = super::output::table(vec![
+        "date",
+        "decision",
+        "types",
+        "added",
+        "removed",
+        "ceiling",
+        "cheapest three",
+        "$/h",
+    ]);
     for s in &r.steps {
         t.add_row(vec![
             s.at.strftime("%Y-%m-%d").to_string(),

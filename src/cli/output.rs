@@ -94,6 +94,13 @@ pub fn print_plan(plan: &Plan, market: &MarketData, format: Format) {
     }
 }
 
+/// A table in the CLI's style (borders only) with `header`.
+pub fn table(header: Vec<&str>) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY).set_header(header);
+    t
+}
+
 fn usd(v: Option<f64>) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{v:.4}"))
 }
@@ -135,8 +142,7 @@ fn print_table(plan: &Plan, market: &MarketData) {
         ceiling_label(plan),
         ranking_label(plan.ranking),
     );
-    let mut t = Table::new();
-    t.load_preset(UTF8_BORDERS_ONLY).set_header(vec![
+    let mut t = table(vec![
         "#",
         "type",
         "count",

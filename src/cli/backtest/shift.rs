@@ -125,21 +125,19 @@ pub fn print(s: &Simulated) {
         m.crunch_share * 100.0,
         m.crunch_factor()
     );
-    let mut t = comfy_table::Table::new();
-    t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY)
-        .set_header(vec![
-            "onDemandShift",
-            "shifts/mo",
-            "in calm/mo",
-            "h per shift",
-            "time shifted",
-            "extra $",
-            "interr./mo",
-            "spared",
-            "in crunches",
-            "fleet-h per spared",
-            "demotions/mo",
-        ]);
+    let mut t = crate::cli::output::table(vec![
+        "onDemandShift",
+        "shifts/mo",
+        "in calm/mo",
+        "h per shift",
+        "time shifted",
+        "extra $",
+        "interr./mo",
+        "spared",
+        "in crunches",
+        "fleet-h per spared",
+        "demotions/mo",
+    ]);
     for o in &s.outcomes {
         t.add_row(vec![
             o.policy.clone(),
