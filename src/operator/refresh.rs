@@ -201,8 +201,9 @@ impl MarketCache {
             .filter(|p| region.is_none() || p.region.is_none() || p.region.as_deref() == region)
             .map(|p| {
                 let unavailable = p.refresh_error.is_some() && p.as_of == Timestamp::UNIX_EPOCH;
-                let limit = jiff::SignedDuration::try_from(self.limit(p.kind))
-                    .unwrap_or(jiff::SignedDuration::MAX);
+                let max_age = self.limit(p.kind);
+                let limit =
+                    jiff::SignedDuration::try_from(max_age).unwrap_or(jiff::SignedDuration::MAX);
                 let (fresh, message) = match &p.refresh_error {
                     Some(e) if unavailable => (true, format!("unavailable: {e}")),
                     Some(e) => (
@@ -217,7 +218,7 @@ impl MarketCache {
                         format!(
                             "from {}, older than twice its refresh cycle ({})",
                             stamp(p.as_of),
-                            humanize(self.limit(p.kind))
+                            humanize(max_age)
                         ),
                     ),
                     None => (true, format!("as of {}", stamp(p.as_of))),
