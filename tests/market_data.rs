@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use spotplan::core::market::{DataError, PriceTable, SpotAdvisor};
 use spotplan::core::optimizer::{Request, optimize};
-use spotplan::sources::{Loader, Source};
+use spotplan::{Loader, Source};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

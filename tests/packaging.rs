@@ -126,7 +126,7 @@ fn chart_crd_is_the_generated_one() {
         top == chart,
         "charts/spotplan/crds/ differs from crds/: cp crds/spotplan.dev_spotplans.yaml charts/spotplan/crds/"
     );
-    assert_eq!(top, spotplan::operator::crd::crd_yaml());
+    assert_eq!(top, spotplan::api::crd_yaml());
 }
 
 #[test]

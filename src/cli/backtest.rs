@@ -6,8 +6,8 @@ mod peer;
 mod shift;
 
 use super::CliError;
+use super::args::ChurnArgs;
 use super::recommend::RequestArgs;
-use crate::duration::parse_duration;
 use clap::{Args, ValueEnum};
 use jiff::Timestamp;
 use jiff::civil::Date;
@@ -15,11 +15,10 @@ use serde::Serialize;
 use spotplan_core::market::{MarketInputs, PriceTable, SpotAdvisor};
 use spotplan_core::optimizer::validate;
 use spotplan_core::policy::backtest::{self, PeerReport, Report, Snapshot};
-use spotplan_core::policy::churn::Settings;
+use spotplan_core::policy::churn::Tuning;
 use spotplan_core::{Catalog, MarketData};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
@@ -45,18 +44,10 @@ pub struct BacktestArgs {
     /// Last snapshot date to use (YYYY-MM-DD).
     #[arg(long, value_name = "DATE")]
     pub to: Option<Date>,
-    /// Shortest time between two narrowings (the controller's default; -f uses the
-    /// manifest's spec.minNarrowInterval when it sets one).
-    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
-    pub min_narrow_interval: Duration,
-    /// How long a type may stay over a ceiling the user set (the controller's
-    /// --confirm-over-ceiling).
-    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
-    pub confirm_over_ceiling: Duration,
-    /// How often at most the list is narrowed to the mode's default cap (the controller's
-    /// --settle-over-default-cap).
-    #[arg(long, value_name = "DURATION", default_value = "120d", value_parser = parse_duration)]
-    pub settle_over_default_cap: Duration,
+    /// The controller's churn flags (-f uses the manifest's spec.minNarrowInterval when it
+    /// sets one).
+    #[command(flatten)]
+    pub churn: ChurnArgs,
     /// table or json.
     #[arg(long, short = 'o', value_enum, default_value = "table")]
     pub output: Output,
@@ -91,13 +82,16 @@ pub async fn run(args: BacktestArgs) -> Result<(), CliError> {
     let prices = args.prices.as_deref().map(read_prices).transpose()?;
     let priced = prices.is_some();
     let snapshots = load(&files, prices, &req.region)?;
-    let settings = Settings {
+    let settings = Tuning {
         min_interval: asked
             .manifest
             .as_ref()
-            .map_or(args.min_narrow_interval, |m| m.spec.min_narrow_interval),
-        confirm: args.confirm_over_ceiling,
-        settle: args.settle_over_default_cap,
+            .filter(|m| m.raw.min_narrow_interval.is_some())
+            .map_or(args.churn.min_narrow_interval.0, |m| {
+                m.spec.min_narrow_interval
+            }),
+        confirm: args.churn.confirm_over_ceiling.0,
+        settle: args.churn.settle_over_default_cap.0,
         cap: req.max_types.min(spotplan_core::limits::MAX_WRITTEN_TYPES),
     };
     let report = backtest::replay(&req, &snapshots, settings).map_err(|e| asked.plan_error(e))?;

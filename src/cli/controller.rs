@@ -2,9 +2,9 @@
 //! [`crate::operator::Options`].
 
 use super::CliError;
-use super::args::DataArgs;
-use crate::duration::parse_duration;
+use super::args::{ChurnArgs, DataArgs};
 use clap::Args;
+use spotplan_core::duration::parse_duration;
 use std::time::Duration;
 
 #[derive(Args, Debug)]
@@ -15,18 +15,8 @@ pub struct ControllerArgs {
     /// is stale.
     #[arg(long, env = "SPOTPLAN_REFRESH_INTERVAL", value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
     pub refresh_interval: Duration,
-    /// Default shortest time between two data-driven narrowings of a plan's type list.
-    #[arg(long, env = "SPOTPLAN_MIN_NARROW_INTERVAL", value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
-    pub min_narrow_interval: Duration,
-    /// How long a written type may stay over an interruption ceiling the user set
-    /// (`maxInterruptionBand`) before it is removed: a band that moves back within this time
-    /// costs no node replacement.
-    #[arg(long, env = "SPOTPLAN_CONFIRM_OVER_CEILING", value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
-    pub confirm_over_ceiling: Duration,
-    /// How often at most a plan's list is narrowed to its mode's default band cap (types over
-    /// it leave together, this long after the list was last written fresh or narrowed).
-    #[arg(long, env = "SPOTPLAN_SETTLE_OVER_DEFAULT_CAP", value_name = "DURATION", default_value = "120d", value_parser = parse_duration)]
-    pub settle_over_default_cap: Duration,
+    #[command(flatten)]
+    pub churn: ChurnArgs,
     /// Address for /metrics, /livez and /readyz.
     #[arg(long, env = "SPOTPLAN_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: std::net::SocketAddr,
@@ -100,9 +90,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), CliError> {
         // deadline (a fetch's, an AWS call's).
         refresh_deadline: args.data.fetch_timeout.max(args.data.aws_timeout)
             + Duration::from_secs(30),
-        min_narrow_interval: args.min_narrow_interval,
-        confirm_over_ceiling: args.confirm_over_ceiling,
-        settle_over_default_cap: args.settle_over_default_cap,
+        settings: args.churn.settings(),
         listen: args.listen,
         leader_elect: args.leader_elect,
         lease_name: args.lease_name,

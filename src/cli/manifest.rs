@@ -2,11 +2,11 @@
 //! shows or renders exactly what the controller would plan for it.
 
 use super::CliError;
-use crate::operator::crd::SpotPlanSpec;
-use crate::operator::spec::{self, PlanSpec};
 use serde_json::Value;
+use spotplan_api::validate::{self, PlanSpec};
+use spotplan_api::{SpotPlan, SpotPlanSpec};
+use spotplan_core::policy::churn;
 use std::path::Path;
-use std::time::Duration;
 
 /// One SpotPlan from a file.
 #[derive(Debug, Clone)]
@@ -14,7 +14,21 @@ pub struct Manifest {
     /// The file, as the user named it.
     pub path: String,
     pub name: String,
+    /// The spec as written.
+    pub raw: SpotPlanSpec,
+    /// The spec validated (with the controller's default `minNarrowInterval` where the manifest
+    /// sets none).
     pub spec: PlanSpec,
+}
+
+impl Manifest {
+    /// The SpotPlan as the API server would hold it on creation (no uid, generation 1, no
+    /// status): what the build is given for `render --format nodepool`.
+    pub fn spot_plan(&self) -> SpotPlan {
+        let mut sp = SpotPlan::new(&self.name, self.raw.clone());
+        sp.metadata.generation = Some(1);
+        sp
+    }
 }
 
 /// Reads the one SpotPlan in `path` (a YAML or JSON file, several documents allowed; other
@@ -56,7 +70,7 @@ pub fn read(path: &Path) -> Result<Manifest, CliError> {
         .ok_or_else(|| fail("metadata.name: is missing; name the SpotPlan".into()))?
         .to_string();
     let raw = doc.get("spec").cloned().unwrap_or(Value::Null);
-    let spec: SpotPlanSpec = serde_path_to_error::deserialize(raw).map_err(|e| {
+    let raw: SpotPlanSpec = serde_path_to_error::deserialize(raw).map_err(|e| {
         let path = e.path().to_string();
         let at = if path == "." {
             "spec".to_string()
@@ -65,12 +79,12 @@ pub fn read(path: &Path) -> Result<Manifest, CliError> {
         };
         fail(format!("{at}: {}", e.into_inner()))
     })?;
-    // The narrowing interval does not shape a one-shot plan; any default does.
-    let spec = spec::validate(&spec, Duration::from_secs(3600))
+    let spec = validate::validate(&raw, churn::DEFAULT_MIN_INTERVAL)
         .map_err(|e| fail(format!("{}: {}", e.field, e.message)))?;
     Ok(Manifest {
         path: shown,
         name,
+        raw,
         spec,
     })
 }

@@ -143,7 +143,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Controller(args) => controller::run(*args).await,
         Command::Render(args) => render::run(*args).await,
         Command::Crd => {
-            print!("{}", crate::operator::crd::crd_yaml());
+            print!("{}", spotplan_api::crd_yaml());
             Ok(())
         }
         Command::Data {

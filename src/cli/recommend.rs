@@ -11,12 +11,12 @@ use spotplan_core::types::{Arch, Mode, gib_to_mib};
 use spotplan_core::{Catalog, limits, optimize};
 use std::io::IsTerminal;
 
-fn mode(s: &str) -> Result<Mode, String> {
-    s.parse()
+fn mode(s: &str) -> Result<Mode, args::FlagError> {
+    Ok(s.parse()?)
 }
 
-fn arch(s: &str) -> Result<Arch, String> {
-    s.parse()
+fn arch(s: &str) -> Result<Arch, args::FlagError> {
+    Ok(s.parse()?)
 }
 
 /// The request flags, shared by `recommend`, `render` and `backtest`: the request itself, or

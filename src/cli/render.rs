@@ -2,19 +2,24 @@
 //! Fleet, Auto Scaling group), as the NodePools the operator would write, or as the kwok
 //! provider's instance-types file. `--apply` makes the call itself.
 
-use super::args::DataArgs;
+use super::args::{self, DataArgs};
 use super::recommend::{Asked, Decided, RequestArgs, decide};
 use super::{CliError, exit};
-use crate::operator::desired;
-use crate::operator::spec::PlanSpec;
 use clap::{Args, ValueEnum};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde::Serialize;
 use serde_json::{Value, json};
+use spotplan_api::build::nodepools::for_git;
+use spotplan_api::build::{self, Observed};
+use spotplan_api::crd::{CapacitySpec, NodeClassRef, OnDemandBase};
+use spotplan_api::freshness::Freshness;
+use spotplan_api::names::conditions;
+use spotplan_api::{SpotPlan, validate};
+use spotplan_core::MarketData;
 use spotplan_core::Plan;
 use spotplan_core::render::fleet::{
     self, AllocationStrategy, FleetInput, FleetType, LaunchTemplate, Placement, Trimmed,
 };
-use spotplan_core::render::{CapacityTypes, NodePoolSettings};
 
 /// What `render` prints.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,10 +88,10 @@ pub struct LaunchArgs {
     pub zones: Vec<String>,
     /// vCPUs of on-demand capacity under the spot capacity (default: the manifest's
     /// spec.capacity.onDemandBase.cpu with -f, else 0).
-    #[arg(long, value_name = "N", value_parser = on_demand_cpu)]
+    #[arg(long, value_name = "N", value_parser = args::on_demand_cpu)]
     pub on_demand_base_cpu: Option<u32>,
     /// asg: percent of the capacity above the base that is on-demand (default 0).
-    #[arg(long, value_name = "PERCENT", value_parser = percentage)]
+    #[arg(long, value_name = "PERCENT", value_parser = args::percentage)]
     pub on_demand_percentage: Option<u8>,
     /// Spot allocation strategy: price-capacity-optimized (default), capacity-optimized,
     /// capacity-optimized-prioritized (follows the plan's ranking), lowest-price, diversified.
@@ -100,7 +105,7 @@ pub struct LaunchArgs {
     #[arg(long, value_name = "ARN")]
     pub fleet_role: Option<String>,
     /// spot-fleet: when the request expires (RFC 3339, e.g. 2027-01-01T00:00:00Z).
-    #[arg(long, value_name = "TIME", value_parser = future_time)]
+    #[arg(long, value_name = "TIME", value_parser = args::future_time)]
     pub valid_until: Option<String>,
     /// The fleet's name: the Auto Scaling group's name, and the spotplan.dev/name tag that
     /// --apply finds it by (default: the manifest's name with -f, else "spotplan").
@@ -132,37 +137,6 @@ pub struct RenderArgs {
     pub data: DataArgs,
 }
 
-fn on_demand_cpu(s: &str) -> Result<u32, String> {
-    match s.trim().parse::<u32>() {
-        Ok(n) if n <= spotplan_core::limits::MAX_VCPUS => Ok(n),
-        Ok(n) => Err(format!(
-            "{n} is above the maximum of {} vCPUs",
-            spotplan_core::limits::MAX_VCPUS
-        )),
-        Err(_) => Err(format!("'{s}' is not a whole number of vCPUs, e.g. 8")),
-    }
-}
-
-fn percentage(s: &str) -> Result<u8, String> {
-    match s.trim().parse::<u8>() {
-        Ok(n) if n <= 100 => Ok(n),
-        _ => Err(format!("'{s}' is not a percentage: use 0 to 100")),
-    }
-}
-
-fn future_time(s: &str) -> Result<String, String> {
-    let t: jiff::Timestamp = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{s}' is not an RFC 3339 time, e.g. 2027-01-01T00:00:00Z"))?;
-    if t <= jiff::Timestamp::now() {
-        return Err(format!(
-            "{t} is in the past: a request that expired cannot launch"
-        ));
-    }
-    Ok(t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
-}
-
 pub async fn run(args: RenderArgs) -> Result<(), CliError> {
     check_flags(&args)?;
     if args.format == RenderFormat::KwokInstanceTypes {
@@ -189,9 +163,9 @@ pub async fn run(args: RenderArgs) -> Result<(), CliError> {
         ));
     }
     let input = fleet_input(&args, &asked)?;
-    let Decided { plan, .. } = decide(&asked, &args.data).await?;
+    let Decided { plan, market, .. } = decide(&asked, &args.data).await?;
     let (doc, trimmed) = match args.format {
-        RenderFormat::Nodepool => (nodepools(&args, &asked, &plan), Trimmed::default()),
+        RenderFormat::Nodepool => (nodepools(&args, &asked, &market)?, Trimmed::default()),
         format => fleet_document(format, &plan, &input),
     };
     if !trimmed.types_left_out.is_empty() {
@@ -215,7 +189,7 @@ pub async fn run(args: RenderArgs) -> Result<(), CliError> {
         let applied = crate::launch::apply(args.format.launch_kind(), &plan, &input, timeouts)
             .await
             .map_err(|e| CliError {
-                message: e,
+                message: e.to_string(),
                 code: exit::AWS,
             })?;
         for note in &applied.notes {
@@ -435,55 +409,91 @@ fn fleet_document(format: RenderFormat, plan: &Plan, input: &FleetInput) -> (Val
     }
 }
 
-/// The NodePools the operator would write for this plan, without its ownership marks (no
-/// owner reference or owner UID: these are for Git, not for a controller to adopt).
-fn nodepools(args: &RenderArgs, asked: &Asked, plan: &Plan) -> Value {
-    let (name, spec) = match &asked.manifest {
-        Some(m) => {
-            let mut spec = m.spec.clone();
-            if args.launch.on_demand_base_cpu.is_some() {
-                spec.on_demand_base = args.launch.on_demand_base_cpu.filter(|b| *b > 0);
-            }
-            (m.name.clone(), spec)
-        }
-        None => ("spotplan".to_string(), flag_spec(args, asked)),
+/// The NodePools the operator would write for this plan, from the operator's own build, without
+/// its ownership marks (no owner reference or owner UID: these are for Git, not for a controller
+/// to adopt).
+fn nodepools(args: &RenderArgs, asked: &Asked, market: &MarketData) -> Result<Value, CliError> {
+    let sp = spot_plan(args, asked);
+    let freshness = Freshness {
+        fresh: true,
+        reason: "Fresh",
+        message: String::new(),
+        sources: Vec::new(),
     };
-    let owner = desired::Owner {
-        name: &name,
-        uid: "",
-        api_version: "spotplan.dev/v1alpha1",
-        kind: "SpotPlan",
-    };
-    let types: Vec<String> = plan
-        .candidates
-        .iter()
-        .map(|c| c.instance_type.clone())
+    let desired = build::build(
+        &Observed {
+            plan: &sp,
+            freshness: &freshness,
+            market: Some(market),
+            nodepools: &[],
+            signals: &build::Signals::default(),
+            placement: None,
+            now: jiff::Timestamp::now(),
+        },
+        &build::Settings::default(),
+    );
+    if let build::Standing::NotReady(reason) = desired.standing {
+        let message = desired
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == conditions::READY)
+            .map(|c| c.message.clone())
+            .unwrap_or_default();
+        return Err(CliError::usage(
+            "--format nodepool",
+            format!("{}: {message}", reason.as_str()),
+        ));
+    }
+    let items: Vec<Value> = desired
+        .writes
+        .into_iter()
+        .map(|w| for_git(w.pool.object))
         .collect();
-    let items: Vec<Value> =
-        desired::nodepools(owner, &spec, &types, spotplan_core::Catalog::embedded())
-            .into_iter()
-            .map(|np| desired::for_git(np.object))
-            .collect();
-    json!({"apiVersion": "v1", "kind": "List", "items": items})
+    Ok(json!({"apiVersion": "v1", "kind": "List", "items": items}))
 }
 
-/// A spec from the flags: the request, the on-demand base, and the node class.
-fn flag_spec(args: &RenderArgs, asked: &Asked) -> PlanSpec {
-    PlanSpec {
-        request: asked.request.clone(),
-        on_demand_base: args.launch.on_demand_base_cpu.filter(|b| *b > 0),
-        spot_capacity: CapacityTypes::Spot,
-        min_narrow_interval: std::time::Duration::from_secs(3600),
-        settings: NodePoolSettings {
-            node_class_ref: json!({
-                "group": "karpenter.k8s.aws",
-                "kind": "EC2NodeClass",
-                "name": args.launch.node_class.as_deref().unwrap_or("default"),
-            }),
-            ..NodePoolSettings::default()
-        },
-        orphan: true,
-        shift: None,
+/// The SpotPlan to build: the manifest's (with `--on-demand-base-cpu` over its base), or one made
+/// from the request flags and `--node-class`.
+fn spot_plan(args: &RenderArgs, asked: &Asked) -> SpotPlan {
+    let base = args.launch.on_demand_base_cpu.map(|b| {
+        (b > 0).then(|| OnDemandBase {
+            cpu: Quantity(b.to_string()),
+        })
+    });
+    match &asked.manifest {
+        Some(m) => {
+            let mut sp = m.spot_plan();
+            if let Some(base) = base {
+                sp.spec
+                    .capacity
+                    .get_or_insert_with(Default::default)
+                    .on_demand_base = base;
+            }
+            sp
+        }
+        None => {
+            let class = NodeClassRef {
+                group: "karpenter.k8s.aws".into(),
+                kind: "EC2NodeClass".into(),
+                name: args
+                    .launch
+                    .node_class
+                    .as_deref()
+                    .unwrap_or("default")
+                    .into(),
+            };
+            let mut spec = validate::spec_of(&asked.request, class);
+            if let Some(Some(base)) = base {
+                spec.capacity = Some(CapacitySpec {
+                    on_demand_base: Some(base),
+                    ..Default::default()
+                });
+            }
+            let mut sp = SpotPlan::new("spotplan", spec);
+            sp.metadata.generation = Some(1);
+            sp
+        }
     }
 }
 

@@ -2,7 +2,10 @@
 //! so a group spotplan did not make is never changed), changed with UpdateAutoScalingGroup.
 //! The desired capacity of an existing group belongs to its scaling and is left alone.
 
-use super::{Applied, Diff, Fact, call_error, canonical, override_text, tags_fact, template_fact};
+use super::{
+    Applied, Diff, Fact, LaunchError, call_error, canonical, override_text, tags_fact,
+    template_fact,
+};
 use aws_sdk_autoscaling::Client;
 use aws_sdk_autoscaling::types::{
     AutoScalingGroup as Group, InstancesDistribution, LaunchTemplate, LaunchTemplateOverrides,
@@ -10,7 +13,7 @@ use aws_sdk_autoscaling::types::{
 };
 use spotplan_core::render::fleet::{AutoScalingGroup, NAME_TAG};
 
-pub async fn apply(client: &Client, want: &AutoScalingGroup) -> Result<Applied, String> {
+pub async fn apply(client: &Client, want: &AutoScalingGroup) -> Result<Applied, LaunchError> {
     let name = &want.auto_scaling_group_name;
     let found = client
         .describe_auto_scaling_groups()
@@ -26,9 +29,10 @@ pub async fn apply(client: &Client, want: &AutoScalingGroup) -> Result<Applied, 
                 .iter()
                 .any(|t| t.key() == Some(NAME_TAG) && t.value() == Some(name.as_str()));
             if !ours {
-                return Err(format!(
-                    "autoscaling:DescribeAutoScalingGroups: an Auto Scaling group named {name} exists without the tag {NAME_TAG}={name}: spotplan did not make it and will not change it; pick another --name"
-                ));
+                return Err(LaunchError::NotOurs {
+                    name: name.clone(),
+                    tag: NAME_TAG,
+                });
             }
             update(client, want, have).await
         }
@@ -90,7 +94,7 @@ fn tags(want: &AutoScalingGroup) -> Vec<Tag> {
         .collect()
 }
 
-async fn create(client: &Client, want: &AutoScalingGroup) -> Result<Applied, String> {
+async fn create(client: &Client, want: &AutoScalingGroup) -> Result<Applied, LaunchError> {
     client
         .create_auto_scaling_group()
         .auto_scaling_group_name(&want.auto_scaling_group_name)
@@ -236,7 +240,11 @@ fn facts(want: &AutoScalingGroup, have: &Group) -> Vec<Fact> {
     ]
 }
 
-async fn update(client: &Client, want: &AutoScalingGroup, have: &Group) -> Result<Applied, String> {
+async fn update(
+    client: &Client,
+    want: &AutoScalingGroup,
+    have: &Group,
+) -> Result<Applied, LaunchError> {
     let name = want.auto_scaling_group_name.clone();
     let diff = Diff::of(&facts(want, have));
     if diff.change.iter().any(|c| *c != "tags") {

@@ -2,7 +2,8 @@
 //! ModifyFleet (overrides and target capacity, on fleets of type maintain).
 
 use super::{
-    Applied, Diff, Fact, call_error, canonical, ec2_tags, override_text, tags_fact, template_fact,
+    Applied, Diff, Fact, LaunchError, call_error, canonical, ec2_tags, override_text, tags_fact,
+    template_fact,
 };
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{
@@ -13,7 +14,7 @@ use aws_sdk_ec2::types::{
 };
 use spotplan_core::render::fleet::{Ec2Fleet, NAME_TAG};
 
-pub async fn apply(client: &Client, want: &Ec2Fleet, name: &str) -> Result<Applied, String> {
+pub async fn apply(client: &Client, want: &Ec2Fleet, name: &str) -> Result<Applied, LaunchError> {
     let found = find(client, name).await?;
     match found.as_slice() {
         [] => create(client, want).await,
@@ -22,17 +23,23 @@ pub async fn apply(client: &Client, want: &Ec2Fleet, name: &str) -> Result<Appli
     }
 }
 
-fn several(name: &str, many: &[FleetData]) -> String {
-    let ids: Vec<&str> = many.iter().filter_map(FleetData::fleet_id).collect();
-    format!(
-        "ec2:DescribeFleets: {} EC2 Fleets are tagged {NAME_TAG}={name} ({}); delete all but one, or pick another --name",
-        ids.len(),
-        ids.join(", ")
-    )
+fn several(name: &str, many: &[FleetData]) -> LaunchError {
+    LaunchError::Ambiguous {
+        action: "ec2:DescribeFleets",
+        kinds: "EC2 Fleets",
+        tag: NAME_TAG,
+        name: name.into(),
+        ids: many
+            .iter()
+            .filter_map(FleetData::fleet_id)
+            .map(String::from)
+            .collect(),
+        fix: "delete all but one, or pick another --name",
+    }
 }
 
 /// Live fleets tagged with this name (deleted and failed ones do not count).
-async fn find(client: &Client, name: &str) -> Result<Vec<FleetData>, String> {
+async fn find(client: &Client, name: &str) -> Result<Vec<FleetData>, LaunchError> {
     let mut pages = client.describe_fleets().into_paginator().send();
     let mut out = Vec::new();
     while let Some(page) = pages.next().await {
@@ -104,7 +111,7 @@ fn capacity(want: &Ec2Fleet) -> TargetCapacitySpecificationRequest {
         .build()
 }
 
-async fn create(client: &Client, want: &Ec2Fleet) -> Result<Applied, String> {
+async fn create(client: &Client, want: &Ec2Fleet) -> Result<Applied, LaunchError> {
     let tags = want.tag_specifications.iter().map(|s| {
         TagSpecification::builder()
             .resource_type(ResourceType::from(s.resource_type.as_str()))
@@ -129,7 +136,10 @@ async fn create(client: &Client, want: &Ec2Fleet) -> Result<Applied, String> {
         .map_err(|e| call_error("ec2:CreateFleet", e))?;
     let id = out
         .fleet_id()
-        .ok_or("ec2:CreateFleet: the answer has no FleetId")?
+        .ok_or(LaunchError::NoId {
+            action: "ec2:CreateFleet",
+            field: "FleetId",
+        })?
         .to_string();
     let overrides: usize = want
         .launch_template_configs
@@ -237,7 +247,11 @@ fn facts(want: &Ec2Fleet, have: &FleetData) -> Vec<Fact> {
     ]
 }
 
-async fn update(client: &Client, want: &Ec2Fleet, have: &FleetData) -> Result<Applied, String> {
+async fn update(
+    client: &Client,
+    want: &Ec2Fleet,
+    have: &FleetData,
+) -> Result<Applied, LaunchError> {
     let id = have.fleet_id().unwrap_or_default().to_string();
     let mut facts = facts(want, have);
     // Only a fleet of type maintain can be modified (tags aside).

@@ -22,7 +22,8 @@ use spotplan_core::render::fleet::FleetInput;
 
 /// The IAM actions `--apply` calls, besides those the launch template needs (also
 /// `config/iam/spotplan-launch-policy.json`).
-pub const PERMISSIONS: [&str; 11] = [
+#[cfg(test)]
+const PERMISSIONS: [&str; 11] = [
     "ec2:CreateFleet",
     "ec2:DescribeFleets",
     "ec2:ModifyFleet",
@@ -44,6 +45,56 @@ pub enum Kind {
     AutoScalingGroup,
 }
 
+/// Why `--apply` failed, told apart for callers (every one is exit 5 on the command line).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LaunchError {
+    /// No usable credentials in the default chain.
+    #[error("--apply: no AWS credentials: {0}")]
+    NoCredentials(#[from] crate::sources::aws::NoCredentials),
+    /// AWS refused or failed a call: `ec2:CreateFleet: Code: message`.
+    #[error("{action}: {body}{hint}", hint = if self.denied() { " (grant it to the caller; see config/iam/spotplan-launch-policy.json)" } else { "" })]
+    Call {
+        /// The IAM action of the call.
+        action: &'static str,
+        /// AWS's error code, when it gave one.
+        code: Option<String>,
+        /// The code and message (or the transport error) on one line.
+        body: String,
+    },
+    /// More than one fleet or request carries the plan's name tag.
+    #[error("{action}: {} {kinds} are tagged {tag}={name} ({}); {fix}", ids.len(), ids.join(", "))]
+    Ambiguous {
+        action: &'static str,
+        kinds: &'static str,
+        tag: &'static str,
+        name: String,
+        ids: Vec<String>,
+        fix: &'static str,
+    },
+    /// An Auto Scaling group of that name exists that spotplan did not make.
+    #[error(
+        "autoscaling:DescribeAutoScalingGroups: an Auto Scaling group named {name} exists without the tag {tag}={name}: spotplan did not make it and will not change it; pick another --name"
+    )]
+    NotOurs { name: String, tag: &'static str },
+    /// AWS answered without the id of what it made.
+    #[error("{action}: the answer has no {field}")]
+    NoId {
+        action: &'static str,
+        field: &'static str,
+    },
+    /// `--valid-until` cannot be sent as AWS's date-time.
+    #[error("--valid-until: {0}")]
+    ValidUntil(String),
+}
+
+impl LaunchError {
+    /// Whether AWS said the caller lacks a permission.
+    pub fn denied(&self) -> bool {
+        matches!(self, LaunchError::Call { code: Some(c), .. }
+            if matches!(c.as_str(), "UnauthorizedOperation" | "AccessDenied" | "AccessDeniedException"))
+    }
+}
+
 /// What `--apply` did: the id to print, and lines for stderr.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Applied {
@@ -57,11 +108,9 @@ pub async fn apply(
     plan: &Plan,
     input: &FleetInput,
     timeouts: Timeouts,
-) -> Result<Applied, String> {
+) -> Result<Applied, LaunchError> {
     let config = crate::sources::aws::sdk_config(timeouts).await;
-    crate::sources::aws::check_credentials(&config)
-        .await
-        .map_err(|why| format!("--apply: no AWS credentials: {why}"))?;
+    crate::sources::aws::check_credentials(&config).await?;
     let config = in_region(&config, &plan.region);
     match kind {
         Kind::Ec2Fleet => {
@@ -86,15 +135,9 @@ mod tests {
 
     #[test]
     fn the_shipped_policy_grants_every_call() {
-        let policy: serde_json::Value =
-            serde_json::from_str(include_str!("../../config/iam/spotplan-launch-policy.json"))
-                .unwrap();
-        let granted: Vec<&str> = policy["Statement"][0]["Action"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a.as_str().unwrap())
-            .collect();
+        let granted = crate::sources::aws::granted(include_str!(
+            "../../config/iam/spotplan-launch-policy.json"
+        ));
         assert_eq!(granted, PERMISSIONS);
     }
 
@@ -138,8 +181,8 @@ fn in_region(config: &SdkConfig, region: &str) -> SdkConfig {
         .build()
 }
 
-/// A refused or failed call on one line: `ec2:CreateFleet: Code: message`.
-fn call_error<E, R>(api: &'static str, e: SdkError<E, R>) -> String
+/// A refused or failed call: `ec2:CreateFleet: Code: message` on one line.
+fn call_error<E, R>(action: &'static str, e: SdkError<E, R>) -> LaunchError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + 'static,
@@ -149,13 +192,11 @@ where
         (Some(c), None) => c.to_string(),
         _ => one_line(&e),
     };
-    let hint = match e.code() {
-        Some("UnauthorizedOperation" | "AccessDenied" | "AccessDeniedException") => {
-            " (grant it to the caller; see config/iam/spotplan-launch-policy.json)"
-        }
-        _ => "",
-    };
-    format!("{api}: {body}{hint}")
+    LaunchError::Call {
+        action,
+        code: e.code().map(String::from),
+        body,
+    }
 }
 
 /// One property compared between what the plan renders and what AWS holds.
@@ -329,7 +370,7 @@ async fn retag_ec2(
     client: &aws_sdk_ec2::Client,
     id: &str,
     tags: &[spotplan_core::render::fleet::Tag],
-) -> Result<(), String> {
+) -> Result<(), LaunchError> {
     client
         .create_tags()
         .resources(id)

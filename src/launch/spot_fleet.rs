@@ -2,7 +2,8 @@
 //! changed with ModifySpotFleetRequest (overrides, target and on-demand capacity).
 
 use super::{
-    Applied, Diff, Fact, call_error, canonical, ec2_tags, override_text, tags_fact, template_fact,
+    Applied, Diff, Fact, LaunchError, call_error, canonical, ec2_tags, override_text, tags_fact,
+    template_fact,
 };
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{
@@ -14,22 +15,23 @@ use aws_smithy_types::DateTime;
 use aws_smithy_types::date_time::Format;
 use spotplan_core::render::fleet::{NAME_TAG, SpotFleet, SpotFleetConfig};
 
-pub async fn apply(client: &Client, want: &SpotFleet, name: &str) -> Result<Applied, String> {
+pub async fn apply(client: &Client, want: &SpotFleet, name: &str) -> Result<Applied, LaunchError> {
     let found = find(client, name).await?;
     match found.as_slice() {
         [] => create(client, &want.spot_fleet_request_config).await,
         [have] => update(client, &want.spot_fleet_request_config, have).await,
-        many => {
-            let ids: Vec<&str> = many
+        many => Err(LaunchError::Ambiguous {
+            action: "ec2:DescribeSpotFleetRequests",
+            kinds: "Spot Fleet requests",
+            tag: NAME_TAG,
+            name: name.into(),
+            ids: many
                 .iter()
                 .filter_map(SpotFleetRequestConfig::spot_fleet_request_id)
-                .collect();
-            Err(format!(
-                "ec2:DescribeSpotFleetRequests: {} Spot Fleet requests are tagged {NAME_TAG}={name} ({}); cancel all but one, or pick another --name",
-                ids.len(),
-                ids.join(", ")
-            ))
-        }
+                .map(String::from)
+                .collect(),
+            fix: "cancel all but one, or pick another --name",
+        }),
     }
 }
 
@@ -48,7 +50,7 @@ fn tags_of(r: &SpotFleetRequestConfig) -> Vec<(&str, &str)> {
 }
 
 /// Live requests (submitted, active or being modified) tagged with this name.
-async fn find(client: &Client, name: &str) -> Result<Vec<SpotFleetRequestConfig>, String> {
+async fn find(client: &Client, name: &str) -> Result<Vec<SpotFleetRequestConfig>, LaunchError> {
     let mut pages = client
         .describe_spot_fleet_requests()
         .into_paginator()
@@ -103,13 +105,13 @@ fn configs(want: &SpotFleetConfig) -> Vec<LaunchTemplateConfig> {
         .collect()
 }
 
-async fn create(client: &Client, want: &SpotFleetConfig) -> Result<Applied, String> {
+async fn create(client: &Client, want: &SpotFleetConfig) -> Result<Applied, LaunchError> {
     let valid_until = want
         .valid_until
         .as_deref()
         .map(|s| DateTime::from_str(s, Format::DateTime))
         .transpose()
-        .map_err(|e| format!("--valid-until: {e}"))?;
+        .map_err(|e| LaunchError::ValidUntil(e.to_string()))?;
     let config = SpotFleetRequestConfigData::builder()
         .iam_fleet_role(&want.iam_fleet_role)
         .allocation_strategy(AllocationStrategy::from(want.allocation_strategy.as_str()))
@@ -140,7 +142,10 @@ async fn create(client: &Client, want: &SpotFleetConfig) -> Result<Applied, Stri
         .map_err(|e| call_error("ec2:RequestSpotFleet", e))?;
     let id = out
         .spot_fleet_request_id()
-        .ok_or("ec2:RequestSpotFleet: the answer has no SpotFleetRequestId")?
+        .ok_or(LaunchError::NoId {
+            action: "ec2:RequestSpotFleet",
+            field: "SpotFleetRequestId",
+        })?
         .to_string();
     let overrides: usize = want
         .launch_template_configs
@@ -256,7 +261,7 @@ async fn update(
     client: &Client,
     want: &SpotFleetConfig,
     have: &SpotFleetRequestConfig,
-) -> Result<Applied, String> {
+) -> Result<Applied, LaunchError> {
     let id = have.spot_fleet_request_id().unwrap_or_default().to_string();
     let diff = Diff::of(&facts(want, have));
     if diff.change.iter().any(|c| *c != "tags") {

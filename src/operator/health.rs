@@ -1,4 +1,5 @@
-//! Liveness from heartbeats: `/livez` fails only when the controller is really wedged.
+//! Liveness from heartbeats: `/livez` fails only when the controller is really wedged; and the
+//! shutdown signal that ends it all.
 //!
 //! - The market refresh loop beats on every step (at least every 30 s, and its refreshes run
 //!   under a deadline): a beat older than its limit means the loop is stuck.
@@ -100,6 +101,17 @@ impl Health {
             return Err(Wedged::Reconcile(d));
         }
         Ok(())
+    }
+}
+
+/// Resolves on SIGTERM (the kubelet stopping the pod) or an interrupt: the controller, the
+/// endpoints and the lease all stop on it.
+pub(crate) async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: stopping"),
     }
 }
 

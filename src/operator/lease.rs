@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 /// Shared view of leadership. Cheap to clone.
 #[derive(Clone)]
-pub struct Leadership {
+pub(crate) struct Leadership {
     inner: Arc<Mutex<Option<Instant>>>,
     always: bool,
     /// Bumped each time this replica takes the lease: what it remembered from an earlier term
@@ -61,18 +61,19 @@ impl Leadership {
     }
 }
 
-pub struct LeaseConfig {
+/// Which Lease, held by whom, for how long.
+pub(crate) struct LeaseConfig {
     pub namespace: String,
     pub name: String,
     pub identity: String,
     pub ttl: Duration,
 }
 
-/// Leadership as the options ask for it: elected on a Lease, or always the leader. Each time this
-/// replica takes the lease, `became_leader` requeues every plan.
-pub fn elect(
+/// Leadership as asked: elected on the Lease `cfg` names, or (`None`) always the leader. Each
+/// time this replica takes the lease, `became_leader` requeues every plan.
+pub(crate) fn elect(
     client: &Client,
-    opts: &super::Options,
+    cfg: Option<LeaseConfig>,
     became_leader: mpsc::UnboundedSender<()>,
     metrics: std::sync::Arc<super::metrics::Metrics>,
 ) -> (
@@ -80,27 +81,19 @@ pub fn elect(
     Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     Option<Releaser>,
 ) {
-    if !opts.leader_elect {
+    let Some(cfg) = cfg else {
         metrics.leader.set(1);
         return (Leadership::always(), None, None);
-    }
-    let (l, task, r) = start(
-        client.clone(),
-        LeaseConfig {
-            namespace: opts.lease_namespace.clone(),
-            name: opts.lease_name.clone(),
-            identity: opts.identity.clone(),
-            ttl: opts.lease_ttl,
-        },
-        became_leader,
-        move |leader| metrics.leader.set(i64::from(leader)),
-    );
+    };
+    let (l, task, r) = start(client.clone(), cfg, became_leader, move |leader| {
+        metrics.leader.set(i64::from(leader))
+    });
     (l, Some(task), Some(r))
 }
 
 /// Runs `work` until it ends; with a lease loop, stops with an error if that loop ends first:
 /// never keep running without it, another replica may lead.
-pub async fn run_while_elected(
+pub(crate) async fn run_while_elected(
     work: impl std::future::Future<Output = ()>,
     lease_task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 ) -> anyhow::Result<()> {
@@ -123,7 +116,7 @@ pub async fn run_while_elected(
 
 /// Starts the election loop. `became_leader` gets a message each time this replica takes the
 /// lease. The returned task ends only with an error (the caller exits on it).
-pub fn start(
+pub(crate) fn start(
     client: Client,
     cfg: LeaseConfig,
     became_leader: mpsc::UnboundedSender<()>,
@@ -186,7 +179,7 @@ pub fn start(
 }
 
 /// Hands the lease back on shutdown so another replica takes over at once.
-pub struct Releaser {
+pub(crate) struct Releaser {
     api: Api<Lease>,
     name: String,
     identity: String,

@@ -177,7 +177,7 @@ impl Metrics {
             m.registry.register(c).expect("metrics register once");
         }
         // Every outcome and data source has a series from the start (0 until it happens).
-        for o in super::outcome::Outcome::ALL {
+        for o in super::error::Outcome::ALL {
             m.reconciles.with_label_values(&[o.as_str()]);
         }
         m

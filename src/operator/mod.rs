@@ -2,26 +2,25 @@
 //!
 //! [`run`] wires everything, in this order: the HTTP endpoints (before any other I/O), the
 //! Kubernetes client and a check that the CRDs exist, the market refresh loop (in the
-//! background), leader election, and the controller with its watches.
+//! background), leader election, and the controller with its watches. Each reconcile is
+//! `read` (caches) -> `build` (the pure SpotPlan API, `spotplan_api::build`) -> `apply`.
 
-pub mod context;
-pub mod crd;
-pub mod desired;
-pub mod health;
-pub mod interruptions;
-pub mod lease;
-pub mod metrics;
-pub mod nodepools;
-pub mod outcome;
-pub mod reconcile;
-pub mod refresh;
-pub mod spec;
-pub mod status;
+mod apply;
+mod context;
+mod error;
+mod health;
+mod lease;
+mod market;
+mod memory;
+mod metrics;
+mod read;
+mod reconcile;
+mod signals;
 mod watches;
-pub mod web;
+mod web;
 
 use crate::sources::MarketSources;
-use context::{Context, ContextParts, Settings};
+use context::{Context, Parts};
 use futures::StreamExt;
 use health::Health;
 use kube::Client;
@@ -41,9 +40,8 @@ pub struct Options {
     pub refresh_interval: Duration,
     /// A refresh (every source, every retry) that takes longer fails.
     pub refresh_deadline: Duration,
-    pub min_narrow_interval: Duration,
-    pub confirm_over_ceiling: Duration,
-    pub settle_over_default_cap: Duration,
+    /// The churn rule's controller-wide settings.
+    pub settings: spotplan_api::build::Settings,
     pub listen: SocketAddr,
     pub leader_elect: bool,
     pub lease_name: String,
@@ -72,29 +70,33 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     })?;
     watches::check_crds(&client).await?;
     let (trigger, triggers) = mpsc::unbounded_channel::<()>();
-    let market = Arc::new(refresh::MarketCache::new(
+    let market = Arc::new(market::MarketCache::new(
         opts.sources.clone(),
         opts.refresh_interval,
         opts.refresh_deadline,
     ));
-    tokio::spawn(refresh::run(
+    tokio::spawn(market::run(
         market.clone(),
         metrics.clone(),
         health.clone(),
         trigger.clone(),
     ));
     let claims_synced = trigger.clone();
-    let (leadership, lease_task, releaser) = lease::elect(&client, &opts, trigger, metrics.clone());
+    let lease = opts.leader_elect.then(|| lease::LeaseConfig {
+        namespace: opts.lease_namespace.clone(),
+        name: opts.lease_name.clone(),
+        identity: opts.identity.clone(),
+        ttl: opts.lease_ttl,
+    });
+    let (leadership, lease_task, releaser) = lease::elect(&client, lease, trigger, metrics.clone());
     let (stream, store, nodepool_store) = watches::streams(&client);
-    let claims = interruptions::Claims::default();
     // Once the NodeClaim cache is in, every plan is reconciled: counts are trusted from then.
-    interruptions::spawn_claims_watch(&client, claims.clone(), claims_synced);
-    let (interruption_events, interruption_stream) = interruptions::events(&client);
-    let ctx = Arc::new(Context::new(ContextParts {
+    let (signals, signal_stream) = signals::watch(&client, claims_synced);
+    let ctx = Arc::new(Context::new(Parts {
         recorder: Recorder::new(
             client.clone(),
             Reporter {
-                controller: crd::FIELD_MANAGER.into(),
+                controller: spotplan_api::names::FIELD_MANAGER.into(),
                 instance: Some(opts.identity.clone()),
             },
         ),
@@ -103,23 +105,18 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         metrics,
         health: health.clone(),
         leadership,
-        settings: Settings {
-            min_narrow_interval: opts.min_narrow_interval,
-            confirm_over_ceiling: opts.confirm_over_ceiling,
-            settle_over_default_cap: opts.settle_over_default_cap,
-            placement_scores: opts.placement_scores,
-        },
+        settings: opts.settings,
+        placement_scores: opts.placement_scores,
         nodepool_cache: nodepool_store.clone(),
-        claims: claims.clone(),
-        interruption_events,
+        signals: signals.clone(),
     }));
     let controller = watches::controller(
         stream,
         store,
         triggers,
         watches::Interruptions {
-            events: interruption_stream,
-            claims,
+            events: signal_stream,
+            signals,
             nodepools: nodepool_store,
         },
         opts.concurrency,
@@ -162,18 +159,9 @@ async fn serve(
     });
     Ok(tokio::spawn(async move {
         let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(health::shutdown_signal())
             .await;
     }))
-}
-
-pub(crate) async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: stopping"),
-    }
 }
 
 /// The binary's allocator (mimalloc) is built not to ask for transparent huge pages, but a host

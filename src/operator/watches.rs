@@ -1,24 +1,29 @@
 //! The controller's watches and their caches: SpotPlans (through `DeserializeGuard`, so one
 //! malformed object cannot stop the controller) and every Karpenter NodePool.
 
-use super::context::{Context, nodepool_resource};
-use super::crd::{PLAN_LABEL, SpotPlan};
+use super::context::Context;
+use super::signals::Signals;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use kube::api::{DynamicObject, ListParams};
-use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::{Controller, WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, ResourceExt};
+use spotplan_api::SpotPlan;
+use spotplan_api::karpenter::nodepool_resource;
+use spotplan_api::names::PLAN_LABEL;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-type Plan = DeserializeGuard<SpotPlan>;
+/// A SpotPlan as the watch hands it over: one that does not deserialize is reconciled too (its
+/// status says why), instead of stopping the controller.
+pub(crate) type GuardedPlan = kube::core::error_boundary::DeserializeGuard<SpotPlan>;
+type Plan = GuardedPlan;
 
 /// Fails with a one-line fix when a CRD the controller needs is not installed.
-pub async fn check_crds(client: &Client) -> anyhow::Result<()> {
+pub(crate) async fn check_crds(client: &Client) -> anyhow::Result<()> {
     let lp = ListParams::default().limit(1);
     let plans = kube::api::ApiResource::erase::<SpotPlan>(&());
     if let Err(e) = Api::<DynamicObject>::all_with(client.clone(), &plans)
@@ -41,7 +46,7 @@ pub async fn check_crds(client: &Client) -> anyhow::Result<()> {
 }
 
 /// The SpotPlan watch (with its store) and the NodePool store, whose watch drives it.
-pub struct Streams {
+pub(crate) struct Streams {
     plans: BoxStream<'static, Result<Plan, watcher::Error>>,
     nodepools: BoxStream<'static, Result<DynamicObject, watcher::Error>>,
 }
@@ -49,7 +54,7 @@ pub struct Streams {
 /// Builds the watches. SpotPlans reconcile on spec (generation) changes and on first sight;
 /// our own status writes do not come back as work. NodePools: one cache of all of them, read
 /// by every reconcile (ownership, the live spec) instead of a GET each.
-pub fn streams(client: &Client) -> (Streams, Store<Plan>, Store<DynamicObject>) {
+pub(crate) fn streams(client: &Client) -> (Streams, Store<Plan>, Store<DynamicObject>) {
     let (plan_store, plan_writer) = reflector::store();
     let plans = reflector(
         plan_writer,
@@ -87,16 +92,16 @@ pub fn streams(client: &Client) -> (Streams, Store<Plan>, Store<DynamicObject>) 
 }
 
 /// Karpenter's interruption events, and what attributes them to a plan.
-pub struct Interruptions {
+pub(crate) struct Interruptions {
     pub events: BoxStream<'static, Result<k8s_openapi::api::core::v1::Event, watcher::Error>>,
-    pub claims: super::interruptions::Claims,
+    pub signals: Signals,
     pub nodepools: Store<DynamicObject>,
 }
 
 /// The controller: SpotPlans, their NodePools (an edit to an owned one brings its plan back at
 /// once), the interruptions of their nodes, and a reconcile of every plan on each market data
 /// change.
-pub fn controller(
+pub(crate) fn controller(
     streams: Streams,
     plan_store: Store<Plan>,
     triggers: mpsc::UnboundedReceiver<()>,
@@ -105,7 +110,7 @@ pub fn controller(
 ) -> Controller<Plan> {
     let Interruptions {
         events,
-        claims,
+        signals,
         nodepools,
     } = interruptions;
     let mut triggers = triggers;
@@ -121,16 +126,18 @@ pub fn controller(
             nodepool_resource(),
         )
         .watches_stream(events, move |e| {
-            super::interruptions::plan_of(&e, &claims, &nodepools)
+            signals
+                .plan_of(&e, &nodepools)
+                .map(|name| ObjectRef::<Plan>::new(&name))
         })
         .reconcile_all_on(trigger_stream)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
-        .graceful_shutdown_on(super::shutdown_signal())
+        .graceful_shutdown_on(super::health::shutdown_signal())
 }
 
 /// Background tasks around the controller: cache readiness (gates `/readyz` and reconciles)
 /// and forgetting the records of deleted plans.
-pub fn spawn_housekeeping(
+pub(crate) fn spawn_housekeeping(
     controller: &Controller<Plan>,
     ctx: &Arc<Context>,
     ready: Arc<AtomicBool>,
@@ -148,7 +155,7 @@ pub fn spawn_housekeeping(
             for plan in ctx.metrics.plans() {
                 if store.get(&ObjectRef::new(&plan)).is_none() {
                     ctx.metrics.forget_plan(&plan);
-                    ctx.forget(&plan);
+                    ctx.memory.forget(&plan);
                 }
             }
         }

@@ -7,7 +7,7 @@ pub mod aws;
 pub mod cache;
 pub mod file;
 
-pub use file::{Loaded, Loader, MarketFile, Source};
+pub use file::{Loaded, Loader, Source};
 
 use aws::{Aws, AwsOptions, LiveData};
 use spotplan_core::catalog::Overlay;
@@ -37,7 +37,7 @@ impl SourceError {
 #[derive(Debug, Clone)]
 pub struct AwsSetup {
     opts: AwsOptions,
-    conn: Arc<tokio::sync::OnceCell<Result<Aws, String>>>,
+    conn: Arc<tokio::sync::OnceCell<Result<Aws, aws::Unavailable>>>,
 }
 
 impl AwsSetup {
@@ -49,13 +49,25 @@ impl AwsSetup {
     }
 
     /// The connected clients, or why there are none (no credentials, within 5 s).
-    pub async fn get(&self) -> Result<&Aws, &str> {
+    pub async fn get(&self) -> Result<&Aws, &aws::Unavailable> {
         self.conn
             .get_or_init(|| Aws::connect(self.opts.clone()))
             .await
             .as_ref()
-            .map_err(String::as_str)
     }
+}
+
+/// Why a plan has no placement scores.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PlacementError {
+    #[error("placement scores need live AWS data (--aws)")]
+    NoLiveData,
+    #[error(transparent)]
+    Unavailable(aws::Unavailable),
+    #[error(transparent)]
+    Call(#[from] aws::AwsError),
+    #[error("EC2 returned no placement scores")]
+    Empty,
 }
 
 /// The configured sources of market data.
@@ -186,13 +198,27 @@ impl MarketSources {
 
     /// Orders the plan's zones and near-tied types by spot placement scores for its top types
     /// and size. Needs live data; a failure leaves the plan as it was and says why.
-    pub async fn placement(&self, plan: &mut spotplan_core::Plan) -> Result<(), String> {
+    pub async fn placement(&self, plan: &mut spotplan_core::Plan) -> Result<(), PlacementError> {
+        let scores = self.placement_scores(plan).await?;
+        plan.apply_placement_scores(&scores);
+        Ok(())
+    }
+
+    /// Spot placement scores per zone for `plan`'s top types and size (cached a day per
+    /// configuration).
+    pub async fn placement_scores(
+        &self,
+        plan: &spotplan_core::Plan,
+    ) -> Result<Vec<(String, u8)>, PlacementError> {
         /// The most types one placement-score request names.
         const TYPES: usize = 10;
         let Some(setup) = &self.aws else {
-            return Err("placement scores need live AWS data (--aws)".into());
+            return Err(PlacementError::NoLiveData);
         };
-        let aws = setup.get().await.map_err(str::to_string)?;
+        let aws = setup
+            .get()
+            .await
+            .map_err(|e| PlacementError::Unavailable(e.clone()))?;
         let types: Vec<String> = plan
             .candidates
             .iter()
@@ -201,13 +227,11 @@ impl MarketSources {
             .collect();
         let scores = aws
             .placement_scores(&plan.region, &types, plan.vcpus)
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         if scores.is_empty() {
-            return Err("EC2 returned no placement scores".into());
+            return Err(PlacementError::Empty);
         }
-        plan.apply_placement_scores(&scores);
-        Ok(())
+        Ok(scores)
     }
 
     async fn load_live(

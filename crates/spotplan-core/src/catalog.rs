@@ -232,9 +232,6 @@ impl Catalog {
             .ok()
             .map(|i| RegionId(i as u16))
     }
-    pub fn region_name(&self, id: RegionId) -> &str {
-        &self.regions[id.slot()].name
-    }
     pub fn has_family(&self, family: &str) -> bool {
         self.families
             .binary_search_by(|f| (**f).cmp(family))

@@ -7,6 +7,7 @@
 //! its inputs; the `spotplan` crate (data sources, CLI, operator) is the shell around it.
 
 pub mod catalog;
+pub mod duration;
 pub mod limits;
 pub mod market;
 pub mod naming;

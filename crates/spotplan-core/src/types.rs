@@ -29,15 +29,26 @@ impl fmt::Display for Arch {
     }
 }
 
+/// A word that names none of a closed set of values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnknownValue {
+    #[error("unknown architecture '{0}': use amd64 or arm64")]
+    Architecture(String),
+    #[error("unknown mode '{0}': use one of latency, balanced, fault_tolerance")]
+    Mode(String),
+    #[error("'{0}' is not an allocation strategy: use one of {1}")]
+    AllocationStrategy(String, String),
+    #[error("'{0}' is not a fleet type: use maintain, request or instant")]
+    FleetType(String),
+}
+
 impl FromStr for Arch {
-    type Err = String;
+    type Err = UnknownValue;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_lowercase().as_str() {
             "amd64" | "x86_64" => Ok(Arch::Amd64),
             "arm64" | "aarch64" => Ok(Arch::Arm64),
-            other => Err(format!(
-                "unknown architecture '{other}': use amd64 or arm64"
-            )),
+            other => Err(UnknownValue::Architecture(other.into())),
         }
     }
 }
@@ -124,15 +135,13 @@ impl fmt::Display for Mode {
 }
 
 impl FromStr for Mode {
-    type Err = String;
+    type Err = UnknownValue;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "latency" => Ok(Mode::Latency),
             "balanced" => Ok(Mode::Balanced),
             "fault_tolerance" | "fault-tolerance" => Ok(Mode::FaultTolerance),
-            other => Err(format!(
-                "unknown mode '{other}': use one of latency, balanced, fault_tolerance"
-            )),
+            other => Err(UnknownValue::Mode(other.into())),
         }
     }
 }
@@ -200,6 +209,7 @@ mod tests {
             "fast"
                 .parse::<Mode>()
                 .unwrap_err()
+                .to_string()
                 .contains("latency, balanced")
         );
         assert_eq!("x86_64".parse::<Arch>().unwrap(), Arch::Amd64);

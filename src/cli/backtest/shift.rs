@@ -2,7 +2,6 @@
 //! simulated interruption stream along the replay (`spotplan_core::policy::shift_sim`).
 
 use super::CliError;
-use crate::duration::parse_duration;
 use clap::Args;
 use serde::Serialize;
 use spotplan_core::policy::backtest::{Report, Snapshot};
@@ -18,7 +17,7 @@ pub struct ShiftArgs {
     pub simulate_interruptions: bool,
     /// An onDemandShift to simulate, N/WINDOW/CALM (e.g. 3/1h/6h); repeat for several. Without
     /// it, a grid.
-    #[arg(long = "shift", value_name = "N/WINDOW/CALM", value_parser = parse_shift)]
+    #[arg(long = "shift", value_name = "N/WINDOW/CALM", value_parser = crate::cli::args::shift)]
     pub shifts: Vec<ShiftSpec>,
     /// Seed of the simulated stream.
     #[arg(long, default_value_t = Model::default().seed)]
@@ -45,23 +44,6 @@ pub struct ShiftArgs {
 pub struct Simulated {
     pub model: Model,
     pub outcomes: Vec<Outcome>,
-}
-
-fn parse_shift(s: &str) -> Result<ShiftSpec, String> {
-    let parts: Vec<&str> = s.split('/').collect();
-    let [n, window, calm] = parts[..] else {
-        return Err(format!("'{s}' is not N/WINDOW/CALM: use e.g. 3/1h/6h"));
-    };
-    let interruptions: u32 = n
-        .parse()
-        .ok()
-        .filter(|n| *n >= 1)
-        .ok_or_else(|| format!("'{n}' is not a count of interruptions (1 or more)"))?;
-    Ok(ShiftSpec {
-        interruptions,
-        window: parse_duration(window)?,
-        calm: parse_duration(calm)?,
-    })
 }
 
 impl ShiftArgs {

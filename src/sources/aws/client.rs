@@ -76,17 +76,26 @@ pub async fn sdk_config(timeouts: Timeouts) -> SdkConfig {
         .await
 }
 
+/// Why the default chain gave no credentials.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoCredentials {
+    #[error("no credential provider is configured")]
+    NoProvider,
+    /// The chain answered with an error (one line).
+    #[error("{0}")]
+    Refused(String),
+    #[error("the credential chain found nothing within {}s", CREDENTIALS_TIMEOUT.as_secs())]
+    TimedOut,
+}
+
 /// Checks that the chain finds credentials, within [`CREDENTIALS_TIMEOUT`].
-pub async fn check_credentials(config: &SdkConfig) -> Result<(), String> {
+pub async fn check_credentials(config: &SdkConfig) -> Result<(), NoCredentials> {
     let Some(provider) = config.credentials_provider() else {
-        return Err("no credential provider is configured".into());
+        return Err(NoCredentials::NoProvider);
     };
     match tokio::time::timeout(CREDENTIALS_TIMEOUT, provider.provide_credentials()).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(super::one_line(&e)),
-        Err(_) => Err(format!(
-            "the credential chain found nothing within {}s",
-            CREDENTIALS_TIMEOUT.as_secs()
-        )),
+        Ok(Err(e)) => Err(NoCredentials::Refused(super::one_line(&e))),
+        Err(_) => Err(NoCredentials::TimedOut),
     }
 }

@@ -15,7 +15,7 @@ mod client;
 pub mod ec2;
 pub mod pricing;
 
-pub use client::{CREDENTIALS_TIMEOUT, Timeouts, check_credentials, sdk_config};
+pub use client::{NoCredentials, Timeouts, check_credentials, sdk_config};
 
 use crate::sources::cache;
 use aws_config::SdkConfig;
@@ -30,8 +30,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// The IAM permissions spotplan's live data needs (also `config/iam/spotplan-policy.json`).
-pub const PERMISSIONS: [&str; 6] = [
+/// The IAM permissions spotplan's live data needs: `config/iam/spotplan-policy.json` grants
+/// exactly these (a test checks it).
+#[cfg(test)]
+const PERMISSIONS: [&str; 6] = [
     "ec2:DescribeSpotPriceHistory",
     "ec2:DescribeInstanceTypeOfferings",
     "ec2:DescribeInstanceTypes",
@@ -307,16 +309,19 @@ impl std::fmt::Debug for Aws {
     }
 }
 
+/// Live data cannot be had at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "no AWS credentials (environment, profile, web identity, pod identity, instance metadata): {0}"
+)]
+pub struct Unavailable(#[from] pub NoCredentials);
+
 impl Aws {
     /// Builds the clients and checks that credentials resolve (within
     /// [`CREDENTIALS_TIMEOUT`]): without them, nothing live can be had.
-    pub async fn connect(opts: AwsOptions) -> Result<Aws, String> {
+    pub async fn connect(opts: AwsOptions) -> Result<Aws, Unavailable> {
         let config = client::sdk_config(opts.timeouts).await;
-        client::check_credentials(&config).await.map_err(|why| {
-            format!(
-                "no AWS credentials (environment, profile, web identity, pod identity, instance metadata): {why}"
-            )
-        })?;
+        client::check_credentials(&config).await?;
         Ok(Aws {
             config,
             opts,
@@ -600,5 +605,26 @@ impl Aws {
             let _ = cache::write(&path, &meta, &serde_json::to_vec(&scores).expect("JSON"));
         }
         Ok(scores)
+    }
+}
+
+/// The actions an IAM policy document grants (its first statement).
+#[cfg(test)]
+pub(crate) fn granted(policy: &str) -> Vec<String> {
+    let policy: serde_json::Value = serde_json::from_str(policy).unwrap();
+    policy["Statement"][0]["Action"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[cfg(test)]
+mod policy_tests {
+    #[test]
+    fn the_shipped_policy_grants_every_call() {
+        let granted = super::granted(include_str!("../../../config/iam/spotplan-policy.json"));
+        assert_eq!(granted, super::PERMISSIONS);
     }
 }

@@ -13,7 +13,7 @@
 //! - the request's spot $/h on the cheapest written type and on the primary pick;
 //! - for a ceiling the user set, how long a written type stayed over it.
 
-use super::churn::{self, Decision, Settings, State, Why};
+use super::churn::{self, ListDecision, State, Tuning, Why};
 use crate::market::MarketData;
 use crate::optimizer::{PlanError, Request, node_count, optimize};
 use crate::types::Band;
@@ -166,7 +166,7 @@ fn why_name(why: Why) -> &'static str {
 pub fn replay(
     req: &Request,
     snapshots: &[Snapshot],
-    settings: Settings,
+    settings: Tuning,
 ) -> Result<Report, PlanError> {
     assert!(!snapshots.is_empty(), "a replay needs a snapshot");
     let mut state = State::default();
@@ -177,7 +177,19 @@ pub fn replay(
         let market = &snapshots[i].market;
         let next = snapshots.get(i + 1).map(|s| s.at);
         let decided = optimize(req, market).and_then(|plan| {
-            churn::step(req, &plan, market, &state, (false, true), at, settings).map(|d| (plan, d))
+            churn::step(
+                req,
+                &plan,
+                market,
+                &state,
+                churn::Moment {
+                    spec_changed: false,
+                    data_fresh: true,
+                    now: at,
+                },
+                settings,
+            )
+            .map(|d| (plan, d))
         });
         let requeue = match decided {
             Ok((plan, d)) => {
@@ -223,7 +235,7 @@ fn record(
     snapshot: usize,
     at: Timestamp,
     plan: &crate::Plan,
-    d: &Decision,
+    d: &ListDecision,
 ) -> Step {
     let cheapest = cheapest_three(req, market, &d.types);
     Step {

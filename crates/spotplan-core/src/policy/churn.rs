@@ -40,6 +40,8 @@ use jiff::Timestamp;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+/// Default shortest time between two narrowings (the controller's --min-narrow-interval).
+pub const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 /// Default time a type may stay over a ceiling the user set.
 pub const DEFAULT_CONFIRM: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Default time between re-plans of a list against a mode's default cap.
@@ -69,7 +71,7 @@ pub struct State {
 
 /// The rule's knobs.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Settings {
+pub struct Tuning {
     /// Shortest time between two narrowings (or a reset and a narrowing).
     pub min_interval: Duration,
     /// How long a type may stay over a ceiling the user set.
@@ -81,7 +83,7 @@ pub struct Settings {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Decision {
+pub struct ListDecision {
     pub types: BTreeSet<String>,
     pub why: Why,
     /// Types dropped from what was written (a narrowing).
@@ -95,7 +97,7 @@ pub struct Decision {
     pub marginal_since: BTreeMap<String, Timestamp>,
 }
 
-impl Decision {
+impl ListDecision {
     /// Whether this decision resets the list or narrows it (the next `last_narrowed`).
     pub fn resets(&self) -> bool {
         matches!(self.why, Why::Created | Why::SpecChanged) || !self.removed.is_empty()
@@ -120,7 +122,7 @@ pub struct Inputs<'a> {
     pub spec_changed: bool,
     pub data_fresh: bool,
     pub now: Timestamp,
-    pub settings: Settings,
+    pub settings: Tuning,
 }
 
 /// `types` widened with `ranked` in order while it holds fewer than `cap`.
@@ -197,12 +199,12 @@ fn narrow(current: &BTreeSet<String>, c: &Classified, i: &Inputs, cap: usize) ->
     widen(kept, i.fresh_ranked, i.min_types.min(cap))
 }
 
-pub fn decide(i: &Inputs) -> Decision {
+pub fn decide(i: &Inputs) -> ListDecision {
     let fresh: BTreeSet<String> = i.fresh_ranked.iter().cloned().collect();
     let settled = |current: Option<&BTreeSet<String>>, types: BTreeSet<String>, why| {
         let empty = BTreeSet::new();
         let cur = current.unwrap_or(&empty);
-        Decision {
+        ListDecision {
             removed: cur.difference(&types).cloned().collect(),
             added: types.difference(cur).cloned().collect(),
             types,
@@ -218,7 +220,7 @@ pub fn decide(i: &Inputs) -> Decision {
         return settled(Some(current), fresh, Why::SpecChanged);
     }
     if !i.data_fresh {
-        return Decision {
+        return ListDecision {
             marginal_since: i.state.marginal_since.clone(),
             ..settled(Some(current), current.clone(), Why::DataStale)
         };
@@ -236,7 +238,7 @@ pub fn decide(i: &Inputs) -> Decision {
         } else {
             Why::Widened
         };
-        return Decision {
+        return ListDecision {
             marginal_since: c.over,
             narrow_at: c.next_due,
             ..settled(Some(current), types, why)
@@ -245,18 +247,27 @@ pub fn decide(i: &Inputs) -> Decision {
     if let Some(at) = window.filter(|at| *at > i.now) {
         // Narrow when the window opens; meanwhile keep everything, due types included.
         let types = widen(current.clone(), i.widen_ranked, cap);
-        return Decision {
+        return ListDecision {
             marginal_since: c.over,
             narrow_at: Some(at),
             ..settled(Some(current), types, Why::NarrowingDeferred)
         };
     }
     let types = narrow(current, &c, i, cap);
-    Decision {
+    ListDecision {
         marginal_since: BTreeMap::new(),
         narrow_at: None,
         ..settled(Some(current), types, Why::Narrowed)
     }
+}
+
+/// When a step is taken: whether the spec changed since the list was written, whether the data is
+/// fresh, and the time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Moment {
+    pub spec_changed: bool,
+    pub data_fresh: bool,
+    pub now: Timestamp,
 }
 
 /// The operator's step, pure: how the written types fit today under `plan`'s ceiling, then
@@ -266,10 +277,14 @@ pub fn step(
     plan: &Plan,
     market: &MarketData,
     state: &State,
-    (spec_changed, data_fresh): (bool, bool),
-    now: Timestamp,
-    settings: Settings,
-) -> Result<Decision, PlanError> {
+    at: Moment,
+    settings: Tuning,
+) -> Result<ListDecision, PlanError> {
+    let Moment {
+        spec_changed,
+        data_fresh,
+        now,
+    } = at;
     let written: Vec<String> = state.written.iter().flatten().cloned().collect();
     let ceiling = plan.interruption_ceiling;
     let fits: BTreeMap<String, Fit> = written
@@ -331,8 +346,8 @@ mod tests {
         band: Some(3),
     };
 
-    fn settings() -> Settings {
-        Settings {
+    fn settings() -> Tuning {
+        Tuning {
             min_interval: DAY,
             confirm: 7 * DAY,
             settle: 30 * DAY,
@@ -369,7 +384,7 @@ mod tests {
                 min_types: 1,
             }
         }
-        fn at(&self, now: &str) -> Decision {
+        fn at(&self, now: &str) -> ListDecision {
             decide(&Inputs {
                 state: self.state,
                 fresh_ranked: &self.fresh,

@@ -101,7 +101,7 @@ pub enum Move {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Decision {
+pub struct ShiftDecision {
     pub state: ShiftState,
     pub moves: Vec<Move>,
     /// Interruptions new to the log in this decision.
@@ -183,7 +183,7 @@ pub fn decide(
     seen: &[Interruption],
     shift_nodes: usize,
     now: Timestamp,
-) -> Decision {
+) -> ShiftDecision {
     let (log, recorded) = record(&state.log, seen, now, memory(spec));
     let mut moves = Vec::new();
     let mut wake: Vec<Timestamp> = Vec::new();
@@ -233,7 +233,7 @@ pub fn decide(
         p => p,
     };
     let demoted = demotions(spec, state, &log, now, &mut moves, &mut wake);
-    Decision {
+    ShiftDecision {
         state: ShiftState {
             log,
             posture,

@@ -108,7 +108,7 @@ impl Model {
     }
 
     /// The model's parameters make sense.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), ModelError> {
         let ok = self.trials >= 1
             && self.zones >= 1
             && self.reclaim_share > 0.0
@@ -117,11 +117,7 @@ impl Model {
             && self.crunch_hours >= 0.0
             && (0.0..1.0).contains(&self.crunch_share)
             && self.drift_minutes > 0.0;
-        ok.then_some(()).ok_or_else(|| {
-            "the model needs trials >= 1, zones >= 1, 0 < reclaim share <= 1, crunches >= 0, \
-             crunch hours >= 0, 0 <= crunch share < 1 and drift minutes > 0"
-                .to_string()
-        })
+        ok.then_some(()).ok_or(ModelError)
     }
 }
 
@@ -164,9 +160,16 @@ pub struct Outcome {
 pub enum SimError {
     #[error("the replay has no written list with spot and on-demand prices: pass a price file")]
     Unpriced,
-    #[error("{0}")]
-    Model(String),
+    #[error(transparent)]
+    Model(#[from] ModelError),
 }
+
+/// Model parameters out of their ranges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the model needs trials >= 1, zones >= 1, 0 < reclaim share <= 1, crunches >= 0, crunch hours >= 0, 0 <= crunch share < 1 and drift minutes > 0"
+)]
+pub struct ModelError;
 
 /// `N/window/calm` with compact durations (`3/1h/6h`).
 pub fn label(spec: &ShiftSpec) -> String {
@@ -215,7 +218,7 @@ pub fn sweep(
     specs: &[ShiftSpec],
     model: &Model,
 ) -> Result<Vec<Outcome>, SimError> {
-    model.check().map_err(SimError::Model)?;
+    model.check()?;
     let world = World::new(req, snapshots, report, model)?;
     let baseline = world.run(None);
     let mut out = vec![baseline.outcome(None, &baseline)];

@@ -11,6 +11,7 @@
 //! render says how many were left out.
 
 use crate::plan::{Candidate, Plan};
+use crate::types::UnknownValue;
 use serde::Serialize;
 
 /// Overrides an EC2 Fleet of type request or maintain takes, across launch templates.
@@ -133,14 +134,14 @@ impl AllocationStrategy {
         }
     }
 
-    pub fn parse(s: &str) -> Result<AllocationStrategy, String> {
+    pub fn parse(s: &str) -> Result<AllocationStrategy, UnknownValue> {
         AllocationStrategy::ALL
             .into_iter()
             .find(|a| a.kebab() == s || a.camel() == s)
             .ok_or_else(|| {
-                format!(
-                    "'{s}' is not an allocation strategy: use one of {}",
-                    AllocationStrategy::ALL.map(|a| a.kebab()).join(", ")
+                UnknownValue::AllocationStrategy(
+                    s.into(),
+                    AllocationStrategy::ALL.map(|a| a.kebab()).join(", "),
                 )
             })
     }
@@ -163,14 +164,12 @@ impl FleetType {
         }
     }
 
-    pub fn parse(s: &str) -> Result<FleetType, String> {
+    pub fn parse(s: &str) -> Result<FleetType, UnknownValue> {
         match s {
             "maintain" => Ok(FleetType::Maintain),
             "request" => Ok(FleetType::Request),
             "instant" => Ok(FleetType::Instant),
-            _ => Err(format!(
-                "'{s}' is not a fleet type: use maintain, request or instant"
-            )),
+            _ => Err(UnknownValue::FleetType(s.into())),
         }
     }
 }
@@ -721,6 +720,7 @@ mod tests {
         assert!(
             AllocationStrategy::parse("cheapest")
                 .unwrap_err()
+                .to_string()
                 .contains("price-capacity-optimized")
         );
         assert!(FleetType::parse("forever").is_err());

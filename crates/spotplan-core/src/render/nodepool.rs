@@ -44,7 +44,6 @@ pub struct NodePoolSettings {
     pub requirements: Vec<Value>,
     pub disruption: Option<Value>,
     pub limits: Option<Value>,
-    pub weight: Option<i64>,
     pub expire_after: Option<String>,
     pub termination_grace_period: Option<String>,
 }

@@ -1,10 +1,16 @@
-//! SpotPlan spec to optimizer request, and NodePool settings. Pure: unit-tested from YAML.
+//! Spec validation: a SpotPlan spec parsed once into what it asks for (the optimizer request,
+//! the NodePool settings and weights, the capacity policy), or an error naming the field and the
+//! fix. The CRD's CEL rules refuse most bad specs at admission; the same rules are restated here
+//! for manifests that never meet the API server (`spotplan render -f`). Pure: unit-tested from YAML.
 
-use super::crd::{DeletionPolicy, PlanArch, PlanMode, SpotPlanSpec};
+use crate::crd::{
+    DeletionPolicy, GpuSpec, NodeClassRef, NodePoolTemplate, PlanArch, PlanMode, PlanResources,
+    SpotPlanSpec,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use spotplan_core::limits;
 use spotplan_core::optimizer::{GpuRequirement, Request};
-use spotplan_core::render::{CapacityTypes, NodePoolSettings};
+use spotplan_core::render::{CapacityTypes, DEFAULT_WEIGHT, NodePoolSettings};
 use spotplan_core::types::{Arch, Mode};
 use std::time::Duration;
 
@@ -18,9 +24,44 @@ pub struct PlanSpec {
     pub spot_capacity: CapacityTypes,
     pub min_narrow_interval: Duration,
     pub settings: NodePoolSettings,
+    /// The weights of the plan's NodePools (checked here, used by the build).
+    pub weights: Weights,
     pub orphan: bool,
     /// `spec.capacity.onDemandShift`, parsed.
     pub shift: Option<spotplan_core::policy::shift::ShiftSpec>,
+}
+
+/// NodePool weights: the on-demand base one above the spot one, the shift one above both, so
+/// Karpenter tries them in that order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Weights {
+    pub spot: i64,
+    pub on_demand: i64,
+    pub shift: i64,
+}
+
+/// The weights of `spec`'s NodePools; a spec whose weight leaves no room above it is refused
+/// with the CRD's own message.
+fn weights(spec: &SpotPlanSpec) -> Result<Weights, SpecError> {
+    let spot = spec.node_pool.weight.map_or(DEFAULT_WEIGHT, i64::from);
+    let capacity = spec.capacity.as_ref();
+    if capacity.is_some_and(|c| c.on_demand_base.is_some()) && spot >= 100 {
+        return Err(err(
+            "spec.nodePool.weight",
+            "must be below 100 with an onDemandBase: the on-demand NodePool gets weight + 1",
+        ));
+    }
+    if capacity.is_some_and(|c| c.on_demand_shift.is_some()) && spot >= 99 {
+        return Err(err(
+            "spec.nodePool.weight",
+            "must be below 99 with an onDemandShift: the shift NodePool gets weight + 2",
+        ));
+    }
+    Ok(Weights {
+        spot,
+        on_demand: spot + 1,
+        shift: (spot + 2).min(100),
+    })
 }
 
 /// Parses and checks a spec. `default_narrow` is the controller's default minNarrowInterval.
@@ -29,6 +70,7 @@ pub fn validate(spec: &SpotPlanSpec, default_narrow: Duration) -> Result<PlanSpe
     let request = request(spec)?;
     let on_demand_base = on_demand_base(spec)?;
     check_cross_fields(spec, &request, on_demand_base)?;
+    let weights = weights(spec)?;
     Ok(PlanSpec {
         request,
         on_demand_base,
@@ -39,6 +81,7 @@ pub fn validate(spec: &SpotPlanSpec, default_narrow: Duration) -> Result<PlanSpe
         },
         min_narrow_interval: min_narrow_interval(spec, default_narrow)?,
         settings: nodepool_settings(spec),
+        weights,
         orphan: spec.deletion_policy == DeletionPolicy::Orphan,
         shift: on_demand_shift(spec)?,
     })
@@ -72,8 +115,8 @@ pub fn on_demand_shift(
         let Some(v) = v else {
             return Ok(default);
         };
-        crate::duration::parse_duration(v)
-            .map_err(|e| err(field, e))
+        spotplan_core::duration::parse_duration(v)
+            .map_err(|e| err(field, e.to_string()))
             .and_then(|d| {
                 if d.is_zero() {
                     Err(err(field, "must be longer than 0s"))
@@ -111,22 +154,6 @@ fn check_cross_fields(
                 "{base} must not exceed spec.resources.cpu ({})",
                 request.vcpus
             ),
-        ));
-    }
-    if on_demand_base.is_some() && spec.node_pool.weight.is_some_and(|w| w >= 100) {
-        return Err(err(
-            "spec.nodePool.weight",
-            "must be below 100 with an onDemandBase: the on-demand NodePool gets weight + 1",
-        ));
-    }
-    let shift = spec
-        .capacity
-        .as_ref()
-        .is_some_and(|c| c.on_demand_shift.is_some());
-    if shift && spec.node_pool.weight.is_some_and(|w| w >= 99) {
-        return Err(err(
-            "spec.nodePool.weight",
-            "must be below 99 with an onDemandShift: the shift NodePool gets weight + 2",
         ));
     }
     if let Some(r) = spec
@@ -345,6 +372,67 @@ pub fn request(spec: &SpotPlanSpec) -> Result<Request, SpecError> {
     Ok(r)
 }
 
+/// The spec that asks for `r` (the inverse of [`request`]), with the given node class: how the
+/// CLI turns request flags into a SpotPlan for the same build as a manifest's.
+pub fn spec_of(r: &Request, node_class: NodeClassRef) -> SpotPlanSpec {
+    let small = |v: Option<u8>| v.map(i32::from);
+    SpotPlanSpec {
+        region: r.region.clone(),
+        resources: PlanResources {
+            cpu: Quantity(r.vcpus.to_string()),
+            memory: Quantity(format!("{}Mi", r.memory_mib)),
+        },
+        mode: match r.mode {
+            Mode::Latency => PlanMode::Latency,
+            Mode::Balanced => PlanMode::Balanced,
+            Mode::FaultTolerance => PlanMode::FaultTolerance,
+        },
+        ssd_only: r.ssd_only,
+        architectures: r
+            .architectures
+            .iter()
+            .map(|a| match a {
+                Arch::Amd64 => PlanArch::Amd64,
+                Arch::Arm64 => PlanArch::Arm64,
+            })
+            .collect(),
+        instance_families: r.families.clone(),
+        exclude_instance_families: r.exclude_families.clone(),
+        instance_types: r.instance_types.clone(),
+        exclude_instance_types: r.exclude_types.clone(),
+        emr_release: r.emr_release.clone(),
+        max_interruption_band: small(r.max_band),
+        gpus: r.gpus.as_ref().map(|g| GpuSpec {
+            count: i32::try_from(g.min_count).unwrap_or(i32::MAX),
+            manufacturer: g.manufacturer.clone(),
+        }),
+        min_generation: small(r.min_generation),
+        max_generation: small(r.max_generation),
+        allow_burstable: r.allow_burstable,
+        allow_previous_generation: r.allow_previous_generation,
+        allow_accelerators: r.allow_accelerators,
+        min_types: i32::try_from(r.min_types).ok(),
+        max_types: i32::try_from(r.max_types).ok(),
+        capacity: None,
+        node_pool: NodePoolTemplate {
+            node_class_ref: node_class,
+            labels: Default::default(),
+            annotations: Default::default(),
+            taints: Vec::new(),
+            startup_taints: Vec::new(),
+            requirements: Vec::new(),
+            disruption: None,
+            limits: None,
+            weight: None,
+            expire_after: None,
+            termination_grace_period: None,
+        },
+        suspend: false,
+        deletion_policy: DeletionPolicy::Orphan,
+        min_narrow_interval: None,
+    }
+}
+
 /// The NodePool settings a spec passes through to Karpenter.
 pub fn nodepool_settings(spec: &SpotPlanSpec) -> NodePoolSettings {
     let np = &spec.node_pool;
@@ -358,7 +446,6 @@ pub fn nodepool_settings(spec: &SpotPlanSpec) -> NodePoolSettings {
         requirements: np.requirements.iter().map(|r| to_json(r)).collect(),
         disruption: np.disruption.clone(),
         limits: np.limits.as_ref().map(|l| to_json(l)),
-        weight: np.weight.map(i64::from),
         expire_after: np.expire_after.clone(),
         termination_grace_period: np.termination_grace_period.clone(),
     }
@@ -389,7 +476,8 @@ pub fn on_demand_base(spec: &SpotPlanSpec) -> Result<Option<u32>, SpecError> {
 pub fn min_narrow_interval(spec: &SpotPlanSpec, default: Duration) -> Result<Duration, SpecError> {
     match &spec.min_narrow_interval {
         None => Ok(default),
-        Some(s) => crate::duration::parse_duration(s).map_err(|e| err("spec.minNarrowInterval", e)),
+        Some(s) => spotplan_core::duration::parse_duration(s)
+            .map_err(|e| err("spec.minNarrowInterval", e.to_string())),
     }
 }
 
@@ -402,6 +490,16 @@ mod tests {
     }
 
     const BASE: &str = "region: us-east-1\nresources: {cpu: '500m', memory: 1.5Gi}\nnodePool: {nodeClassRef: {group: g, kind: K, name: n}}\n";
+
+    #[test]
+    fn a_request_turned_into_a_spec_validates_back_to_itself() {
+        let s = spec(&format!(
+            "{BASE}mode: fault_tolerance\narchitectures: [arm64]\nmaxInterruptionBand: 2\ninstanceFamilies: [m7g]\nexcludeInstanceTypes: [m7g.large]\nminTypes: 5\nmaxTypes: 9\ngpus: {{count: 1, manufacturer: NVIDIA}}\nminGeneration: 6\nallowBurstable: true\nemrRelease: emr-6.10.0\n"
+        ));
+        let r = request(&s).unwrap();
+        let class = s.node_pool.node_class_ref.clone();
+        assert_eq!(request(&spec_of(&r, class)).unwrap(), r);
+    }
 
     #[test]
     fn quantities_round_up() {

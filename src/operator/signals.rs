@@ -17,43 +17,89 @@
 //! its NodePool plus a generated suffix. Its type and zone are "unknown": it counts toward the
 //! shift and demotes nothing.
 
-use super::context::nodepool_resource;
-use super::crd::{PLAN_LABEL, SpotPlan};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Event;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
-use kube::core::error_boundary::DeserializeGuard;
+use kube::api::DynamicObject;
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
+use spotplan_api::build;
+use spotplan_api::karpenter::{
+    INSUFFICIENT_CAPACITY, LABEL_CAPACITY_TYPE, LABEL_INSTANCE_TYPE, LABEL_NODEPOOL, LABEL_ZONE,
+    SPOT_INTERRUPTED, nodeclaim_resource, nodepool_resource,
+};
+use spotplan_api::names::{PLAN_LABEL, PoolNames};
 use spotplan_core::policy::shift::{Interruption, UNKNOWN};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// Karpenter's event reason for a spot interruption notice.
-pub const SPOT_INTERRUPTED: &str = "SpotInterrupted";
-/// Karpenter's event reason for a NodeClaim the cloud provider had no capacity for.
-pub const INSUFFICIENT_CAPACITY: &str = "InsufficientCapacityError";
-const NODEPOOL_LABEL: &str = "karpenter.sh/nodepool";
-const CAPACITY_LABEL: &str = "karpenter.sh/capacity-type";
-const TYPE_LABEL: &str = "node.kubernetes.io/instance-type";
-const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 /// How long a deleted NodeClaim stays attributable.
 const REMEMBER_DELETED: Duration = Duration::from_secs(3600);
 
-pub fn nodeclaim_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("karpenter.sh", "v1", "NodeClaim"),
-        "nodeclaims",
-    )
+/// Karpenter's NodeClaims and the Events on them: what a reconcile reads of the interruption
+/// signal.
+#[derive(Clone)]
+pub(crate) struct Signals {
+    claims: Claims,
+    events: Store<Event>,
+}
+
+impl Signals {
+    /// The signal for a plan with these NodePool names: interruptions of its spot NodeClaims,
+    /// launch failures of all of them, and how many NodeClaims its shift NodePool still has.
+    pub fn for_plan(&self, names: &PoolNames) -> build::Signals {
+        let all = [
+            names.spot.as_str(),
+            names.on_demand.as_str(),
+            names.shift.as_str(),
+        ];
+        build::Signals {
+            interruptions: signals(
+                &self.events,
+                &self.claims,
+                SPOT_INTERRUPTED,
+                &all[..1],
+                Some("spot"),
+            ),
+            launch_failures: signals(
+                &self.events,
+                &self.claims,
+                INSUFFICIENT_CAPACITY,
+                &all,
+                None,
+            ),
+            shift_nodes: self
+                .claims
+                .synced()
+                .then(|| self.claims.live_in(&names.shift)),
+        }
+    }
+
+    /// The plan an Event concerns (to bring it back), through the NodePool cache.
+    pub fn plan_of(&self, e: &Event, nodepools: &Store<DynamicObject>) -> Option<String> {
+        plan_of(e, &self.claims, nodepools)
+    }
+}
+
+/// Starts the NodeClaim watch (its first full list sends `synced` once: every plan is then
+/// reconciled, counts are trusted from then) and the Event watch; returns the signal and the
+/// Event stream that brings plans back.
+pub(crate) fn watch(
+    client: &Client,
+    synced: tokio::sync::mpsc::UnboundedSender<()>,
+) -> (Signals, BoxStream<'static, Result<Event, watcher::Error>>) {
+    let claims = Claims::default();
+    spawn_claims_watch(client, claims.clone(), synced);
+    let (events, stream) = events(client);
+    (Signals { claims, events }, stream)
 }
 
 /// What a NodeClaim says about itself.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Claim {
+struct Claim {
     pub nodepool: String,
     pub instance_type: Option<String>,
     pub zone: Option<String>,
@@ -64,15 +110,15 @@ pub struct Claim {
 /// NodeClaims by uid, deleted ones kept for [`REMEMBER_DELETED`], and when the cache first
 /// had a full list.
 #[derive(Clone, Default)]
-pub struct Claims(Arc<Mutex<HashMap<String, Claim>>>, Arc<OnceLock<Timestamp>>);
+struct Claims(Arc<Mutex<HashMap<String, Claim>>>, Arc<OnceLock<Timestamp>>);
 
 impl Claims {
     /// Whether the cache has had its first full list (until then no count can be trusted).
-    pub fn synced(&self) -> bool {
+    fn synced(&self) -> bool {
         self.1.get().is_some()
     }
 
-    pub fn get(&self, uid: &str) -> Option<Claim> {
+    fn get(&self, uid: &str) -> Option<Claim> {
         self.0.lock().expect("claims lock").get(uid).cloned()
     }
 
@@ -86,7 +132,7 @@ impl Claims {
     }
 
     /// NodeClaims (not deleted) of `nodepool`.
-    pub fn live_in(&self, nodepool: &str) -> usize {
+    fn live_in(&self, nodepool: &str) -> usize {
         self.0
             .lock()
             .expect("claims lock")
@@ -110,10 +156,10 @@ impl Claims {
         };
         let label = |k: &str| o.labels().get(k).cloned().or_else(|| only(k));
         let claim = Claim {
-            nodepool: label(NODEPOOL_LABEL).unwrap_or_default(),
-            instance_type: label(TYPE_LABEL),
-            zone: label(ZONE_LABEL),
-            capacity_type: label(CAPACITY_LABEL),
+            nodepool: label(LABEL_NODEPOOL).unwrap_or_default(),
+            instance_type: label(LABEL_INSTANCE_TYPE),
+            zone: label(LABEL_ZONE),
+            capacity_type: label(LABEL_CAPACITY_TYPE),
             // A NodeClaim being deleted (Karpenter drains it first) holds no capacity to move.
             deleted: o
                 .metadata
@@ -172,7 +218,7 @@ fn gone_claim(e: &Event) -> Option<Claim> {
 /// Keeps `claims` up to date from a watch of every NodeClaim. When the first full list is in,
 /// `synced` is sent once: from then on counts can be trusted, and events from before are
 /// attributable (see the module docs).
-pub fn spawn_claims_watch(
+fn spawn_claims_watch(
     client: &Client,
     claims: Claims,
     synced: tokio::sync::mpsc::UnboundedSender<()>,
@@ -201,7 +247,7 @@ pub fn spawn_claims_watch(
 
 /// Karpenter's Warning events on NodeClaims (SpotInterrupted and InsufficientCapacityError
 /// among them; a cache read by every reconcile) and the stream that brings their plans back.
-pub fn events(
+fn events(
     client: &Client,
 ) -> (
     Store<Event>,
@@ -225,17 +271,13 @@ pub fn events(
 
 /// The SpotPlan an interruption or launch-failure event concerns: its NodeClaim's NodePool's
 /// plan label.
-pub fn plan_of(
-    e: &Event,
-    claims: &Claims,
-    nodepools: &Store<DynamicObject>,
-) -> Option<ObjectRef<DeserializeGuard<SpotPlan>>> {
+fn plan_of(e: &Event, claims: &Claims, nodepools: &Store<DynamicObject>) -> Option<String> {
     // Requeueing is cheap: a NodeClaim the cache does not hold maps by its name.
     let claim = claims
         .get(e.involved_object.uid.as_deref()?)
         .or_else(|| gone_claim(e))?;
     let np = nodepools.get(&ObjectRef::new_with(&claim.nodepool, nodepool_resource()))?;
-    np.labels().get(PLAN_LABEL).map(|p| ObjectRef::new(p))
+    np.labels().get(PLAN_LABEL).cloned()
 }
 
 fn when(e: &Event) -> Option<Timestamp> {
@@ -247,20 +289,6 @@ fn when(e: &Event) -> Option<Timestamp> {
         .or_else(|| e.first_timestamp.as_ref().map(|t| t.0))
         .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0))?;
     Some(t)
-}
-
-/// The spot interruptions the cache holds for NodeClaims of `nodepool`.
-pub fn seen(events: &Store<Event>, claims: &Claims, nodepool: &str) -> Vec<Interruption> {
-    signals(events, claims, SPOT_INTERRUPTED, &[nodepool], Some("spot"))
-}
-
-/// The launch failures for want of capacity the cache holds for NodeClaims of `nodepools`.
-pub fn launch_failures(
-    events: &Store<Event>,
-    claims: &Claims,
-    nodepools: &[&str],
-) -> Vec<Interruption> {
-    signals(events, claims, INSUFFICIENT_CAPACITY, nodepools, None)
 }
 
 /// Events of `reason` on NodeClaims of `nodepools` (of `capacity` type, if given), one entry

@@ -1,51 +1,23 @@
-//! The `SpotPlan` API (`spotplan.dev/v1alpha1`). Doc comments here become the CRD's
+//! The SpotPlan spec (`spotplan.dev/v1alpha1`). Doc comments here become the CRD's
 //! descriptions, which `kubectl explain spotplan.spec` shows: they are written for users.
 
 use k8s_openapi::api::core::v1::Taint;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::{CustomResource, KubeSchema};
+use kube_derive::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use spotplan_core::limits;
 use std::collections::BTreeMap;
 
-/// API group of SpotPlan.
-pub const GROUP: &str = "spotplan.dev";
-/// Field manager for every server-side apply the controller makes.
-pub const FIELD_MANAGER: &str = "spotplan-controller";
-/// Label on owned NodePools (and, through the template, on their nodes) naming the SpotPlan.
-pub const PLAN_LABEL: &str = "spotplan.dev/plan";
-/// Label telling the spot NodePool from the on-demand base NodePool.
-pub const ROLE_LABEL: &str = "spotplan.dev/role";
-/// Annotation with the owning SpotPlan's uid, also on NodePools kept by `deletionPolicy: Orphan`.
-pub const OWNER_UID_ANNOTATION: &str = "spotplan.dev/owner-uid";
-
-/// The name suffix of a plan's on-demand base NodePool. SpotPlan names cannot end with it (CEL),
-/// so no plan's spot NodePool can take another plan's on-demand name.
-pub const ON_DEMAND_SUFFIX: &str = "on-demand";
-/// Suffix of the NodePool that takes new capacity while a plan is shifted to on-demand.
-pub const SHIFT_SUFFIX: &str = "shift";
-
-/// Condition types on a SpotPlan.
-pub mod conditions {
-    /// The NodePools match the current plan.
-    pub const READY: &str = "Ready";
-    /// Market data is fresh (refreshed recently and the last refresh succeeded).
-    pub const DATA_FRESH: &str = "DataFresh";
-    /// `spec.suspend` is set: NodePools are left as they are.
-    pub const SUSPENDED: &str = "Suspended";
-    /// A narrowing of the type list is waiting for `minNarrowInterval` to pass.
-    pub const NARROWING_DEFERRED: &str = "NarrowingDeferred";
-    /// New capacity goes on-demand because the plan's spot nodes were interrupted
-    /// (`spec.capacity.onDemandShift`).
-    pub const SHIFTED_TO_ON_DEMAND: &str = "ShiftedToOnDemand";
-}
+use super::status::SpotPlanStatus;
 
 /// A workload's capacity request, turned by the controller into Karpenter NodePools that offer
 /// a ranked, diversified list of EC2 Spot instance types.
+// clippy reads the `type_ = "string"` of two printcolumns as one attribute given twice.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "spotplan.dev",
     version = "v1alpha1",
     kind = "SpotPlan",
@@ -57,17 +29,40 @@ pub mod conditions {
     doc = "SpotPlan: the capacity a workload needs, planned onto EC2 Spot instance types and written into Karpenter NodePools that spotplan owns.",
     printcolumn(name = "Region", type_ = "string", json_path = ".spec.region"),
     printcolumn(name = "CPU", type_ = "string", json_path = ".spec.resources.cpu"),
-    printcolumn(name = "Memory", type_ = "string", json_path = ".spec.resources.memory"),
-    printcolumn(name = "Types", type_ = "integer", json_path = ".status.plan.typeCount"),
-    printcolumn(name = "Primary", type_ = "string", json_path = ".status.plan.primary", priority = 1),
-    printcolumn(name = "Est. $/h", type_ = "number", json_path = ".status.plan.estimatedSpotUsdPerHour"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = Rule::new("size(self.metadata.name) <= 55").message("metadata.name: at most 55 characters, so the NodePool names and the spotplan.dev/plan label derived from it fit Kubernetes' 63-character limit"),
-    validation = Rule::new("!self.metadata.name.endsWith('-on-demand')").message("metadata.name must not end with -on-demand: that name is taken by the on-demand NodePool of the SpotPlan without the suffix; pick another name"),
-    validation = Rule::new("!self.metadata.name.endsWith('-shift')").message("metadata.name must not end with -shift: that name is taken by the on-demand shift NodePool of the SpotPlan without the suffix; pick another name"),
+    printcolumn(
+        name = "Memory",
+        type_ = "string",
+        json_path = ".spec.resources.memory"
+    ),
+    printcolumn(
+        name = "Types",
+        type_ = "integer",
+        json_path = ".status.plan.typeCount"
+    ),
+    printcolumn(
+        name = "Primary",
+        type_ = "string",
+        json_path = ".status.plan.primary",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Est. $/h",
+        type_ = "number",
+        json_path = ".status.plan.estimatedSpotUsdPerHour"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(
+    crates(kube_core = "::kube_core"),
     validation = Rule::new("quantity(string(self.resources.cpu)).isGreaterThan(quantity('0'))").message("spec.resources.cpu must be greater than 0").field_path(".resources.cpu"),
     validation = Rule::new(format!("quantity(string(self.resources.cpu)).compareTo(quantity('{}')) <= 0", limits::MAX_VCPUS)).message(Message::Message(format!("spec.resources.cpu must be at most {} vCPUs: split larger workloads into several SpotPlans", limits::MAX_VCPUS))).field_path(".resources.cpu"),
     validation = Rule::new("quantity(string(self.resources.memory)).isGreaterThan(quantity('0'))").message("spec.resources.memory must be greater than 0").field_path(".resources.memory"),
@@ -261,6 +256,7 @@ pub struct OnDemandBase {
 /// Karpenter NodePool settings passed through to the NodePools spotplan owns. The
 /// instance-type, capacity-type and architecture requirements are spotplan's own.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct NodePoolTemplate {
     /// The node class, e.g. {group: karpenter.k8s.aws, kind: EC2NodeClass, name: default}.
@@ -330,267 +326,4 @@ pub struct Requirement {
     pub values: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_values: Option<i32>,
-}
-
-/// What the controller last did for a SpotPlan.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SpotPlanStatus {
-    /// The generation of the spec this status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    /// Ready, DataFresh, Suspended, NarrowingDeferred; each with a reason and a message.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub conditions: Vec<Condition>,
-    /// The current plan: ranked instance types with band, savings and prices.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub plan: Option<PlanStatus>,
-    /// NodePools written for this plan.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub node_pools: Vec<String>,
-    /// The instance types in the NodePools (sorted).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub instance_types: Vec<String>,
-    /// When the Spot Advisor data behind the plan was fetched (or its file modified).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data_timestamp: Option<Time>,
-    /// Every market data source behind the plan, with its age and whether it is fresh.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub data_sources: Vec<DataSourceStatus>,
-    /// When the price data behind the plan was fetched (or its file modified).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prices_timestamp: Option<Time>,
-    /// The spec generation the NodePools were last written for.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node_pool_generation: Option<i64>,
-    /// When the instance-type list was last narrowed, or written fresh (created, or the spec
-    /// changed): the next narrowing waits `minNarrowInterval` after it, and the narrowing to the
-    /// mode's default band cap the controller's --settle-over-default-cap (120 days).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_narrowed: Option<Time>,
-    /// Written types over the plan's interruption ceiling (or without a band now), since when.
-    /// Over a `maxInterruptionBand` you set, a type is removed once it has stayed over for the
-    /// controller's --confirm-over-ceiling (7 days); over a mode's default cap, at the next
-    /// settle (see `lastNarrowed`). A type back within the ceiling is forgotten.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub over_ceiling: Vec<OverCeiling>,
-    /// Spot interruptions of the plan's NodeClaims per instance type and zone, counted from
-    /// Karpenter's SpotInterrupted events over the last max(window, calm, 24h) ("unknown" when
-    /// the NodeClaim was gone before the controller started).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub observed_interruptions: Vec<ObservedInterruption>,
-    /// The interruptions behind those counts, one per NodeClaim (the record that survives a
-    /// restart and deduplicates repeated events).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub interruption_log: Vec<LoggedInterruption>,
-    /// Where new capacity goes: absent on spot; Shifted (on-demand) or Returning (spot again,
-    /// the shift's on-demand nodes moving back), since when.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shift: Option<ShiftStatus>,
-    /// Types left out of the list after repeated interruptions in one zone, until calm.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub demoted_instance_types: Vec<String>,
-    /// When the last shift ended: the interruptions before it do not count toward the next.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_returned_to_spot: Option<Time>,
-    /// Launches of the plan's NodeClaims that failed for want of capacity (Karpenter's
-    /// InsufficientCapacityError), per instance type and zone ("unknown" when the NodeClaim
-    /// allowed several), over the same memory as `observedInterruptions`. Recorded, not acted
-    /// on: Karpenter already skips an offering that ran out for a few minutes.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub observed_launch_failures: Vec<ObservedInterruption>,
-    /// The launch failures behind those counts, one per NodeClaim.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub launch_failure_log: Vec<LoggedInterruption>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ObservedInterruption {
-    pub instance_type: String,
-    pub zone: String,
-    pub count: i32,
-    pub last_seen: Time,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct LoggedInterruption {
-    pub node_claim_uid: String,
-    pub instance_type: String,
-    pub zone: String,
-    pub at: Time,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ShiftStatus {
-    /// Shifted or Returning.
-    pub posture: String,
-    pub since: Time,
-}
-
-/// A written type over its plan's interruption ceiling.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct OverCeiling {
-    pub name: String,
-    pub since: Time,
-}
-
-/// The interruption ceiling every listed type is within.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CeilingStatus {
-    /// Highest Spot Advisor band (0..4) of a listed type; absent: any, types without a band
-    /// included.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub band: Option<i32>,
-    /// user (spec.maxInterruptionBand), mode (the mode's default cap), or relaxed (the mode's
-    /// default relaxed because it left fewer than minTypes types; the notes say so).
-    pub source: String,
-}
-
-/// One market data source.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct DataSourceStatus {
-    /// spot-advisor, price-file, spot-price-history, price-list, instance-types,
-    /// instance-type-offerings.
-    pub source: String,
-    /// The region, for AWS sources.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
-    /// The file, URL or API call.
-    pub location: String,
-    /// When the data was fetched (or its file modified); absent when none could be had.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub as_of: Option<Time>,
-    /// False when its last refresh failed or it is too old.
-    pub fresh: bool,
-    pub message: String,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct PlanStatus {
-    /// The primary (first-ranked) instance type.
-    pub primary: String,
-    /// Instances of the primary type needed.
-    pub primary_count: i32,
-    /// How the list was ranked: risk_adjusted_cost, cost, or band_savings_waste (no prices).
-    pub ranking: String,
-    /// The interruption ceiling every listed type is within.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub interruption_ceiling: Option<CeilingStatus>,
-    /// Number of instance types in the plan.
-    pub type_count: i32,
-    /// Spot $/h of the whole request on the primary type.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub estimated_spot_usd_per_hour: Option<f64>,
-    /// On-demand $/h of the same capacity.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub estimated_on_demand_usd_per_hour: Option<f64>,
-    /// Savings of spot over on-demand, percent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub savings_pct: Option<f64>,
-    /// Eligible types the Spot Advisor has no band for (ranked as band 4).
-    #[serde(default)]
-    pub unknown_band_types: i32,
-    /// The ranked list.
-    pub instance_types: Vec<RankedType>,
-    /// Remarks: fewer types than wanted, missing prices, ...
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub notes: Vec<String>,
-    /// Spot placement scores (1-10) per zone for the plan's top types and size, best first,
-    /// when the controller runs with --placement-scores.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub placement_scores: Vec<ZoneScoreStatus>,
-}
-
-/// A zone's spot placement score.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
-pub struct ZoneScoreStatus {
-    pub zone: String,
-    pub score: i32,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RankedType {
-    pub rank: i32,
-    pub name: String,
-    /// Instances of this type that meet the request alone.
-    pub count: i32,
-    /// Spot Advisor band 0..4; absent when unknown.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub band: Option<i32>,
-    /// <5%, 5-10%, 10-15%, 15-20%, >20%, or unknown.
-    pub interruption: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub savings_pct: Option<i32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub spot_usd_per_hour: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub on_demand_usd_per_hour: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub total_spot_usd_per_hour: Option<f64>,
-}
-
-/// The CRD as YAML, as committed under crds/.
-pub fn crd_yaml() -> String {
-    use kube::CustomResourceExt;
-    let mut crd = serde_json::to_value(SpotPlan::crd()).expect("CRD serializes");
-    // Deleting the CRD deletes every SpotPlan, so (garbage collection) every NodePool, so
-    // Karpenter drains every node: neither Helm nor Argo CD may delete or prune it.
-    crd["metadata"]["annotations"] = serde_json::json!({
-        "helm.sh/resource-policy": "keep",
-        "argocd.argoproj.io/sync-options": "Prune=false,Delete=false",
-    });
-    unwrap_descriptions(&mut crd);
-    format!(
-        "# Generated by `spotplan crd` from src/operator/crd.rs; do not edit.\n{}",
-        serde_saphyr::to_string(&crd).expect("CRD serializes")
-    )
-}
-
-/// Doc comments are wrapped at 100 columns; `kubectl explain` wraps again. Join the lines of a
-/// paragraph so it reads as prose there.
-fn unwrap_descriptions(v: &mut serde_json::Value) {
-    match v {
-        serde_json::Value::Object(map) => {
-            for (k, child) in map.iter_mut() {
-                if k == "description"
-                    && let serde_json::Value::String(text) = child
-                {
-                    *text = text
-                        .split("\n\n")
-                        .map(|para| {
-                            para.split('\n')
-                                .map(str::trim)
-                                .collect::<Vec<_>>()
-                                .join(" ")
-                        })
-                        .collect::<Vec<_>>()
-                        .join("\n\n");
-                } else {
-                    unwrap_descriptions(child);
-                }
-            }
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(unwrap_descriptions),
-        _ => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn committed_crd_matches_the_code() {
-        let committed = include_str!("../../crds/spotplan.dev_spotplans.yaml");
-        assert!(
-            committed == super::crd_yaml(),
-            "crds/spotplan.dev_spotplans.yaml is stale: run `spotplan crd > crds/spotplan.dev_spotplans.yaml`"
-        );
-    }
 }

@@ -11,44 +11,16 @@
 
 use super::health::Health;
 use super::metrics::Metrics;
-use crate::duration::humanize;
 use crate::sources::{LoadedMarket, MarketSources, SourceError};
 use jiff::Timestamp;
+use spotplan_api::freshness::{Freshness, SourceState};
 use spotplan_core::MarketData;
-use spotplan_core::market::{DataError, Provenance, SourceKind};
+use spotplan_core::duration::humanize;
+use spotplan_core::market::{DataError, SourceKind};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
-
-/// Whether the data can be trusted for data-driven changes.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Freshness {
-    pub fresh: bool,
-    /// CamelCase reason for the DataFresh condition.
-    pub reason: &'static str,
-    pub message: String,
-    /// Every source's own state.
-    pub sources: Vec<SourceState>,
-}
-
-impl Freshness {
-    /// The first load has not finished yet (nothing loaded, nothing failed).
-    pub fn loading(&self) -> bool {
-        self.reason == "Loading"
-    }
-}
-
-/// One source's state, for status, `data show` and metrics.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SourceState {
-    pub provenance: Provenance,
-    /// False when its last refresh failed or it is older than its limit.
-    pub fresh: bool,
-    /// Not available at all (no data in use), e.g. access denied: the field falls back.
-    pub unavailable: bool,
-    pub message: String,
-}
 
 #[derive(Debug, Default)]
 struct State {
@@ -311,12 +283,14 @@ impl MarketCache {
         }
     }
 
-    /// Orders a plan's zones and near-tied types by placement scores (see
-    /// [`MarketSources::placement`]); a failure is logged and the plan stands.
-    pub async fn placement(&self, plan: &mut spotplan_core::Plan) {
-        if let Err(why) = self.sources.placement(plan).await {
-            tracing::warn!(region = %plan.region, "placement scores: {why}");
-        }
+    /// Spot placement scores per zone for `plan`'s top types and size (see
+    /// [`MarketSources::placement_scores`]); a failure is logged and there are none.
+    pub async fn placement_scores(&self, plan: &spotplan_core::Plan) -> Option<Vec<(String, u8)>> {
+        self.sources
+            .placement_scores(plan)
+            .await
+            .inspect_err(|why| tracing::warn!(region = %plan.region, "placement scores: {why}"))
+            .ok()
     }
 
     /// API calls made so far, by call.

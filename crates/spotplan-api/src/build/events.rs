@@ -1,0 +1,126 @@
+//! The Events a reconcile announces, as data: on transitions only (a plan created, its list
+//! changed, a shift's move, a new reason for not being Ready), never on every pass. The shell
+//! publishes them.
+
+use super::Planned;
+use spotplan_core::policy::churn::Why;
+use spotplan_core::policy::shift::Move;
+use std::collections::BTreeSet;
+
+/// Normal or Warning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Normal,
+    Warning,
+}
+
+/// One Event about the SpotPlan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub severity: Severity,
+    /// CamelCase; Events with the same reason are folded into one series.
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Note {
+    pub fn normal(reason: &'static str, message: String) -> Note {
+        Note {
+            severity: Severity::Normal,
+            reason,
+            message,
+        }
+    }
+
+    pub fn warning(reason: &'static str, message: String) -> Note {
+        Note {
+            severity: Severity::Warning,
+            reason,
+            message,
+        }
+    }
+}
+
+fn list(s: &BTreeSet<String>) -> String {
+    s.iter().cloned().collect::<Vec<_>>().join(", ")
+}
+
+/// A change of the type list: the NodePools created, or what was added and removed.
+pub(crate) fn list_changed(p: &Planned, existed: bool) -> Option<Note> {
+    let pools = || {
+        p.pools
+            .iter()
+            .map(|d| d.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !existed {
+        return Some(Note::normal(
+            "NodePoolsCreated",
+            format!(
+                "wrote {} with {} instance types (primary {})",
+                pools(),
+                p.decision.types.len(),
+                p.plan.primary().instance_type
+            ),
+        ));
+    }
+    if p.decision.added.is_empty() && p.decision.removed.is_empty() {
+        return None;
+    }
+    let reason = match p.decision.why {
+        Why::SpecChanged => "SpecApplied",
+        Why::Narrowed => "InstanceTypesNarrowed",
+        Why::NarrowingDeferred => "NarrowingDeferred",
+        _ => "InstanceTypesWidened",
+    };
+    Some(Note::normal(
+        reason,
+        format!(
+            "added [{}]; removed [{}]",
+            list(&p.decision.added),
+            list(&p.decision.removed)
+        ),
+    ))
+}
+
+/// The shift's moves.
+pub(crate) fn shift_moves(p: &Planned) -> Vec<Note> {
+    let pool = &p.names.shift;
+    p.shift
+        .moves
+        .iter()
+        .map(|m| match m {
+            Move::Shifted { count } => Note::warning(
+                "ShiftedToOnDemand",
+                format!(
+                    "{count} spot interruptions within the window: new capacity goes to on-demand NodePool {pool}; running spot nodes stay"
+                ),
+            ),
+            Move::Returned => Note::normal(
+                "ReturnedToSpot",
+                format!(
+                    "calm: spot takes new capacity again; the on-demand nodes of {pool} move back to spot one at a time"
+                ),
+            ),
+            Move::BackOnSpot => Note::normal(
+                "ShiftNodePoolRemoved",
+                format!("every node of {pool} moved back to spot; the NodePool is removed"),
+            ),
+            Move::Demoted {
+                instance_type,
+                zone,
+                count,
+            } => Note::warning(
+                "InstanceTypeDemoted",
+                format!(
+                    "{instance_type} was interrupted {count} times in {zone} within the window: left out of the list until it has been calm"
+                ),
+            ),
+            Move::Restored { instance_type } => Note::normal(
+                "InstanceTypeRestored",
+                format!("{instance_type} has been calm: it may be listed again"),
+            ),
+        })
+        .collect()
+}

@@ -1,0 +1,485 @@
+//! The pure build: from what the read step found to what should be.
+//!
+//! In: the SpotPlan (with the status the controller last wrote), the market snapshot and its
+//! freshness, the live NodePools that carry the plan's names, and the interruption signal the
+//! cluster reported. Out ([`Desired`]): the NodePools to write (only those that differ from the
+//! live ones) and to delete, the status, the Events, and when to look again. Nothing here reads a
+//! clock or calls an API: the operator's reconcile and the CLI's `render --format nodepool` call
+//! the same [`build`], and unit tests call it with plain structs.
+//!
+//! The steps, each one rule in one place:
+//! 1. `spec.suspend`: nothing is written but the status.
+//! 2. Validate the spec ([`crate::validate`]).
+//! 3. The on-demand shift over the plan's own interruptions (`policy::shift`), and the launch
+//!    failures recorded beside them.
+//! 4. Plan with the optimizer, without the demoted types (with them if that leaves nothing).
+//! 5. The churn rule over what is written now (`policy::churn`).
+//! 6. The desired NodePools ([`nodepools`]); a name held by a NodePool this plan does not own
+//!    is a conflict, never a takeover.
+//! 7. Status ([`status`]) and Events ([`events`]).
+
+pub mod events;
+pub mod nodepools;
+pub mod status;
+
+use crate::crd::{SpotPlan, SpotPlanStatus};
+use crate::freshness::Freshness;
+use crate::names::{PoolNames, Role, conditions};
+use crate::outcome::{NotReady, Reason, Retry};
+use crate::validate::{self, PlanSpec};
+use events::Note;
+use jiff::Timestamp;
+use kube_core::DynamicObject;
+use kube_core::{Resource, ResourceExt};
+use nodepools::{DesiredNodePool, Owner, Pools};
+use spotplan_core::plan::Plan;
+use spotplan_core::policy::churn::{self, ListDecision};
+use spotplan_core::policy::shift::{self, Interruption, Posture, ShiftDecision};
+use spotplan_core::{MarketData, limits, optimize};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// Controller settings the build reads (the rest of the rule is per plan, in the spec).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settings {
+    /// Default shortest time between two data-driven narrowings (`spec.minNarrowInterval`
+    /// overrides it).
+    pub min_narrow_interval: Duration,
+    /// How long a written type may stay over a ceiling the user set.
+    pub confirm_over_ceiling: Duration,
+    /// How often at most a list is narrowed to its mode's default cap.
+    pub settle_over_default_cap: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            min_narrow_interval: churn::DEFAULT_MIN_INTERVAL,
+            confirm_over_ceiling: churn::DEFAULT_CONFIRM,
+            settle_over_default_cap: churn::DEFAULT_SETTLE,
+        }
+    }
+}
+
+/// What the cluster reported about the plan's NodeClaims (already attributed to this plan by
+/// the shell's trust rules).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Signals {
+    /// Spot interruptions of the plan's spot NodeClaims.
+    pub interruptions: Vec<Interruption>,
+    /// Launch failures for want of capacity of any of the plan's NodeClaims.
+    pub launch_failures: Vec<Interruption>,
+    /// NodeClaims alive in the shift NodePool; `None` until the NodeClaim cache is synced (a
+    /// return never ends on a count that may be wrong).
+    pub shift_nodes: Option<usize>,
+}
+
+/// What the read step found.
+pub struct Observed<'a> {
+    /// The SpotPlan, with the status the controller last wrote.
+    pub plan: &'a SpotPlan,
+    pub freshness: &'a Freshness,
+    /// The market snapshot; `None` when no data could be loaded at all.
+    pub market: Option<&'a MarketData>,
+    /// The live NodePools that carry any of the plan's names (whoever owns them).
+    pub nodepools: &'a [DynamicObject],
+    pub signals: &'a Signals,
+    /// Spot placement scores per zone for the plan's size, when asked for.
+    pub placement: Option<&'a [(String, u8)]>,
+    /// Now, at a whole second.
+    pub now: Timestamp,
+}
+
+/// A NodePool to write: created when absent, else applied over the live object with its uid
+/// as a precondition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Write {
+    pub pool: DesiredNodePool,
+    /// The live NodePool's uid; `None`: create.
+    pub live_uid: Option<String>,
+}
+
+/// A NodePool of the plan's to delete (with its uid as a precondition).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delete {
+    pub role: Role,
+    pub name: String,
+    pub uid: String,
+    /// Announced once the delete went through.
+    pub note: Option<Note>,
+}
+
+/// What a Ready plan reports to metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gauges {
+    pub types: usize,
+    pub spot_usd_per_hour: Option<f64>,
+    pub on_demand_usd_per_hour: Option<f64>,
+    pub savings_pct: Option<f64>,
+    pub shifted: bool,
+    /// Interruptions and launch failures new in this build (each counted once).
+    pub new_interruptions: Vec<Interruption>,
+    pub new_launch_failures: Vec<Interruption>,
+}
+
+/// Where the plan stands after the build.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Standing {
+    Ready(Gauges),
+    NotReady(Reason),
+    Suspended,
+}
+
+/// What should be.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    /// NodePools that differ from the live ones.
+    pub writes: Vec<Write>,
+    pub deletes: Vec<Delete>,
+    pub status: SpotPlanStatus,
+    /// Published after the writes, on transitions only.
+    pub events: Vec<Note>,
+    pub retry: Retry,
+    pub standing: Standing,
+}
+
+/// The plan, decided: what status and Events are made of.
+pub(crate) struct Planned<'a> {
+    pub spec: PlanSpec,
+    pub plan: Plan,
+    pub market: &'a MarketData,
+    pub decision: ListDecision,
+    pub names: PoolNames,
+    pub pools: Vec<DesiredNodePool>,
+    pub shift: ShiftDecision,
+    pub launch_failures: LaunchFailures,
+}
+
+/// The plan's launch failures for want of capacity, one per NodeClaim, and the ones new in this
+/// build.
+pub(crate) struct LaunchFailures {
+    pub log: Vec<Interruption>,
+    pub recorded: Vec<Interruption>,
+}
+
+/// The build: what should be, given what is there.
+pub fn build(o: &Observed, settings: &Settings) -> Desired {
+    let names = PoolNames::of(&o.plan.name_any());
+    if o.plan.spec.suspend {
+        return suspended(o);
+    }
+    match plan(o, settings, names) {
+        Ok(p) => ready(o, p),
+        Err(nr) => refused(o, &nr),
+    }
+}
+
+/// The Desired of a plan that is not Ready for `nr`: nothing written but the status, and a
+/// Warning Event on a transition into this reason. Also what the shell reports when the API
+/// server refuses a NodePool write.
+pub fn refused(o: &Observed, nr: &NotReady) -> Desired {
+    let before = status::condition_of(o.plan.status.as_ref(), conditions::READY);
+    let transition = before != Some(("False".into(), nr.reason.as_str().into()));
+    Desired {
+        writes: Vec::new(),
+        deletes: Vec::new(),
+        status: status::not_ready(o.plan, nr, o.freshness, o.now),
+        events: transition
+            .then(|| Note::warning(nr.reason.as_str(), nr.message.clone()))
+            .into_iter()
+            .collect(),
+        retry: nr.retry,
+        standing: Standing::NotReady(nr.reason),
+    }
+}
+
+fn suspended(o: &Observed) -> Desired {
+    let was = status::condition_of(o.plan.status.as_ref(), conditions::SUSPENDED).is_some();
+    Desired {
+        writes: Vec::new(),
+        deletes: Vec::new(),
+        status: status::suspended(o.plan, o.freshness, o.now),
+        events: (!was)
+            .then(|| Note::normal("Suspended", "plan frozen by spec.suspend".into()))
+            .into_iter()
+            .collect(),
+        retry: Retry::OnChange,
+        standing: Standing::Suspended,
+    }
+}
+
+/// Steps 2 to 6.
+fn plan<'a>(
+    o: &Observed<'a>,
+    settings: &Settings,
+    names: PoolNames,
+) -> Result<Planned<'a>, NotReady> {
+    let sp = o.plan;
+    let spec = validate::validate(&sp.spec, settings.min_narrow_interval)
+        .map_err(|e| NotReady::new(Reason::InvalidSpec, e.to_string()))?;
+    let market = o
+        .market
+        .ok_or_else(|| NotReady::new(Reason::MarketDataUnavailable, o.freshness.message.clone()))?;
+    let shift = shift::decide(
+        spec.shift.as_ref(),
+        &status::shift_state(sp.status.as_ref()),
+        &o.signals.interruptions,
+        o.signals.shift_nodes.unwrap_or(usize::MAX),
+        o.now,
+    );
+    let launch_failures = launch_failures(o, &spec);
+    let (spec, mut plan) = plan_without_demoted(spec, &shift.state.demoted, market)?;
+    if let Some(scores) = o.placement {
+        plan.apply_placement_scores(scores);
+    }
+    let uid = sp.uid().unwrap_or_default();
+    let spot_live = live(o, &names.spot);
+    check_owned(&names.spot, spot_live, &uid)?;
+    let decision = list_step(o, settings, &spec, &plan, market, spot_live)?;
+    let types: Vec<String> = decision.types.iter().cloned().collect();
+    let (api_version, kind) = (SpotPlan::api_version(&()), SpotPlan::kind(&()));
+    let name = sp.name_any();
+    let pools = Pools {
+        owner: Owner {
+            name: &name,
+            uid: &uid,
+            api_version: &api_version,
+            kind: &kind,
+        },
+        names: &names,
+        spec: &spec,
+        types: &types,
+        catalog: market.catalog(),
+    };
+    let mut want = pools.nodepools();
+    want.extend(pools.shift(shift.state.posture));
+    for d in &want {
+        check_owned(&d.name, live(o, &d.name), &uid)?;
+    }
+    Ok(Planned {
+        spec,
+        plan,
+        market,
+        decision,
+        names,
+        pools: want,
+        shift,
+        launch_failures,
+    })
+}
+
+/// Step 7 for a plan whose NodePools should match `p`.
+fn ready(o: &Observed, p: Planned) -> Desired {
+    let uid = o.plan.uid().unwrap_or_default();
+    let writes: Vec<Write> = p
+        .pools
+        .iter()
+        .filter_map(|want| {
+            let have = live(o, &want.name);
+            match have {
+                Some(l) if nodepools::up_to_date(want, l, &uid) => None,
+                _ => Some(Write {
+                    pool: want.clone(),
+                    live_uid: have.and_then(|l| l.uid()),
+                }),
+            }
+        })
+        .collect();
+    let deletes = deletes(o, &p, &uid);
+    let existed = live(o, &p.names.spot).is_some();
+    let mut events: Vec<Note> = events::list_changed(&p, existed).into_iter().collect();
+    events.extend(events::shift_moves(&p));
+    let status = status::applied(o.plan, &p, o.freshness, o.now);
+    Desired {
+        writes,
+        deletes,
+        status,
+        events,
+        retry: next_look(&p, o.now),
+        standing: Standing::Ready(Gauges {
+            types: p.decision.types.len(),
+            spot_usd_per_hour: p.plan.totals.spot_usd_per_hour,
+            on_demand_usd_per_hour: p.plan.totals.on_demand_usd_per_hour,
+            savings_pct: p.plan.totals.savings_pct,
+            shifted: matches!(p.shift.state.posture, Posture::Shifted { .. }),
+            new_interruptions: p.shift.recorded.clone(),
+            new_launch_failures: p.launch_failures.recorded.clone(),
+        }),
+    }
+}
+
+/// The plan's NodePools it no longer wants: the on-demand base without `onDemandBase`, the
+/// shift NodePool back on spot. Only those this plan owns.
+fn deletes(o: &Observed, p: &Planned, uid: &str) -> Vec<Delete> {
+    let mut out = Vec::new();
+    let mut gone = |role: Role, note: Option<Note>| {
+        let name = p.names.get(role);
+        if let Some(l) = live(o, name).filter(|l| nodepools::owned_by(l, uid)) {
+            out.push(Delete {
+                role,
+                name: name.to_string(),
+                uid: l.uid().unwrap_or_default(),
+                note,
+            });
+        }
+    };
+    if p.spec.on_demand_base.is_none() {
+        gone(
+            Role::OnDemandBase,
+            Some(Note::normal(
+                "OnDemandBaseRemoved",
+                format!(
+                    "deleted NodePool {}: spec.capacity.onDemandBase is gone",
+                    p.names.on_demand
+                ),
+            )),
+        );
+    }
+    if p.shift.state.posture == Posture::Spot {
+        gone(Role::Shift, None);
+    }
+    out
+}
+
+/// When to look again without a change: a deferred narrowing, the shift's calm ending, and while
+/// returning, every 10 s for the shift NodePool's nodes having moved back.
+fn next_look(p: &Planned, now: Timestamp) -> Retry {
+    let until = |at: Timestamp| {
+        Duration::try_from(at.duration_since(now))
+            .unwrap_or(Duration::from_secs(1))
+            .max(Duration::from_secs(1))
+    };
+    let mut waits: Vec<Duration> = [p.decision.narrow_at, p.shift.wake_at]
+        .into_iter()
+        .flatten()
+        .map(until)
+        .collect();
+    if matches!(p.shift.state.posture, Posture::Returning { .. }) {
+        waits.push(Duration::from_secs(10));
+    }
+    waits
+        .into_iter()
+        .min()
+        .map_or(Retry::OnChange, Retry::After)
+}
+
+/// The live NodePool called `name`, if the read step found one.
+fn live<'o>(o: &Observed<'o>, name: &str) -> Option<&'o DynamicObject> {
+    o.nodepools
+        .iter()
+        .find(|np| np.metadata.name.as_deref() == Some(name))
+}
+
+/// A name held by a NodePool this plan does not own is never taken over.
+fn check_owned(name: &str, live: Option<&DynamicObject>, uid: &str) -> Result<(), NotReady> {
+    match live {
+        Some(l) if !nodepools::owned_by(l, uid) => Err(conflict(name)),
+        _ => Ok(()),
+    }
+}
+
+/// `Ready=False, NodePoolConflict` for a NodePool named `name` that this plan does not own.
+pub fn conflict(name: &str) -> NotReady {
+    NotReady::new(
+        Reason::NodePoolConflict,
+        format!(
+            "NodePool {name} exists and is not owned by this SpotPlan; spotplan never takes over a NodePool it does not own: rename the SpotPlan or remove that NodePool"
+        ),
+    )
+}
+
+/// `Ready=False, NodePoolRejected`: the API server refused a NodePool we built.
+pub fn rejected(name: &str, message: &str) -> NotReady {
+    NotReady::new(
+        Reason::NodePoolRejected,
+        format!("Karpenter's NodePool validation refused {name}: {message}; fix spec.nodePool"),
+    )
+}
+
+/// The launch-failure log in status with what the cluster reported since, kept as long as the
+/// interruptions are.
+fn launch_failures(o: &Observed, spec: &PlanSpec) -> LaunchFailures {
+    let old = o
+        .plan
+        .status
+        .as_ref()
+        .map_or_else(Vec::new, |s| status::from_logged(&s.launch_failure_log));
+    let (log, recorded) = shift::record(
+        &old,
+        &o.signals.launch_failures,
+        o.now,
+        shift::memory(spec.shift.as_ref()),
+    );
+    LaunchFailures { log, recorded }
+}
+
+/// The plan without the demoted types; with them if leaving them out leaves nothing.
+fn plan_without_demoted(
+    spec: PlanSpec,
+    demoted: &BTreeSet<String>,
+    market: &MarketData,
+) -> Result<(PlanSpec, Plan), NotReady> {
+    if !demoted.is_empty() {
+        let mut without = spec.clone();
+        without
+            .request
+            .exclude_types
+            .extend(demoted.iter().cloned());
+        if let Ok(plan) = optimize(&without.request, market) {
+            return Ok((without, plan));
+        }
+    }
+    let plan = optimize(&spec.request, market).map_err(|e| NotReady::from_plan_error(&e))?;
+    Ok((spec, plan))
+}
+
+/// The churn rule over what is written now and the fresh plan.
+fn list_step(
+    o: &Observed,
+    settings: &Settings,
+    spec: &PlanSpec,
+    plan: &Plan,
+    market: &MarketData,
+    spot_live: Option<&DynamicObject>,
+) -> Result<ListDecision, NotReady> {
+    let old = o.plan.status.clone().unwrap_or_default();
+    // What we wrote last (our record in status), not what the NodePool says now: an edit by
+    // someone else is repaired, not taken as the starting point.
+    let written: Option<BTreeSet<String>> = spot_live.map(|l| {
+        if old.instance_types.is_empty() {
+            nodepools::live_types(l)
+        } else {
+            old.instance_types.iter().cloned().collect()
+        }
+    });
+    let state = churn::State {
+        written,
+        last_narrowed: old.last_narrowed.as_ref().map(|t| t.0),
+        marginal_since: old
+            .over_ceiling
+            .iter()
+            .map(|c| (c.name.clone(), c.since.0))
+            .collect(),
+    };
+    churn::step(
+        &spec.request,
+        plan,
+        market,
+        &state,
+        churn::Moment {
+            spec_changed: old.node_pool_generation != o.plan.metadata.generation,
+            data_fresh: o.freshness.fresh,
+            now: o.now,
+        },
+        churn::Tuning {
+            min_interval: spec.min_narrow_interval,
+            confirm: settings.confirm_over_ceiling,
+            settle: settings.settle_over_default_cap,
+            cap: spec.request.max_types.min(limits::MAX_WRITTEN_TYPES),
+        },
+    )
+    .map_err(|e| NotReady::from_plan_error(&e))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,126 @@
+//! Status writes and Events: the status is written by server-side apply, only when it differs
+//! from the live one; Events are published in the background (best effort).
+
+use super::super::context::Context;
+use super::super::error::Error;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use spotplan_api::build::events::{Note, Severity};
+use spotplan_api::names::FIELD_MANAGER;
+use spotplan_api::{SpotPlan, SpotPlanStatus};
+
+/// Writes the status if it differs from the live one. Returns whether it wrote.
+///
+/// An installed CRD older than this controller (mid-upgrade: the CRD is upgraded first, but a
+/// rollback or a forgotten step happens) refuses status fields it does not declare. Those fields
+/// are then left out, here and in every later write, with one warning naming the fix; the plan
+/// keeps working.
+pub(crate) async fn write(
+    ctx: &Context,
+    sp: &SpotPlan,
+    status: &SpotPlanStatus,
+) -> Result<bool, Error> {
+    let status = ctx.memory.compatible(status);
+    if sp.status.as_ref() == Some(&status) || !ctx.leadership.is_leader() {
+        return Ok(false);
+    }
+    for _ in 0..8 {
+        let status = ctx.memory.compatible(&status);
+        let body = json!({
+            "apiVersion": SpotPlan::api_version(&()),
+            "kind": SpotPlan::kind(&()),
+            "status": status,
+        });
+        let result = ctx
+            .plans
+            .patch_status(
+                &sp.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&body),
+            )
+            .await;
+        match result {
+            Ok(_) => {
+                ctx.memory.wrote(sp, &status, ctx.leadership.term());
+                return Ok(true);
+            }
+            Err(kube::Error::Api(e)) if e.message.contains("field not declared in schema") => {
+                let undeclared = undeclared_fields(&e.message);
+                if undeclared.is_empty() || !ctx.memory.leave_out_fields(&undeclared) {
+                    return Err(kube::Error::Api(e).into());
+                }
+                tracing::warn!(
+                    fields = ?undeclared,
+                    "the installed SpotPlan CRD is older than this controller and does not declare these status fields; they are left out: upgrade it with `spotplan crd | kubectl apply --server-side -f -`"
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(false)
+}
+
+/// Writes the status of a SpotPlan that does not deserialize (only its name and generation are
+/// known).
+pub(crate) async fn write_raw(
+    ctx: &Context,
+    name: &str,
+    status: &SpotPlanStatus,
+) -> Result<(), Error> {
+    let body = json!({
+        "apiVersion": SpotPlan::api_version(&()),
+        "kind": SpotPlan::kind(&()),
+        "status": status,
+    });
+    ctx.raw_plans
+        .patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await?;
+    Ok(())
+}
+
+/// The `.status...` paths an API server's "field not declared in schema" message names.
+fn undeclared_fields(message: &str) -> Vec<String> {
+    message
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter_map(|w| w.strip_prefix(".status."))
+        .map(|w| w.trim_end_matches(':').to_string())
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// Publishes an Event about `sp`, in the background (Events are best effort).
+pub(crate) fn publish(ctx: &Context, sp: &SpotPlan, note: &Note) {
+    let event = Event {
+        type_: match note.severity {
+            Severity::Normal => EventType::Normal,
+            Severity::Warning => EventType::Warning,
+        },
+        reason: note.reason.into(),
+        note: Some(note.message.chars().take(1000).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    let (recorder, reference, plan) = (ctx.recorder.clone(), sp.object_ref(&()), sp.name_any());
+    tokio::spawn(async move {
+        if let Err(e) = recorder.publish(&event, &reference).await {
+            tracing::warn!(%plan, error = %e, "could not publish an event");
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn undeclared_status_fields_are_named() {
+        let msg = "failed to create typed patch object (/; spotplan.dev/v1alpha1, Kind=SpotPlan): .status.dataSources: field not declared in schema";
+        assert_eq!(undeclared_fields(msg), vec!["dataSources".to_string()]);
+    }
+}
