@@ -197,9 +197,10 @@ async fn bad_new_data_keeps_the_last_good() {
     assert_eq!(kept.data, good.data);
     let err = kept.provenance.refresh_error.unwrap();
     assert!(
-        err.contains(&s.url) && err.contains("not valid JSON"),
+        err.message.contains(&s.url) && err.message.contains("not valid JSON"),
         "{err}"
     );
+    assert_eq!(err.category, "InvalidJson");
 
     // Parses, but lost most regions: refused against the data in use.
     let mut v: serde_json::Value = serde_json::from_slice(&real).unwrap();
@@ -213,9 +214,11 @@ async fn bad_new_data_keeps_the_last_good() {
         .unwrap();
     let msg = err.provenance.refresh_error.expect("refused");
     assert!(
-        msg.contains("has 3 regions where the last good data had 33"),
+        msg.message
+            .contains("has 3 regions where the last good data had 33"),
         "{msg}"
     );
+    assert_eq!(msg.category, "DataShrunk");
     assert_eq!(err.data, good.data);
 
     // Server errors: the cached copy serves, with the reason.
@@ -224,7 +227,9 @@ async fn bad_new_data_keeps_the_last_good() {
         .load::<SpotAdvisor>(&source, None, None)
         .await
         .unwrap();
-    assert!(kept.provenance.refresh_error.unwrap().contains("500"));
+    let err = kept.provenance.refresh_error.unwrap();
+    assert!(err.message.contains("500"), "{err}");
+    assert_eq!(err.category, "Unreadable");
 
     // Without a cache there is nothing to fall back on: the error names the URL.
     let empty = tempfile::tempdir().unwrap();

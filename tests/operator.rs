@@ -4,48 +4,13 @@
 
 mod rig;
 
-use rig::{Rig, condition, eventually, writes_by};
+use rig::{
+    Rig, T, bind_controller_role, condition, eventually, not_ready, pending_claim, plan_yaml,
+    ready, writes_by,
+};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::Duration;
-
-const T: Duration = Duration::from_secs(60);
-
-fn plan_yaml(name: &str, extra_spec: &str) -> String {
-    format!(
-        "apiVersion: spotplan.dev/v1alpha1
-kind: SpotPlan
-metadata:
-  name: {name}
-  labels: {{app.kubernetes.io/instance: argo-app}}
-spec:
-  region: us-east-1
-  resources: {{cpu: \"64\", memory: 256Gi}}
-  nodePool:
-    nodeClassRef: {{group: karpenter.k8s.aws, kind: EC2NodeClass, name: default}}
-{extra_spec}"
-    )
-}
-
-fn ready(rig: &Rig, name: &str) -> Value {
-    eventually(T, &format!("SpotPlan {name} Ready=True"), || {
-        let sp = rig.get_json("spotplan", name)?;
-        let (s, _, _) = condition(&sp, "Ready")?;
-        (s == "True" && sp["status"]["observedGeneration"] == sp["metadata"]["generation"])
-            .then_some(sp)
-    })
-}
-
-fn not_ready(rig: &Rig, name: &str, reason: &str) -> (Value, String) {
-    eventually(T, &format!("SpotPlan {name} Ready=False/{reason}"), || {
-        let sp = rig.get_json("spotplan", name)?;
-        let (s, r, m) = condition(&sp, "Ready")?;
-        (s == "False"
-            && r == reason
-            && sp["status"]["observedGeneration"] == sp["metadata"]["generation"])
-            .then_some((sp, m))
-    })
-}
 
 fn types_of(np: &Value) -> Vec<String> {
     np["spec"]["template"]["spec"]["requirements"]
@@ -416,31 +381,6 @@ fn spec_updates_flow_through_and_tampering_is_repaired() {
     );
 }
 
-/// Binds the ClusterRole file and the leader-election Role to `user`.
-fn bind_controller_role(rig: &Rig, user: &str) {
-    let role = rig::root()
-        .join("config/rbac/clusterrole.yaml")
-        .display()
-        .to_string();
-    rig.kubectl(&["apply", "-f", &role]);
-    rig.kubectl(&[
-        "create",
-        "clusterrolebinding",
-        user,
-        "--clusterrole=spotplan-controller",
-        &format!("--user={user}"),
-    ]);
-    rig.kubectl(&[
-        "create",
-        "rolebinding",
-        user,
-        "--role=spotplan-leader-election",
-        &format!("--user={user}"),
-        "-n",
-        "default",
-    ]);
-}
-
 /// Writes other than the Lease's (create, update, patch, delete) by `user` since `mark`.
 fn non_lease_writes(rig: &Rig, mark: usize, user: &str) -> Vec<(String, String, String)> {
     writes_by(&rig.audit()[mark..], user)
@@ -715,8 +655,13 @@ fn rbac_role_is_enough_and_no_more() {
         .join("config/rbac/clusterrole.yaml")
         .display()
         .to_string();
+    let events_file = rig::root()
+        .join("config/rbac/events-role.yaml")
+        .display()
+        .to_string();
     rig.kubectl(&["apply", "-f", &role_file]);
     rig.kubectl(&["apply", "-n", ns, "-f", &role_file]);
+    rig.kubectl(&["apply", "-f", &events_file]);
     let sa = format!("{ns}:spotplan");
     rig.kubectl(&[
         "create",
@@ -734,6 +679,17 @@ fn rbac_role_is_enough_and_no_more() {
         "-n",
         ns,
     ]);
+    for role in ["spotplan-events", "spotplan-karpenter-events"] {
+        rig.kubectl(&[
+            "create",
+            "rolebinding",
+            role,
+            &format!("--role={role}"),
+            &format!("--serviceaccount={sa}"),
+            "-n",
+            "default",
+        ]);
+    }
     let token = rig
         .kubectl(&["create", "token", "spotplan", "-n", ns, "--duration", "1h"])
         .trim()
@@ -778,6 +734,12 @@ fn rbac_role_is_enough_and_no_more() {
     };
     assert_eq!(can("delete", "nodes"), "no");
     assert_eq!(can("get", "secrets"), "no");
+    assert_eq!(
+        can("list", "events"),
+        "no",
+        "Events are listed in one namespace only"
+    );
+    assert_eq!(can("create", "events.events.k8s.io"), "no");
     assert_eq!(can("create", "spotplans.spotplan.dev"), "no");
     assert_eq!(can("patch", "nodepools.karpenter.sh"), "yes");
 
@@ -826,6 +788,18 @@ fn rbac_role_is_enough_and_no_more() {
         .filter(|e| e["user"]["username"] == user.as_str() && e["responseStatus"]["code"] == 403)
         .count();
     assert_eq!(denied, 0, "no request was denied");
+    // Events: read and written only in `default` (Karpenter's, and cluster-scoped objects').
+    let elsewhere: Vec<String> = audit
+        .iter()
+        .filter(|e| e["user"]["username"] == user.as_str())
+        .filter(|e| e["objectRef"]["resource"] == "events")
+        .filter(|e| e["objectRef"]["namespace"] != "default")
+        .map(|e| format!("{} {}", e["verb"], e["requestURI"]))
+        .collect();
+    assert!(
+        elsewhere.is_empty(),
+        "Events outside default: {elsewhere:?}"
+    );
     for need in [
         ("patch", "nodepools"),
         ("patch", "spotplans/status"),
@@ -930,7 +904,9 @@ fn name_collisions_suspend_and_stale_data() {
     );
     assert_eq!(c.metric("spotplan_market_data_fresh"), Some(0.0));
     assert!(
-        c.metric("spotplan_market_data_refresh_failures_total{category=\"InvalidJson\"}")
+        c.metric(
+            "spotplan_market_data_refresh_failures_total{reason=\"InvalidJson\",source=\"spot-advisor\"}"
+        )
             .unwrap_or(0.0)
             >= 1.0
     );
@@ -1428,32 +1404,6 @@ fn counts(sp: &Value, field: &str) -> Vec<(String, String, i64)> {
     out
 }
 
-/// A NodeClaim as Karpenter's provisioner creates it for `nodepool`, before launch: no
-/// instance-type or zone label, only requirements.
-fn pending_claim(name: &str, nodepool: &str, types: &[&str], zone: &str) -> String {
-    let types = types
-        .iter()
-        .map(|t| format!("\"{t}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "apiVersion: karpenter.sh/v1
-kind: NodeClaim
-metadata:
-  name: {name}
-  labels: {{karpenter.sh/nodepool: {nodepool}}}
-spec:
-  nodeClassRef: {{group: karpenter.k8s.aws, kind: EC2NodeClass, name: default}}
-  requirements:
-  - {{key: node.kubernetes.io/instance-type, operator: In, values: [{types}]}}
-  - {{key: topology.kubernetes.io/zone, operator: In, values: [\"{zone}\"]}}
-  - {{key: karpenter.sh/capacity-type, operator: In, values: [spot]}}
-  - {{key: karpenter.sh/nodepool, operator: In, values: [{nodepool}]}}
-  resources: {{requests: {{cpu: \"1\"}}}}
-"
-    )
-}
-
 /// Records a launch failure the way Karpenter's launch controller does (v1.14
 /// `InsufficientCapacityErrorEvent`): a Warning Event, reason InsufficientCapacityError, on the
 /// NodeClaim, then the NodeClaim deleted.
@@ -1486,14 +1436,15 @@ fn launch_failures_are_recorded_per_type_and_zone() {
     assert!(ok, "{out}");
     ready(&rig, "icy");
     let claims = [
-        pending_claim("icy-one", "icy", &["m7g.8xlarge"], "us-east-1a"),
+        pending_claim(&rig, "icy-one", "icy", &["m7g.8xlarge"], "us-east-1a"),
         pending_claim(
+            &rig,
             "icy-many",
             "icy",
             &["m7g.8xlarge", "c7g.8xlarge"],
             "us-east-1b",
         ),
-        pending_claim("other-one", "other", &["m7g.8xlarge"], "us-east-1a"),
+        pending_claim(&rig, "other-one", "other", &["m7g.8xlarge"], "us-east-1a"),
     ];
     for c in &claims {
         let (ok, out) = rig.apply(c);
@@ -1542,7 +1493,7 @@ fn launch_failures_are_recorded_per_type_and_zone() {
 /// Karpenter's provisioner names it (`generateName: <nodepool>-`), its SpotInterrupted Event
 /// written as Karpenter writes it, then deleted. Returns its uid.
 fn interrupted_while_down(rig: &Rig, nodepool: &str) -> String {
-    let claim = pending_claim("x", nodepool, &["m7g.8xlarge"], "us-east-1a")
+    let claim = pending_claim(rig, "x", nodepool, &["m7g.8xlarge"], "us-east-1a")
         .replace("  name: x\n", &format!("  generateName: {nodepool}-\n"));
     let (ok, out, err) = rig.kubectl_raw(&["create", "-f", "-", "-o", "json"], Some(&claim));
     assert!(ok, "{err}");

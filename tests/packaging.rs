@@ -135,20 +135,36 @@ fn chart_rbac_is_the_proven_role() {
     let (ok, out) = helm_template(&helm, &[]);
     assert!(ok, "{out}");
     let rendered = docs(&out);
-    let proven =
-        docs(&std::fs::read_to_string(root().join("config/rbac/clusterrole.yaml")).unwrap());
-    for kind in ["ClusterRole", "Role"] {
-        let of = |docs: &[Value]| {
-            docs.iter()
-                .find(|d| d["kind"] == kind)
-                .map(|d| d["rules"].clone())
-                .unwrap()
-        };
-        assert_eq!(
-            of(&rendered),
-            of(&proven),
-            "the chart's {kind} rules differ from config/rbac/clusterrole.yaml"
-        );
+    let proven: Vec<Value> = [
+        "config/rbac/clusterrole.yaml",
+        "config/rbac/events-role.yaml",
+    ]
+    .iter()
+    .flat_map(|f| docs(&std::fs::read_to_string(root().join(f)).unwrap()))
+    .collect();
+    // Roles matched by what they are for (the chart prefixes the release's name).
+    let key = |d: &Value| {
+        let name = d["metadata"]["name"].as_str().unwrap_or_default();
+        let what = ["leader-election", "karpenter-events", "events"]
+            .into_iter()
+            .find(|s| name.ends_with(s))
+            .unwrap_or("controller");
+        (d["kind"].as_str().unwrap_or_default().to_string(), what)
+    };
+    let roles = |docs: &[Value]| -> std::collections::BTreeMap<(String, &str), Value> {
+        docs.iter()
+            .filter(|d| d["kind"] == "ClusterRole" || d["kind"] == "Role")
+            .map(|d| (key(d), d["rules"].clone()))
+            .collect()
+    };
+    assert_eq!(
+        roles(&rendered),
+        roles(&proven),
+        "the chart's roles differ from config/rbac"
+    );
+    // The Event Roles are in `default`, where cluster-scoped objects' Events land.
+    for d in rendered.iter().filter(|d| key(d).1.ends_with("events")) {
+        assert_eq!(d["metadata"]["namespace"], "default", "{d}");
     }
     // No wildcards anywhere.
     for d in rendered

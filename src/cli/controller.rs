@@ -48,6 +48,11 @@ pub struct ControllerArgs {
     /// GetSpotPlacementScores per plan configuration, cached a day).
     #[arg(long, env = "SPOTPLAN_PLACEMENT_SCORES", action = clap::ArgAction::SetTrue, requires = "aws")]
     pub placement_scores: bool,
+    /// The namespace Karpenter's Events about NodeClaims land in: client-go puts the Events of
+    /// cluster-scoped objects in `default`. Only Events there, reported by Karpenter, about
+    /// NodeClaims of the plan's own NodePools count as interruptions.
+    #[arg(long, env = "SPOTPLAN_KARPENTER_EVENT_NAMESPACE", default_value = spotplan_api::karpenter::DEFAULT_EVENT_NAMESPACE)]
+    pub karpenter_event_namespace: String,
     /// Log format: text or json.
     #[arg(long, env = "SPOTPLAN_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -98,6 +103,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), CliError> {
         lease_ttl: args.lease_ttl,
         identity,
         concurrency: args.concurrency,
+        karpenter_event_namespace: args.karpenter_event_namespace,
     };
     crate::operator::run(opts).await.map_err(|e| CliError {
         message: format!("{e:#}"),

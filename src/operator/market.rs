@@ -11,7 +11,7 @@
 
 use super::health::Health;
 use super::metrics::Metrics;
-use crate::sources::{LoadedMarket, MarketSources, SourceError};
+use crate::sources::{LoadedMarket, MarketSources, RegionRefusal, SourceError};
 use jiff::Timestamp;
 use spotplan_api::freshness::{Freshness, SourceState};
 use spotplan_core::MarketData;
@@ -22,12 +22,32 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 
+/// A refresh that went through: whether the data in use changed, and what failed in it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Refreshed {
+    pub changed: bool,
+    pub failures: Vec<Failure>,
+}
+
+/// One source that failed in a refresh (its last good data stays).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Failure {
+    /// The source kind (`spot-advisor`, `price-file`, an AWS call's source).
+    pub source: &'static str,
+    /// A fixed category: `Unreadable`, `InvalidJson`, `DataShrunk`, `RegionLost`, `AccessDenied`...
+    pub reason: &'static str,
+    pub message: String,
+}
+
 #[derive(Debug, Default)]
 struct State {
     loaded: Option<LoadedMarket>,
     market: Option<MarketData>,
-    /// The last refresh's error, if it failed as a whole.
+    /// The last refresh's error, if it failed as a whole (or a source was served from its
+    /// cache because its fetch failed).
     last_error: Option<SourceError>,
+    /// Regions whose new data the last refresh refused (their last good data stays).
+    refused: Vec<RegionRefusal>,
     /// Regions whose live data has been asked for.
     live_regions: BTreeSet<String>,
 }
@@ -86,9 +106,9 @@ impl MarketCache {
         !loaded
     }
 
-    /// Loads every source (live data for the regions in use). Returns Ok(true) when the data in
-    /// use changed. On any error the data in use stays and the error is remembered.
-    pub async fn refresh(&self) -> Result<bool, SourceError> {
+    /// Loads every source (live data for the regions in use): whether the data in use changed,
+    /// and what failed. On any error the data in use stays and the error is remembered.
+    pub async fn refresh(&self) -> Result<Refreshed, SourceError> {
         let regions: Vec<String> = self
             .regions
             .lock()
@@ -124,18 +144,45 @@ impl MarketCache {
         }
         // A URL whose fetch failed is served from the disk cache with the reason attached:
         // that is a failed refresh too.
-        state.last_error = [
+        let files = [
             Some(&loaded.advisor.provenance),
             loaded.prices.as_ref().map(|p| &p.provenance),
-        ]
-        .into_iter()
-        .flatten()
-        .find_map(|p| {
+        ];
+        state.last_error = files.into_iter().flatten().find_map(|p| {
             p.refresh_error.as_ref().map(|m| SourceError {
                 kind: p.kind,
                 error: DataError::io(&p.location, m),
             })
         });
+        let mut failures: Vec<Failure> = files
+            .into_iter()
+            .flatten()
+            .filter_map(|p| {
+                let e = p.refresh_error.as_ref()?;
+                Some(Failure {
+                    source: p.kind.as_str(),
+                    reason: e.category,
+                    message: format!("{}: {e}", p.location),
+                })
+            })
+            .collect();
+        failures.extend(
+            loaded
+                .live
+                .iter()
+                .flat_map(|l| &l.problems)
+                .map(|p| Failure {
+                    source: p.kind.as_str(),
+                    reason: p.error.category,
+                    message: format!("{}: {}", p.region, p.error),
+                }),
+        );
+        failures.extend(loaded.refused.iter().map(|r| Failure {
+            source: r.kind.as_str(),
+            reason: "RegionLost",
+            message: r.to_string(),
+        }));
+        state.refused = loaded.refused.clone();
         let changed = state
             .loaded
             .as_ref()
@@ -143,7 +190,7 @@ impl MarketCache {
         state.market = Some(loaded.join());
         state.live_regions.extend(regions);
         state.loaded = Some(loaded);
-        Ok(changed)
+        Ok(Refreshed { changed, failures })
     }
 
     /// The freshness limit of a source: twice its refresh cycle at its longest, that is its
@@ -227,6 +274,12 @@ impl MarketCache {
             };
         }
         let failed = state.last_error.clone();
+        let refused: Vec<String> = state
+            .refused
+            .iter()
+            .filter(|r| region.is_none_or(|want| r.loss.region == want))
+            .map(ToString::to_string)
+            .collect();
         drop(state);
         let sources = self.sources(now, region);
         if let Some(e) = failed {
@@ -234,6 +287,14 @@ impl MarketCache {
                 fresh: false,
                 reason: "RefreshFailed",
                 message: format!("the last refresh failed, keeping the data loaded before: {e}"),
+                sources,
+            };
+        }
+        if !refused.is_empty() {
+            return Freshness {
+                fresh: false,
+                reason: "RegionRefused",
+                message: refused.join("; "),
                 sources,
             };
         }
@@ -343,36 +404,45 @@ pub async fn run(
     health: Arc<Health>,
     trigger: mpsc::UnboundedSender<()>,
 ) {
-    let mut last: Option<(bool, &'static str)> = None;
+    let mut last: Option<FreshnessKey> = None;
     loop {
         let outcome = market.refresh().await;
         health.refresh_beat();
         let now = Timestamp::now();
         let fresh = market.freshness(now, None);
-        match &outcome {
-            Ok(changed) => tracing::info!(
-                changed,
+        let failures = match &outcome {
+            Ok(r) => r.failures.clone(),
+            Err(e) => vec![Failure {
+                source: e.kind.as_str(),
+                reason: e.category(),
+                message: e.to_string(),
+            }],
+        };
+        for f in &failures {
+            metrics
+                .data_refresh_failures
+                .with_label_values(&[f.source, f.reason])
+                .inc();
+            tracing::warn!(source = f.source, reason = f.reason, error = %f.message, "market data refresh failed; keeping the last good data");
+        }
+        if let Ok(r) = &outcome {
+            tracing::info!(
+                changed = r.changed,
                 fresh = fresh.fresh,
                 "market data refreshed: {}",
                 fresh.message
-            ),
-            Err(e) => {
-                metrics
-                    .data_refresh_failures
-                    .with_label_values(&[e.category()])
-                    .inc();
-                tracing::warn!(error = %e, "market data refresh failed; keeping the last good data");
-            }
+            );
         }
         record(&market, &metrics, now);
-        let label = match outcome {
-            Ok(true) => "Changed",
-            Ok(false) => "Unchanged",
-            Err(_) => "Failed",
+        let label = match &outcome {
+            _ if !failures.is_empty() => "Failed",
+            Ok(r) if r.changed => "Changed",
+            _ => "Unchanged",
         };
         metrics.data_refreshes.with_label_values(&[label]).inc();
-        let state = Some((fresh.fresh, fresh.reason));
-        if matches!(outcome, Ok(true)) || last != state {
+        let state = Some(key(&fresh));
+        let changed = outcome.as_ref().is_ok_and(|r| r.changed);
+        if changed || last != state {
             let _ = trigger.send(());
         }
         last = state;
@@ -391,7 +461,7 @@ pub async fn run(
                 break;
             }
             let f = market.freshness(Timestamp::now(), None);
-            let state = Some((f.fresh, f.reason));
+            let state = Some(key(&f));
             if state != last {
                 record(&market, &metrics, Timestamp::now());
                 last = state;
@@ -399,6 +469,19 @@ pub async fn run(
             }
         }
     }
+}
+
+/// What of the freshness requeues every plan when it changes: whether the data is fresh, why,
+/// and, when it is not, the message (a different failure is news; a newer fetch time is not).
+type FreshnessKey = (bool, &'static str, String);
+
+fn key(f: &Freshness) -> FreshnessKey {
+    let message = if f.fresh {
+        String::new()
+    } else {
+        f.message.clone()
+    };
+    (f.fresh, f.reason, message)
 }
 
 fn record(market: &MarketCache, metrics: &Metrics, now: Timestamp) {

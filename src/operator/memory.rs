@@ -3,9 +3,16 @@
 //! - the status it last wrote per plan: the watch cache can lag behind our own write, and the
 //!   churn rule depends on that status;
 //! - status fields the installed CRD does not declare (an older CRD): left out of writes;
-//! - failed attempts per plan, for exponential backoff.
+//! - failed attempts per plan, for exponential backoff;
+//! - the NodeClaim uids of the interruption signal the plan's last written build saw, so an Event
+//!   seen again is never counted twice (status keeps only the newest 500 of a flood);
+//! - which plan each NodePool name belongs to (every plan registers its names when it is read),
+//!   so an event on a NodePool that lost every mark of its owner, or a foreign NodePool that
+//!   holds a plan's name, still brings the plan back.
 
 use kube::ResourceExt;
+use spotplan_api::build::SeenBefore;
+use spotplan_api::names::PoolNames;
 use spotplan_api::{SpotPlan, SpotPlanStatus};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -16,6 +23,8 @@ pub(crate) struct Memory {
     written: Mutex<HashMap<String, Written>>,
     undeclared: Mutex<BTreeSet<String>>,
     backoff: Mutex<HashMap<String, u32>>,
+    pools: Mutex<HashMap<String, String>>,
+    seen: Mutex<HashMap<String, SeenBefore>>,
 }
 
 struct Written {
@@ -60,10 +69,47 @@ impl Memory {
         );
     }
 
-    /// Forgets what was written for a deleted plan.
+    /// Forgets a deleted plan.
     pub fn forget(&self, plan: &str) {
         self.written.lock().expect("written lock").remove(plan);
         self.backoff.lock().expect("backoff lock").remove(plan);
+        self.pools
+            .lock()
+            .expect("pools lock")
+            .retain(|_, p| p != plan);
+        self.seen.lock().expect("seen lock").remove(plan);
+    }
+
+    /// What the plan's last written build saw, in this process.
+    pub fn seen_before(&self, plan: &str) -> Option<SeenBefore> {
+        self.seen.lock().expect("seen lock").get(plan).cloned()
+    }
+
+    /// Remembers what a build whose status was written saw.
+    pub fn saw(&self, plan: &str, seen: SeenBefore) {
+        self.seen
+            .lock()
+            .expect("seen lock")
+            .insert(plan.to_string(), seen);
+    }
+
+    /// Registers `plan`'s NodePool names.
+    pub fn names_of(&self, plan: &str, names: &PoolNames) {
+        let mut pools = self.pools.lock().expect("pools lock");
+        for (_, name) in names.all() {
+            if pools.get(name).is_none_or(|p| p != plan) {
+                pools.insert(name.to_string(), plan.to_string());
+            }
+        }
+    }
+
+    /// The plan whose NodePool is called `nodepool`.
+    pub fn plan_named_for(&self, nodepool: &str) -> Option<String> {
+        self.pools
+            .lock()
+            .expect("pools lock")
+            .get(nodepool)
+            .cloned()
     }
 
     /// `status` without the fields the installed CRD does not declare.

@@ -117,9 +117,9 @@ impl Metrics {
             data_refresh_failures: IntCounterVec::new(
                 Opts::new(
                     "market_data_refresh_failures_total",
-                    "Failed market data refreshes by category",
+                    "Sources whose refresh failed (their last good data stays), by source and reason",
                 ),
-                &["category"],
+                &["source", "reason"],
             )
             .unwrap(),
             data_refreshes: IntCounterVec::new(

@@ -49,6 +49,8 @@ pub struct Options {
     pub lease_ttl: Duration,
     pub identity: String,
     pub concurrency: u16,
+    /// Where Karpenter's Events about NodeClaims land (the only namespace whose Events count).
+    pub karpenter_event_namespace: String,
 }
 
 /// A reconcile may run this long before `/livez` calls the controller wedged.
@@ -91,7 +93,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let (leadership, lease_task, releaser) = lease::elect(&client, lease, trigger, metrics.clone());
     let (stream, store, nodepool_store) = watches::streams(&client);
     // Once the NodeClaim cache is in, every plan is reconciled: counts are trusted from then.
-    let (signals, signal_stream) = signals::watch(&client, claims_synced);
+    let (signals, signal_stream) =
+        signals::watch(&client, &opts.karpenter_event_namespace, claims_synced);
     let ctx = Arc::new(Context::new(Parts {
         recorder: Recorder::new(
             client.clone(),
@@ -119,6 +122,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             signals,
             nodepools: nodepool_store,
         },
+        &ctx,
         opts.concurrency,
     );
     watches::spawn_housekeeping(&controller, &ctx, ready);

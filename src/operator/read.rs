@@ -2,12 +2,14 @@
 //! to reconcile it now.
 
 use super::context::Context;
+use super::signals::OwnedPool;
 use jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::DynamicObject;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use spotplan_api::SpotPlan;
+use spotplan_api::build::nodepools::owned_by;
 use spotplan_api::build::status::whole_second;
 use spotplan_api::build::{self, Observed};
 use spotplan_api::freshness::Freshness;
@@ -67,22 +69,37 @@ pub(crate) async fn read(ctx: &Context, cached: &SpotPlan) -> Result<Read, Actio
     // that status.
     let plan = ctx.memory.current(cached, ctx.leadership.term());
     let names = PoolNames::of(&plan.name_any());
+    ctx.memory.names_of(&plan.name_any(), &names);
     let market = ctx.market.snapshot();
     let placement = match &market {
         Some(m) if ctx.placement_scores && !plan.spec.suspend => placement(ctx, &plan, m).await,
         _ => None,
     };
-    Ok(Read {
-        nodepools: names
-            .all()
-            .into_iter()
-            .filter_map(|(_, name)| {
-                ctx.nodepool_cache
-                    .get(&ObjectRef::new_with(name, nodepool_resource()))
+    let nodepools: Vec<DynamicObject> = names
+        .all()
+        .into_iter()
+        .filter_map(|(_, name)| {
+            ctx.nodepool_cache
+                .get(&ObjectRef::new_with(name, nodepool_resource()))
+        })
+        .map(|np| (*np).clone())
+        .collect();
+    let uid = plan.uid().unwrap_or_default();
+    let owned: Vec<OwnedPool> = nodepools
+        .iter()
+        .filter(|np| owned_by(np, &uid))
+        .filter_map(|np| {
+            Some(OwnedPool {
+                name: np.metadata.name.as_deref()?,
+                uid: np.metadata.uid.as_deref()?,
             })
-            .map(|np| (*np).clone())
-            .collect(),
-        signals: ctx.signals.for_plan(&names),
+        })
+        .collect();
+    let mut signals = ctx.signals.for_plan(&names, &owned);
+    signals.seen_before = ctx.memory.seen_before(&plan.name_any());
+    Ok(Read {
+        nodepools,
+        signals,
         plan,
         freshness,
         market,

@@ -2,6 +2,7 @@
 //! malformed object cannot stop the controller) and every Karpenter NodePool.
 
 use super::context::Context;
+use super::memory::Memory;
 use super::signals::Signals;
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -11,7 +12,8 @@ use kube::runtime::{Controller, WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, ResourceExt};
 use spotplan_api::SpotPlan;
 use spotplan_api::karpenter::nodepool_resource;
-use spotplan_api::names::PLAN_LABEL;
+use spotplan_api::names::OWNER_UID_ANNOTATION;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -84,11 +86,84 @@ pub(crate) fn streams(client: &Client) -> (Streams, Store<Plan>, Store<DynamicOb
             }
         }),
     )
-    .default_backoff()
-    .touched_objects()
-    .predicate_filter(predicates::generation, Default::default())
-    .boxed();
+    .default_backoff();
+    let nodepools = changes(nodepools).boxed();
     (Streams { plans, nodepools }, plan_store, nodepool_store)
+}
+
+/// The NodePools whose fields spotplan owns changed (labels, annotations, owner references,
+/// spec: a label-only edit counts, though it bumps no generation), and every deleted one (a
+/// foreign NodePool that held a plan's name going away). Karpenter's own status updates do not
+/// count.
+fn changes(
+    events: impl futures::Stream<Item = Result<watcher::Event<DynamicObject>, watcher::Error>>
+    + Send
+    + 'static,
+) -> impl futures::Stream<Item = Result<DynamicObject, watcher::Error>> + Send + 'static {
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    events
+        .map(move |e| {
+            let out: Vec<Result<DynamicObject, watcher::Error>> = match e {
+                Ok(watcher::Event::Apply(np) | watcher::Event::InitApply(np)) => {
+                    let hash = owned_fields(&np);
+                    let changed = seen.insert(np.uid().unwrap_or_default(), hash) != Some(hash);
+                    changed.then_some(Ok(np)).into_iter().collect()
+                }
+                Ok(watcher::Event::Delete(np)) => {
+                    seen.remove(&np.uid().unwrap_or_default());
+                    vec![Ok(np)]
+                }
+                Ok(watcher::Event::Init | watcher::Event::InitDone) => Vec::new(),
+                Err(e) => vec![Err(e)],
+            };
+            futures::stream::iter(out)
+        })
+        .flatten()
+}
+
+/// A hash of what spotplan owns on a NodePool.
+fn owned_fields(np: &DynamicObject) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let m = &np.metadata;
+    (&m.labels, &m.annotations).hash(&mut h);
+    m.deletion_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second())
+        .hash(&mut h);
+    for o in np.owner_references() {
+        (&o.uid, &o.name, &o.kind, o.controller).hash(&mut h);
+    }
+    np.data.get("spec").map(ToString::to_string).hash(&mut h);
+    h.finish()
+}
+
+/// The plans an event on `np` concerns: the owner reference's (a SpotPlan, by name; the
+/// reconcile checks the uid), the owner-uid annotation's (a plan kept by `deletionPolicy:
+/// Orphan`, found by uid), and the plan whose NodePool name it has (a NodePool that lost every
+/// mark, or someone else's holding a plan's name). Never the editable plan label.
+fn plans_of(np: &DynamicObject, plans: &Store<Plan>, memory: &Memory) -> Vec<ObjectRef<Plan>> {
+    let mut names: BTreeSet<String> = np
+        .owner_references()
+        .iter()
+        .filter(|o| o.kind == "SpotPlan" && o.api_version.starts_with("spotplan.dev/"))
+        .map(|o| o.name.clone())
+        .collect();
+    if names.is_empty()
+        && let Some(uid) = np.annotations().get(OWNER_UID_ANNOTATION)
+    {
+        names.extend(plans.state().iter().find_map(|p| match &p.0 {
+            Ok(sp) if sp.metadata.uid.as_ref() == Some(uid) => Some(sp.name_any()),
+            _ => None,
+        }));
+    }
+    names.extend(
+        np.metadata
+            .name
+            .as_deref()
+            .and_then(|n| memory.plan_named_for(n)),
+    );
+    names.iter().map(|n| ObjectRef::new(n)).collect()
 }
 
 /// Karpenter's interruption events, and what attributes them to a plan.
@@ -106,6 +181,7 @@ pub(crate) fn controller(
     plan_store: Store<Plan>,
     triggers: mpsc::UnboundedReceiver<()>,
     interruptions: Interruptions,
+    ctx: &Arc<Context>,
     concurrency: u16,
 ) -> Controller<Plan> {
     let Interruptions {
@@ -115,20 +191,19 @@ pub(crate) fn controller(
     } = interruptions;
     let mut triggers = triggers;
     let trigger_stream = futures::stream::poll_fn(move |cx| triggers.poll_recv(cx));
+    let (by_pool, by_event) = (ctx.clone(), ctx.clone());
+    let (plans, plans_too) = (plan_store.clone(), plan_store.clone());
     Controller::for_stream(streams.plans, plan_store)
         .watches_stream_with(
             streams.nodepools,
-            |np| {
-                np.labels()
-                    .get(PLAN_LABEL)
-                    .map(|plan| ObjectRef::<Plan>::new(plan))
-            },
+            move |np| plans_of(&np, &plans, &by_pool.memory),
             nodepool_resource(),
         )
         .watches_stream(events, move |e| {
             signals
-                .plan_of(&e, &nodepools)
-                .map(|name| ObjectRef::<Plan>::new(&name))
+                .nodepool_of(&e, &nodepools)
+                .map(|np| plans_of(&np, &plans_too, &by_event.memory))
+                .unwrap_or_default()
         })
         .reconcile_all_on(trigger_stream)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))

@@ -11,7 +11,9 @@
 
 use super::cache;
 use backon::{ExponentialBuilder, Retryable};
-use spotplan_core::market::{DataError, PriceTable, Provenance, SourceKind, SpotAdvisor};
+use spotplan_core::market::{
+    DataError, PriceTable, Provenance, RefreshError, SourceKind, SpotAdvisor,
+};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -326,7 +328,7 @@ impl Loader {
                 warnings,
             }),
             (Err(e), Some(mut c)) => {
-                c.provenance.refresh_error = Some(e.to_string());
+                c.provenance.refresh_error = Some(RefreshError::from(&e));
                 c.warnings = warnings;
                 Ok(c)
             }

@@ -11,7 +11,9 @@ pub use file::{Loaded, Loader, Source};
 
 use aws::{Aws, AwsOptions, LiveData};
 use spotplan_core::catalog::Overlay;
-use spotplan_core::market::{DataError, MarketInputs, PriceTable, SourceKind, SpotAdvisor};
+use spotplan_core::market::{
+    DataError, MarketInputs, PriceTable, Provenance, SourceKind, SpotAdvisor,
+};
 use spotplan_core::{Catalog, MarketData};
 use std::sync::Arc;
 
@@ -87,6 +89,30 @@ pub struct LoadedMarket {
     pub live: Option<LiveData>,
     /// Why live data was asked for and could not be had at all (no credentials).
     pub aws_unavailable: Option<String>,
+    /// Regions whose new file data was refused against the last good data (lost, or most of
+    /// their types lost): the last good data for them stays.
+    pub refused: Vec<RegionRefusal>,
+}
+
+/// A region of a source whose new data was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionRefusal {
+    pub kind: SourceKind,
+    pub location: String,
+    pub loss: spotplan_core::market::RegionLoss,
+}
+
+impl std::fmt::Display for RegionRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({}): the last refresh {}; keeping the data loaded before for {}",
+            self.kind.as_str(),
+            self.location,
+            self.loss,
+            self.loss.region
+        )
+    }
 }
 
 impl LoadedMarket {
@@ -179,20 +205,37 @@ impl MarketSources {
             },
             self.load_live(live_regions, last.and_then(|m| m.live.as_ref())),
         );
-        let advisor = advisor.map_err(|error| SourceError {
+        let mut advisor = advisor.map_err(|error| SourceError {
             kind: SourceKind::SpotAdvisor,
             error,
         })?;
-        let prices = prices.transpose().map_err(|error| SourceError {
+        let mut prices = prices.transpose().map_err(|error| SourceError {
             kind: SourceKind::PriceFile,
             error,
         })?;
+        // Judged region by region against the data in use: a region lost keeps its last good
+        // data, and is named.
+        let refusal = |p: &Provenance, loss| RegionRefusal {
+            kind: p.kind,
+            location: p.location.clone(),
+            loss,
+        };
+        let mut refused: Vec<RegionRefusal> = Vec::new();
+        if let Some(old) = old_advisor {
+            let losses = advisor.data.keep_lost_regions(old, regions);
+            refused.extend(losses.into_iter().map(|l| refusal(&advisor.provenance, l)));
+        }
+        if let (Some(p), Some(old)) = (prices.as_mut(), old_prices) {
+            let losses = p.data.keep_lost_regions(old, regions);
+            refused.extend(losses.into_iter().map(|l| refusal(&p.provenance, l)));
+        }
         let (live, aws_unavailable) = live;
         Ok(LoadedMarket {
             advisor: advisor.map_data(Arc::new),
             prices: prices.map(|p| p.map_data(Arc::new)),
             live,
             aws_unavailable,
+            refused,
         })
     }
 

@@ -139,26 +139,11 @@ impl Rig {
         )
     }
 
-    /// A Warning Event on a NodeClaim as Karpenter's controllers publish it (source component
-    /// karpenter, core/v1, in `default`); `n` keeps repeated events for one NodeClaim apart.
+    /// A Warning Event on a NodeClaim as Karpenter's controllers publish it (client-go's
+    /// recorder for component `karpenter`, core/v1, in `default`); `n` keeps repeated events for
+    /// one NodeClaim apart.
     pub fn karpenter_event(&self, claim: &str, uid: &str, reason: &str, message: &str, n: u32) {
-        let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ");
-        let event = format!(
-            "apiVersion: v1
-kind: Event
-metadata: {{name: {claim}.{}-{n}, namespace: default}}
-involvedObject: {{apiVersion: karpenter.sh/v1, kind: NodeClaim, name: {claim}, uid: {uid}}}
-reason: {reason}
-type: Warning
-message: \"{message}\"
-source: {{component: karpenter}}
-firstTimestamp: \"{now}\"
-lastTimestamp: \"{now}\"
-count: 1
-",
-            reason.to_lowercase()
-        );
-        let (ok, out) = self.apply(&event);
+        let (ok, out) = self.apply(&ClaimEvent::karpenter(claim, uid, reason, message, n).yaml());
         assert!(ok, "{out}");
     }
 
@@ -606,4 +591,179 @@ pub fn keep_current(files: Vec<PathBuf>) -> Repeating {
             }
         }
     })
+}
+
+/// How long a test waits for the controller to act.
+pub const T: Duration = Duration::from_secs(60);
+
+/// A SpotPlan `name` for 64 vCPU / 256 GiB in us-east-1 with `extra_spec` lines (indented two
+/// spaces) added to its spec.
+pub fn plan_yaml(name: &str, extra_spec: &str) -> String {
+    format!(
+        "apiVersion: spotplan.dev/v1alpha1
+kind: SpotPlan
+metadata:
+  name: {name}
+  labels: {{app.kubernetes.io/instance: argo-app}}
+spec:
+  region: us-east-1
+  resources: {{cpu: \"64\", memory: 256Gi}}
+  nodePool:
+    nodeClassRef: {{group: karpenter.k8s.aws, kind: EC2NodeClass, name: default}}
+{extra_spec}"
+    )
+}
+
+pub fn ready(rig: &Rig, name: &str) -> Value {
+    eventually(T, &format!("SpotPlan {name} Ready=True"), || {
+        let sp = rig.get_json("spotplan", name)?;
+        let (s, _, _) = condition(&sp, "Ready")?;
+        (s == "True" && sp["status"]["observedGeneration"] == sp["metadata"]["generation"])
+            .then_some(sp)
+    })
+}
+
+pub fn not_ready(rig: &Rig, name: &str, reason: &str) -> (Value, String) {
+    eventually(T, &format!("SpotPlan {name} Ready=False/{reason}"), || {
+        let sp = rig.get_json("spotplan", name)?;
+        let (s, r, m) = condition(&sp, "Ready")?;
+        (s == "False"
+            && r == reason
+            && sp["status"]["observedGeneration"] == sp["metadata"]["generation"])
+            .then_some((sp, m))
+    })
+}
+
+/// A NodeClaim as Karpenter's provisioner creates it for `nodepool`, before launch: no
+/// instance-type or zone label, only requirements, and an owner reference to its NodePool (by
+/// uid; none when no NodePool of that name exists).
+pub fn pending_claim(rig: &Rig, name: &str, nodepool: &str, types: &[&str], zone: &str) -> String {
+    let types = types
+        .iter()
+        .map(|t| format!("\"{t}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let owner = rig
+        .get_json("nodepool", nodepool)
+        .map(|np| {
+            format!(
+                "  ownerReferences: [{{apiVersion: karpenter.sh/v1, kind: NodePool, name: {nodepool}, uid: {}, blockOwnerDeletion: true}}]\n",
+                np["metadata"]["uid"].as_str().unwrap()
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "apiVersion: karpenter.sh/v1
+kind: NodeClaim
+metadata:
+  name: {name}
+  labels: {{karpenter.sh/nodepool: {nodepool}}}
+{owner}spec:
+  nodeClassRef: {{group: karpenter.k8s.aws, kind: EC2NodeClass, name: default}}
+  requirements:
+  - {{key: node.kubernetes.io/instance-type, operator: In, values: [{types}]}}
+  - {{key: topology.kubernetes.io/zone, operator: In, values: [\"{zone}\"]}}
+  - {{key: karpenter.sh/capacity-type, operator: In, values: [spot]}}
+  - {{key: karpenter.sh/nodepool, operator: In, values: [{nodepool}]}}
+  resources: {{requests: {{cpu: \"1\"}}}}
+"
+    )
+}
+
+/// An Event about a NodeClaim. [`ClaimEvent::karpenter`] is what Karpenter v1.14 writes (client-go's
+/// recorder: `default` namespace, source and reporting component `karpenter`); its fields can be
+/// changed to forge one.
+pub struct ClaimEvent {
+    /// The namespace the Event says its NodeClaim is in (NodeClaims are cluster-scoped: none).
+    pub involved_namespace: Option<String>,
+    pub claim: String,
+    pub uid: String,
+    pub reason: String,
+    pub message: String,
+    pub n: u32,
+    pub namespace: String,
+    pub reporter: String,
+    /// The time the Event states (the API server stamps its own creation time).
+    pub at: jiff::Timestamp,
+}
+
+impl ClaimEvent {
+    pub fn karpenter(claim: &str, uid: &str, reason: &str, message: &str, n: u32) -> ClaimEvent {
+        ClaimEvent {
+            involved_namespace: None,
+            claim: claim.into(),
+            uid: uid.into(),
+            reason: reason.into(),
+            message: message.into(),
+            n,
+            namespace: "default".into(),
+            reporter: "karpenter".into(),
+            at: jiff::Timestamp::now(),
+        }
+    }
+
+    pub fn yaml(&self) -> String {
+        let at = self.at.strftime("%Y-%m-%dT%H:%M:%SZ");
+        format!(
+            "apiVersion: v1
+kind: Event
+metadata: {{name: {claim}.{lower}-{n}, namespace: {ns}}}
+involvedObject: {{apiVersion: karpenter.sh/v1, kind: NodeClaim, name: {claim}, uid: {uid}{involved}}}
+reason: {reason}
+type: Warning
+message: \"{message}\"
+source: {{component: {reporter}}}
+reportingComponent: {reporter}
+firstTimestamp: \"{at}\"
+lastTimestamp: \"{at}\"
+count: 1
+",
+            claim = self.claim,
+            involved = self
+                .involved_namespace
+                .as_ref()
+                .map(|n| format!(", namespace: {n}"))
+                .unwrap_or_default(),
+            lower = self.reason.to_lowercase(),
+            n = self.n,
+            ns = self.namespace,
+            uid = self.uid,
+            reason = self.reason,
+            message = self.message,
+            reporter = self.reporter,
+        )
+    }
+}
+
+/// Binds the controller's roles (config/rbac: the ClusterRole, the leader-election Role, and the
+/// Event Roles in `default`) to `user`, as the chart binds them to its ServiceAccount.
+pub fn bind_controller_role(rig: &Rig, user: &str) {
+    for file in [
+        "config/rbac/clusterrole.yaml",
+        "config/rbac/events-role.yaml",
+    ] {
+        rig.kubectl(&["apply", "-f", &root().join(file).display().to_string()]);
+    }
+    rig.kubectl(&[
+        "create",
+        "clusterrolebinding",
+        user,
+        "--clusterrole=spotplan-controller",
+        &format!("--user={user}"),
+    ]);
+    for role in [
+        "spotplan-leader-election",
+        "spotplan-events",
+        "spotplan-karpenter-events",
+    ] {
+        rig.kubectl(&[
+            "create",
+            "rolebinding",
+            &format!("{user}-{role}"),
+            &format!("--role={role}"),
+            &format!("--user={user}"),
+            "-n",
+            "default",
+        ]);
+    }
 }

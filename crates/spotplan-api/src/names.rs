@@ -16,6 +16,9 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// Annotation with the owning SpotPlan's uid, also on NodePools kept by `deletionPolicy: Orphan`
 /// (which carry no owner reference).
 pub const OWNER_UID_ANNOTATION: &str = "spotplan.dev/owner-uid";
+/// Annotation with the `deletionPolicy` a NodePool was written under: `Delete` means it was
+/// written with an owner reference, so one without it was taken out of the plan's control.
+pub const DELETION_POLICY_ANNOTATION: &str = "spotplan.dev/deletion-policy";
 
 /// The name suffix of a plan's on-demand base NodePool. SpotPlan names cannot end with it (CEL),
 /// so no plan's spot NodePool can take another plan's on-demand name.

@@ -18,6 +18,8 @@ pub enum Reason {
     Request(&'static str),
     NothingFits,
     NodePoolConflict,
+    /// A NodePool the plan wrote was taken out of its control (its owner reference removed).
+    NodePoolReleased,
     NodePoolRejected,
     MarketDataUnavailable,
 }
@@ -30,6 +32,7 @@ impl Reason {
             Reason::Request(r) => r,
             Reason::NothingFits => "NothingFits",
             Reason::NodePoolConflict => "NodePoolConflict",
+            Reason::NodePoolReleased => "NodePoolReleased",
             Reason::NodePoolRejected => "NodePoolRejected",
             Reason::MarketDataUnavailable => "MarketDataUnavailable",
         }

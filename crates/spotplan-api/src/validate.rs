@@ -156,6 +156,17 @@ fn check_cross_fields(
             ),
         ));
     }
+    for (key, q) in spec.node_pool.limits.iter().flatten() {
+        if parse_quantity(&q.0).is_none_or(|v| v < 0.0) {
+            return Err(SpecError {
+                field: "spec.nodePool.limits",
+                message: format!(
+                    "{key}: '{}' is not a quantity of at least 0 (e.g. cpu: \"1000\", memory: 1000Gi)",
+                    q.0
+                ),
+            });
+        }
+    }
     if let Some(r) = spec
         .node_pool
         .requirements
@@ -538,6 +549,19 @@ mod tests {
         )))
         .unwrap_err();
         assert_eq!(e.field, "spec.capacity.onDemandShift.window");
+    }
+
+    #[test]
+    fn negative_or_unreadable_limits_are_refused() {
+        for bad in ["'-1'", "lots"] {
+            let s =
+                spec(&BASE.replace("name: n}}", &format!("name: n}}, limits: {{cpu: {bad}}}}}")));
+            let e = validate(&s, Duration::from_secs(60)).unwrap_err();
+            assert_eq!(e.field, "spec.nodePool.limits", "{bad}");
+            assert!(e.message.starts_with("cpu: "), "{e}");
+        }
+        let ok = spec(&BASE.replace("name: n}}", "name: n}, limits: {cpu: '0', memory: 1000Gi}}"));
+        assert!(validate(&ok, Duration::from_secs(60)).is_ok());
     }
 
     #[test]

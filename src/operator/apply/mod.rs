@@ -41,6 +41,10 @@ pub(crate) async fn apply(ctx: &Context, read: &Read, desired: Desired) -> Resul
         }
     }
     wrote |= status::write(ctx, sp, &desired.status).await?;
+    if matches!(desired.standing, Standing::Ready(_)) {
+        // Every uid this build saw is now in the status it wrote, or was known before.
+        ctx.memory.saw(&sp.name_any(), read.signals.seen());
+    }
     for note in &desired.events {
         publish(ctx, sp, note);
     }

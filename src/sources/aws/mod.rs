@@ -24,7 +24,9 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use spotplan_core::catalog::{Overlay, RegionOfferings, TypeSpec};
-use spotplan_core::market::{HashMap, MarketInputs, Provenance, SourceKind, ZonePrices};
+use spotplan_core::market::{
+    HashMap, MarketInputs, Provenance, RefreshError, SourceKind, ZonePrices,
+};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -213,7 +215,7 @@ impl LiveData {
                     location: location(p.kind, &p.region),
                     as_of: jiff::Timestamp::UNIX_EPOCH,
                     from_cache: false,
-                    refresh_error: Some(p.error.to_string()),
+                    refresh_error: Some(RefreshError::new(p.error.category, &p.error)),
                 });
             }
         }
@@ -495,7 +497,7 @@ impl Aws {
             Err(e) => {
                 let kept = last.map(|mut l| {
                     l.provenance.from_cache = true;
-                    l.provenance.refresh_error = Some(e.to_string());
+                    l.provenance.refresh_error = Some(RefreshError::new(e.category, &e));
                     l
                 });
                 (kept, Some(e))

@@ -31,7 +31,7 @@ use events::Note;
 use jiff::Timestamp;
 use kube_core::DynamicObject;
 use kube_core::{Resource, ResourceExt};
-use nodepools::{DesiredNodePool, Owner, Pools};
+use nodepools::{DesiredNodePool, Owner, Ownership, Pools};
 use spotplan_core::plan::Plan;
 use spotplan_core::policy::churn::{self, ListDecision};
 use spotplan_core::policy::shift::{self, Interruption, Posture, ShiftDecision};
@@ -72,6 +72,28 @@ pub struct Signals {
     /// NodeClaims alive in the shift NodePool; `None` until the NodeClaim cache is synced (a
     /// return never ends on a count that may be wrong).
     pub shift_nodes: Option<usize>,
+    /// The uids of `interruptions` and `launch_failures` at the last build whose status was
+    /// written (each was recorded then, or known); `None` when this process has none (see
+    /// `shift::Seen`).
+    pub seen_before: Option<SeenBefore>,
+}
+
+/// The NodeClaim uids a plan's last written build saw.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SeenBefore {
+    pub interruptions: BTreeSet<String>,
+    pub launch_failures: BTreeSet<String>,
+}
+
+impl Signals {
+    /// What this build sees, for the next one.
+    pub fn seen(&self) -> SeenBefore {
+        let uids = |v: &[Interruption]| v.iter().map(|i| i.uid.clone()).collect();
+        SeenBefore {
+            interruptions: uids(&self.interruptions),
+            launch_failures: uids(&self.launch_failures),
+        }
+    }
 }
 
 /// What the read step found.
@@ -158,7 +180,7 @@ pub(crate) struct Planned<'a> {
 /// The plan's launch failures for want of capacity, one per NodeClaim, and the ones new in this
 /// build.
 pub(crate) struct LaunchFailures {
-    pub log: Vec<Interruption>,
+    pub log: shift::Log,
     pub recorded: Vec<Interruption>,
 }
 
@@ -220,10 +242,14 @@ fn plan<'a>(
     let market = o
         .market
         .ok_or_else(|| NotReady::new(Reason::MarketDataUnavailable, o.freshness.message.clone()))?;
+    let seen = shift::Seen {
+        now: &o.signals.interruptions,
+        before: o.signals.seen_before.as_ref().map(|b| &b.interruptions),
+    };
     let shift = shift::decide(
         spec.shift.as_ref(),
         &status::shift_state(sp.status.as_ref()),
-        &o.signals.interruptions,
+        seen,
         o.signals.shift_nodes.unwrap_or(usize::MAX),
         o.now,
     );
@@ -370,11 +396,18 @@ fn live<'o>(o: &Observed<'o>, name: &str) -> Option<&'o DynamicObject> {
         .find(|np| np.metadata.name.as_deref() == Some(name))
 }
 
-/// A name held by a NodePool this plan does not own is never taken over.
+/// A name held by a NodePool this plan does not own is never taken over, nor one taken out of
+/// its control.
 fn check_owned(name: &str, live: Option<&DynamicObject>, uid: &str) -> Result<(), NotReady> {
-    match live {
-        Some(l) if !nodepools::owned_by(l, uid) => Err(conflict(name)),
-        _ => Ok(()),
+    match live.map(|l| nodepools::ownership(l, uid)) {
+        None | Some(Ownership::Ours) => Ok(()),
+        Some(Ownership::Foreign) => Err(conflict(name)),
+        Some(Ownership::Released) => Err(NotReady::new(
+            Reason::NodePoolReleased,
+            format!(
+                "NodePool {name} was taken out of this SpotPlan's control: its owner reference to the SpotPlan was removed; spotplan does not take it back: restore the owner reference, or delete the NodePool and spotplan writes it again"
+            ),
+        )),
     }
 }
 
@@ -403,13 +436,18 @@ fn launch_failures(o: &Observed, spec: &PlanSpec) -> LaunchFailures {
         .plan
         .status
         .as_ref()
-        .map_or_else(Vec::new, |s| status::from_logged(&s.launch_failure_log));
-    let (log, recorded) = shift::record(
-        &old,
-        &o.signals.launch_failures,
-        o.now,
-        shift::memory(spec.shift.as_ref()),
-    );
+        .map_or_else(shift::Log::default, |s| {
+            status::log_of(
+                &s.launch_failure_log,
+                &s.launch_failures_beyond_log,
+                s.launch_failure_log_trimmed_through.as_ref(),
+            )
+        });
+    let seen = shift::Seen {
+        now: &o.signals.launch_failures,
+        before: o.signals.seen_before.as_ref().map(|b| &b.launch_failures),
+    };
+    let (log, recorded) = old.record(seen, o.now, shift::memory(spec.shift.as_ref()));
     LaunchFailures { log, recorded }
 }
 

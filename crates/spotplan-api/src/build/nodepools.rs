@@ -3,7 +3,8 @@
 //! comparison with what the cluster holds.
 
 use crate::names::{
-    FIELD_MANAGER, MANAGED_BY_LABEL, OWNER_UID_ANNOTATION, PLAN_LABEL, PoolNames, ROLE_LABEL, Role,
+    DELETION_POLICY_ANNOTATION, FIELD_MANAGER, MANAGED_BY_LABEL, OWNER_UID_ANNOTATION, PLAN_LABEL,
+    PoolNames, ROLE_LABEL, Role,
 };
 use crate::validate::PlanSpec;
 use kube_core::DynamicObject;
@@ -157,7 +158,10 @@ fn object(name: &str, role: Role, owner: Owner, orphan: bool, spec: Value) -> Va
             ROLE_LABEL: role.as_str(),
             MANAGED_BY_LABEL: FIELD_MANAGER,
         },
-        "annotations": {OWNER_UID_ANNOTATION: owner.uid},
+        "annotations": {
+            OWNER_UID_ANNOTATION: owner.uid,
+            DELETION_POLICY_ANNOTATION: (if orphan { "Orphan" } else { "Delete" }),
+        },
     });
     if !orphan {
         meta["ownerReferences"] = json!([{
@@ -168,14 +172,46 @@ fn object(name: &str, role: Role, owner: Owner, orphan: bool, spec: Value) -> Va
     json!({"apiVersion": "karpenter.sh/v1", "kind": "NodePool", "metadata": meta, "spec": spec})
 }
 
-/// Whether `np` belongs to the SpotPlan with `uid` (an owner reference, or our annotation on
-/// NodePools kept by `deletionPolicy: Orphan`).
+/// Whose a live NodePool is, for one SpotPlan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership {
+    /// The plan's: an owner reference with the plan's uid, or (written under `deletionPolicy:
+    /// Orphan`, which writes no owner reference) the plan's uid in our annotation.
+    Ours,
+    /// Written by the plan with an owner reference that someone removed: taken out of the
+    /// plan's control. spotplan never takes it back.
+    Released,
+    /// Someone else's.
+    Foreign,
+}
+
+/// Whose `np` is, for the SpotPlan with `uid`. Ownership is the owner reference's uid; labels
+/// say nothing (anyone who can edit a NodePool can edit them).
+pub fn ownership(np: &DynamicObject, uid: &str) -> Ownership {
+    if np.owner_references().iter().any(|o| o.uid == uid) {
+        return Ownership::Ours;
+    }
+    let annotations = np.annotations();
+    if annotations
+        .get(OWNER_UID_ANNOTATION)
+        .is_none_or(|u| u != uid)
+    {
+        return Ownership::Foreign;
+    }
+    // Our uid without our owner reference: kept so on purpose (Orphan, or a NodePool written
+    // before the policy annotation), or released by whoever removed the reference.
+    match annotations
+        .get(DELETION_POLICY_ANNOTATION)
+        .map(String::as_str)
+    {
+        Some("Delete") => Ownership::Released,
+        _ => Ownership::Ours,
+    }
+}
+
+/// Whether `np` is the SpotPlan with `uid`'s.
 pub fn owned_by(np: &DynamicObject, uid: &str) -> bool {
-    np.owner_references().iter().any(|o| o.uid == uid)
-        || np
-            .annotations()
-            .get(OWNER_UID_ANNOTATION)
-            .is_some_and(|u| u == uid)
+    ownership(np, uid) == Ownership::Ours
 }
 
 /// The instance types a live NodePool offers.
@@ -310,6 +346,35 @@ mod tests {
             json!({"nodes": "1", "reasons": ["Drifted"]}),
             "one node at a time"
         );
+    }
+
+    fn live(object: &Value) -> DynamicObject {
+        serde_json::from_value(object.clone()).unwrap()
+    }
+
+    #[test]
+    fn ownership_is_the_owner_reference_and_a_removed_one_releases_the_pool() {
+        let (s, n, t) = (spec(""), PoolNames::of("web"), types());
+        let np = pools(&s, &n, &t).nodepools().remove(0).object;
+        assert_eq!(ownership(&live(&np), "u-1"), Ownership::Ours);
+        assert_eq!(ownership(&live(&np), "u-2"), Ownership::Foreign);
+        let mut released = np.clone();
+        released["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("ownerReferences");
+        assert_eq!(ownership(&live(&released), "u-1"), Ownership::Released);
+        // Labels say nothing: a NodePool that only carries the plan label is someone else's.
+        let mut labelled = released.clone();
+        labelled["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("annotations");
+        assert_eq!(ownership(&live(&labelled), "u-1"), Ownership::Foreign);
+        // Written under Orphan: the annotation is the mark.
+        let orphan = spec("deletionPolicy: Orphan\n");
+        let np = pools(&orphan, &n, &t).nodepools().remove(0).object;
+        assert_eq!(ownership(&live(&np), "u-1"), Ownership::Ours);
     }
 
     #[test]

@@ -3,8 +3,8 @@
 
 use super::Planned;
 use crate::crd::{
-    CeilingStatus, DataSourceStatus, LoggedInterruption, ObservedInterruption, OverCeiling,
-    PlanStatus, RankedType, ShiftStatus, SpotPlan, SpotPlanStatus, ZoneScoreStatus,
+    CeilingStatus, DataSourceStatus, LogMark, LoggedInterruption, ObservedInterruption,
+    OverCeiling, PlanStatus, RankedType, ShiftStatus, SpotPlan, SpotPlanStatus, ZoneScoreStatus,
 };
 use crate::freshness::Freshness;
 use crate::names::conditions;
@@ -153,35 +153,71 @@ pub fn plan_status(plan: &Plan) -> PlanStatus {
     }
 }
 
-/// A log as the status holds it.
-pub fn from_logged(log: &[LoggedInterruption]) -> Vec<shift::Interruption> {
-    log.iter()
-        .map(|i| shift::Interruption {
-            at: i.at.0,
-            uid: i.node_claim_uid.clone(),
-            instance_type: i.instance_type.clone(),
-            zone: i.zone.clone(),
-        })
-        .collect()
+/// A log as the status holds it: its entries, the counts beyond them, and where the limit cut.
+pub fn log_of(
+    entries: &[LoggedInterruption],
+    beyond: &[ObservedInterruption],
+    trimmed: Option<&LogMark>,
+) -> shift::Log {
+    shift::Log {
+        entries: entries
+            .iter()
+            .map(|i| shift::Interruption {
+                at: i.at.0,
+                uid: i.node_claim_uid.clone(),
+                instance_type: i.instance_type.clone(),
+                zone: i.zone.clone(),
+            })
+            .collect(),
+        beyond: beyond
+            .iter()
+            .map(|o| shift::Observed {
+                instance_type: o.instance_type.clone(),
+                zone: o.zone.clone(),
+                count: usize::try_from(o.count).unwrap_or(0),
+                last_seen: o.last_seen.0,
+            })
+            .collect(),
+        trimmed_through: trimmed.map(|m| (m.at.0, m.node_claim_uid.clone())),
+    }
 }
 
-fn to_logged(log: &[shift::Interruption]) -> Vec<LoggedInterruption> {
-    log.iter()
-        .map(|i| LoggedInterruption {
-            node_claim_uid: i.uid.clone(),
-            instance_type: i.instance_type.clone(),
-            zone: i.zone.clone(),
-            at: Time(whole_second(i.at)),
-        })
-        .collect()
+/// A log's fields of the status: its entries, the counts beyond them, where the limit cut, and
+/// everything it counts per (type, zone).
+struct LogFields {
+    entries: Vec<LoggedInterruption>,
+    beyond: Vec<ObservedInterruption>,
+    trimmed: Option<LogMark>,
+    observed: Vec<ObservedInterruption>,
 }
 
-fn counted(log: &[shift::Interruption]) -> Vec<ObservedInterruption> {
-    shift::observed(log)
-        .into_iter()
+fn log_fields(log: &shift::Log) -> LogFields {
+    LogFields {
+        entries: log
+            .entries
+            .iter()
+            .map(|i| LoggedInterruption {
+                node_claim_uid: i.uid.clone(),
+                instance_type: i.instance_type.clone(),
+                zone: i.zone.clone(),
+                at: Time(whole_second(i.at)),
+            })
+            .collect(),
+        beyond: counts(&log.beyond),
+        trimmed: log.trimmed_through.as_ref().map(|(at, uid)| LogMark {
+            at: Time(whole_second(*at)),
+            node_claim_uid: uid.clone(),
+        }),
+        observed: counts(&log.observed()),
+    }
+}
+
+fn counts(observed: &[shift::Observed]) -> Vec<ObservedInterruption> {
+    observed
+        .iter()
         .map(|o| ObservedInterruption {
-            instance_type: o.instance_type,
-            zone: o.zone,
+            instance_type: o.instance_type.clone(),
+            zone: o.zone.clone(),
             count: i32::try_from(o.count).unwrap_or(i32::MAX),
             last_seen: Time(whole_second(o.last_seen)),
         })
@@ -194,7 +230,11 @@ pub fn shift_state(status: Option<&SpotPlanStatus>) -> shift::ShiftState {
         return shift::ShiftState::default();
     };
     shift::ShiftState {
-        log: from_logged(&s.interruption_log),
+        log: log_of(
+            &s.interruption_log,
+            &s.interruptions_beyond_log,
+            s.interruption_log_trimmed_through.as_ref(),
+        ),
         posture: match s.shift.as_ref() {
             Some(p) if p.posture == "Shifted" => Posture::Shifted { since: p.since.0 },
             Some(p) if p.posture == "Returning" => Posture::Returning { since: p.since.0 },
@@ -214,10 +254,16 @@ fn set_shift(
     now: Timestamp,
 ) {
     let st = &p.shift.state;
-    status.interruption_log = to_logged(&st.log);
-    status.observed_interruptions = counted(&st.log);
-    status.launch_failure_log = to_logged(&p.launch_failures.log);
-    status.observed_launch_failures = counted(&p.launch_failures.log);
+    let i = log_fields(&st.log);
+    status.interruption_log = i.entries;
+    status.interruptions_beyond_log = i.beyond;
+    status.interruption_log_trimmed_through = i.trimmed;
+    status.observed_interruptions = i.observed;
+    let f = log_fields(&p.launch_failures.log);
+    status.launch_failure_log = f.entries;
+    status.launch_failures_beyond_log = f.beyond;
+    status.launch_failure_log_trimmed_through = f.trimmed;
+    status.observed_launch_failures = f.observed;
     status.demoted_instance_types = st.demoted.iter().cloned().collect();
     status.last_returned_to_spot = st.returned_at.map(|t| Time(whole_second(t)));
     let shift_status = |posture: &str, since| {
@@ -232,7 +278,7 @@ fn set_shift(
         Posture::Returning { since } => shift_status("Returning", since),
     };
     let conds = &mut status.conditions;
-    let last = st.log.last().map(|i| stamp(i.at)).unwrap_or_default();
+    let last = st.log.last().map(stamp).unwrap_or_default();
     let pool = &p.names.shift;
     let (on, reason, message) = match st.posture {
         Posture::Shifted { since } => (
@@ -240,7 +286,7 @@ fn set_shift(
             "SpotInterrupted",
             format!(
                 "{} interruptions of the plan's spot nodes within the window (spec.capacity.onDemandShift); new capacity goes to on-demand NodePool {pool} since {}; last interruption {last}",
-                st.log.len(),
+                st.log.total(),
                 stamp(since)
             ),
         ),

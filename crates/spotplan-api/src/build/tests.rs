@@ -183,6 +183,37 @@ fn a_nodepool_someone_else_owns_is_a_conflict_and_never_written() {
 }
 
 #[test]
+fn a_nodepool_whose_owner_reference_was_removed_is_released_and_never_written() {
+    let mut w = World::new(plan("capacity: {onDemandBase: {cpu: '64'}}\n"));
+    let first = w.build();
+    w.applied(&first);
+    for np in &mut w.nodepools {
+        np.metadata.owner_references = None;
+    }
+    // Even a spec that would write something else.
+    w.plan.spec.max_types = Some(16);
+    w.plan.metadata.generation = Some(2);
+    let d = w.build();
+    assert_eq!(ready(&d), ("False".into(), "NodePoolReleased".into()));
+    assert!(d.writes.is_empty() && d.deletes.is_empty());
+    // The spot NodePool back under control; without its base the plan would delete the
+    // on-demand NodePool, but not a released one.
+    let spot = first
+        .writes
+        .iter()
+        .find(|w| w.pool.role == Role::Spot)
+        .unwrap();
+    w.nodepools
+        .retain(|np| np.metadata.name.as_deref() != Some("web"));
+    w.nodepools.push(live(&spot.pool.object, "np-web"));
+    w.plan.spec.capacity = None;
+    w.plan.metadata.generation = Some(3);
+    let d = w.build();
+    assert_eq!(ready(&d).0, "True");
+    assert!(d.deletes.is_empty(), "{:?}", d.deletes);
+}
+
+#[test]
 fn an_edited_nodepool_is_written_back_over_its_uid() {
     let mut w = World::new(plan(""));
     let first = w.build();

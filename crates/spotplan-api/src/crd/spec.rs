@@ -283,8 +283,10 @@ pub struct NodePoolTemplate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "preserve_unknown")]
     pub disruption: Option<serde_json::Value>,
-    /// Caps on the spot NodePool (cpu, memory, nodes). resources does not set them.
+    /// Caps on the spot NodePool (cpu, memory, nodes), each a quantity of at least 0.
+    /// resources does not set them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "limits_schema")]
     pub limits: Option<BTreeMap<String, Quantity>>,
     /// NodePool weight 1..100 (default 10); the on-demand base NodePool gets weight + 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -296,6 +298,24 @@ pub struct NodePoolTemplate {
     /// Longest drain before a node is forcibly terminated, e.g. 24h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub termination_grace_period: Option<String>,
+}
+
+/// Limits: a few quantities (bounded, so their CEL rule stays within the API server's cost
+/// budget), none negative.
+fn limits_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "maxProperties": 16,
+        "additionalProperties": {
+            "x-kubernetes-int-or-string": true,
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "maxLength": 64
+        },
+        "x-kubernetes-validations": [{
+            "rule": "self.all(k, isQuantity(string(self[k])) && !quantity(string(self[k])).isLessThan(quantity('0')))",
+            "message": "spec.nodePool.limits: each limit must be a quantity of at least 0, e.g. cpu: \"1000\""
+        }]
+    })
 }
 
 fn preserve_unknown(_: &mut schemars::SchemaGenerator) -> schemars::Schema {

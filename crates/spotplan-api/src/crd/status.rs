@@ -53,9 +53,17 @@ pub struct SpotPlanStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub observed_interruptions: Vec<ObservedInterruption>,
     /// The interruptions behind those counts, one per NodeClaim (the record that survives a
-    /// restart and deduplicates repeated events).
+    /// restart and deduplicates repeated events): the newest 500.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub interruption_log: Vec<LoggedInterruption>,
+    /// Interruptions the log's limit pushed out, counted per instance type and zone (included in
+    /// `observedInterruptions`); a count leaves once its newest interruption is past the memory.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interruptions_beyond_log: Vec<ObservedInterruption>,
+    /// The last interruption the log's limit pushed out: Events at or before it that the log does
+    /// not hold were counted already.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interruption_log_trimmed_through: Option<LogMark>,
     /// Where new capacity goes: absent on spot; Shifted (on-demand) or Returning (spot again,
     /// the shift's on-demand nodes moving back), since when.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -72,9 +80,16 @@ pub struct SpotPlanStatus {
     /// on: Karpenter already skips an offering that ran out for a few minutes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub observed_launch_failures: Vec<ObservedInterruption>,
-    /// The launch failures behind those counts, one per NodeClaim.
+    /// The launch failures behind those counts, one per NodeClaim: the newest 500.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub launch_failure_log: Vec<LoggedInterruption>,
+    /// Launch failures the log's limit pushed out, per instance type and zone (included in
+    /// `observedLaunchFailures`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub launch_failures_beyond_log: Vec<ObservedInterruption>,
+    /// The last launch failure the log's limit pushed out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_failure_log_trimmed_through: Option<LogMark>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -84,6 +99,14 @@ pub struct ObservedInterruption {
     pub zone: String,
     pub count: i32,
     pub last_seen: Time,
+}
+
+/// A place in a log: a time and the NodeClaim's uid.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LogMark {
+    pub at: Time,
+    pub node_claim_uid: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]

@@ -358,6 +358,76 @@ impl SpotAdvisor {
             &last_good.regions,
         )
     }
+
+    /// Keeps `last_good`'s data for every region this data lost (see [`keep_lost_regions`]).
+    pub fn keep_lost_regions(
+        &mut self,
+        last_good: &SpotAdvisor,
+        only: Option<&[&str]>,
+    ) -> Vec<RegionLoss> {
+        keep_lost_regions(&mut self.regions, &last_good.regions, only)
+    }
+}
+
+/// The largest share of a region's types a load may lose against the last good data before the
+/// load is refused for that region. Real snapshots lost at most 5.1% of a region's types from one
+/// to the next (the 2021, 2022 and 2025 snapshots in `../shared/data`, measured).
+pub const REGION_LOSS_LIMIT: f64 = 0.25;
+
+/// A region whose new data was refused: the load lost it, or lost more than
+/// [`REGION_LOSS_LIMIT`] of its types, against the last good data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionLoss {
+    pub region: String,
+    /// Types the last good data had there.
+    pub had: usize,
+    /// Of those, how many the new data still has.
+    pub kept: usize,
+}
+
+impl std::fmt::Display for RegionLoss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.kept == 0 {
+            write!(f, "lost {} ({} types)", self.region, self.had)
+        } else {
+            write!(
+                f,
+                "lost {} of the {} types of {}",
+                self.had - self.kept,
+                self.had,
+                self.region
+            )
+        }
+    }
+}
+
+/// Judges `new` region by region against `old`: a region `old` had (of `only`, when given) that
+/// `new` lost, or lost more than [`REGION_LOSS_LIMIT`] of the types of, keeps `old`'s data.
+/// Returns those regions.
+pub(crate) fn keep_lost_regions<V: Clone>(
+    new: &mut HashMap<String, HashMap<String, V>>,
+    old: &HashMap<String, HashMap<String, V>>,
+    only: Option<&[&str]>,
+) -> Vec<RegionLoss> {
+    let mut losses: Vec<RegionLoss> = Vec::new();
+    for (region, had) in old {
+        if had.is_empty() || only.is_some_and(|o| !o.contains(&region.as_str())) {
+            continue;
+        }
+        let kept = new
+            .get(region)
+            .map_or(0, |n| had.keys().filter(|t| n.contains_key(*t)).count());
+        if (had.len() - kept) as f64 > REGION_LOSS_LIMIT * had.len() as f64 {
+            new.insert(region.clone(), had.clone());
+            losses.push(RegionLoss {
+                region: region.clone(),
+                had: had.len(),
+                kept,
+            });
+        }
+    }
+    losses.sort_by(|a, b| a.region.cmp(&b.region));
+    losses
 }
 
 /// Refuses `new` when it lost more than half of the regions, or of the (region, type) entries,
@@ -451,6 +521,48 @@ mod tests {
                 .contains("spot_advisor.us-east-1.Linux.m5.large.s"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_region_lost_keeps_its_last_good_data_and_is_named() {
+        let mut entries = HashMap::default();
+        for t in ["m5.large", "m5.xlarge", "c5.large", "r5.large"] {
+            entries.insert(t.to_string(), 1u8);
+        }
+        let mut old: HashMap<String, HashMap<String, u8>> = HashMap::default();
+        old.insert("us-east-1".into(), entries.clone());
+        old.insert("eu-west-1".into(), entries.clone());
+        // us-east-1 gone; eu-west-1 lost one of four types (25%: within the limit).
+        let mut new = old.clone();
+        new.remove("us-east-1");
+        new.get_mut("eu-west-1").unwrap().remove("r5.large");
+        let losses = keep_lost_regions(&mut new, &old, None);
+        assert_eq!(
+            losses,
+            [RegionLoss {
+                region: "us-east-1".into(),
+                had: 4,
+                kept: 0
+            }]
+        );
+        assert_eq!(losses[0].to_string(), "lost us-east-1 (4 types)");
+        assert_eq!(
+            new["us-east-1"], old["us-east-1"],
+            "the last good data stays"
+        );
+        assert_eq!(
+            new["eu-west-1"].len(),
+            3,
+            "a small loss is news, not damage"
+        );
+        // Two of four (50%): refused, and said as a share.
+        new.get_mut("eu-west-1").unwrap().remove("c5.large");
+        let losses = keep_lost_regions(&mut new, &old, None);
+        assert_eq!(losses[0].to_string(), "lost 2 of the 4 types of eu-west-1");
+        // A region outside those loaded is not judged.
+        let mut partial = old.clone();
+        partial.remove("us-east-1");
+        assert!(keep_lost_regions(&mut partial, &old, Some(&["eu-west-1"])).is_empty());
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod error;
 pub mod prices;
 
 pub use advisor::{AdvisorEntry, SpotAdvisor};
+pub use advisor::{REGION_LOSS_LIMIT, RegionLoss};
 pub use error::DataError;
 pub use prices::{PRICE_HEADER, Price, PriceTable};
 
@@ -92,7 +93,42 @@ pub struct Provenance {
     pub from_cache: bool,
     /// Set when the last refresh failed and older data is in use (or none).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub refresh_error: Option<String>,
+    pub refresh_error: Option<RefreshError>,
+}
+
+/// Why the last refresh of a source failed: a fixed category (for metrics labels) and the
+/// message. Serialized as the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshError {
+    pub category: &'static str,
+    pub message: String,
+}
+
+impl RefreshError {
+    pub fn new(category: &'static str, message: impl std::fmt::Display) -> RefreshError {
+        RefreshError {
+            category,
+            message: message.to_string(),
+        }
+    }
+}
+
+impl From<&DataError> for RefreshError {
+    fn from(e: &DataError) -> RefreshError {
+        RefreshError::new(e.category(), e)
+    }
+}
+
+impl std::fmt::Display for RefreshError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl Serialize for RefreshError {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.message)
+    }
 }
 
 /// Live spot prices of one region: type -> [(zone, $/h)], the latest record per zone.

@@ -2,7 +2,7 @@
 //! instance-hour, Linux, shared tenancy; the spot column may be empty).
 
 use super::HashMap;
-use super::advisor::check_nested_loss;
+use super::advisor::{RegionLoss, check_nested_loss, keep_lost_regions};
 use super::error::DataError;
 use serde::Serialize;
 
@@ -179,6 +179,16 @@ impl PriceTable {
             &self.regions,
             &last_good.regions,
         )
+    }
+
+    /// Keeps `last_good`'s prices for every region this table lost (see
+    /// [`super::advisor::REGION_LOSS_LIMIT`]).
+    pub fn keep_lost_regions(
+        &mut self,
+        last_good: &PriceTable,
+        only: Option<&[&str]>,
+    ) -> Vec<RegionLoss> {
+        keep_lost_regions(&mut self.regions, &last_good.regions, only)
     }
 }
 

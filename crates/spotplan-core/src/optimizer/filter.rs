@@ -21,12 +21,15 @@ pub enum Filter {
     Burstable,
     PreviousGeneration,
     Generation,
+    /// The Spot Advisor data has no band for the type in the region: no interruption ceiling
+    /// admits it.
+    NoBand,
     MaxInterruptionBand,
     NodeCount,
 }
 
 impl Filter {
-    pub const ALL: [Filter; 16] = [
+    pub const ALL: [Filter; 17] = [
         Filter::Region,
         Filter::Spot,
         Filter::Architecture,
@@ -41,6 +44,7 @@ impl Filter {
         Filter::Burstable,
         Filter::PreviousGeneration,
         Filter::Generation,
+        Filter::NoBand,
         Filter::MaxInterruptionBand,
         Filter::NodeCount,
     ];
@@ -61,6 +65,7 @@ impl Filter {
             Filter::Burstable => "burstable",
             Filter::PreviousGeneration => "previous_generation",
             Filter::Generation => "generation",
+            Filter::NoBand => "no_interruption_band",
             Filter::MaxInterruptionBand => "max_interruption_band",
             Filter::NodeCount => "mode_node_count",
         }
@@ -83,6 +88,9 @@ impl Filter {
             Filter::Burstable => "allow burstable types",
             Filter::PreviousGeneration => "allow previous-generation types",
             Filter::Generation => "widen the generation range",
+            Filter::NoBand => {
+                "the Spot Advisor data has no interruption band for them in this region, so no ceiling admits them: check the data source (spotplan data show --region R)"
+            }
             Filter::MaxInterruptionBand => "raise the max interruption band",
             Filter::NodeCount => "try another mode (latency, balanced, fault_tolerance)",
         }
@@ -164,10 +172,9 @@ pub(crate) fn rejecting_filter(
     {
         return Some(Filter::Generation);
     }
-    if let Some(max) = max_band
-        && quote.band.is_none_or(|b| b.index() > max)
-    {
-        return Some(Filter::MaxInterruptionBand);
+    match (max_band, quote.band) {
+        (Some(_), None) => Some(Filter::NoBand),
+        (Some(max), Some(b)) if b.index() > max => Some(Filter::MaxInterruptionBand),
+        _ => None,
     }
-    None
 }

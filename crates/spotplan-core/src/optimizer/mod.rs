@@ -312,7 +312,12 @@ pub fn optimize(req: &Request, market: &MarketData) -> Result<Plan, PlanError> {
     } in passed.iter().copied()
     {
         if !chosen.ceiling.admits(band) {
-            removed[Filter::MaxInterruptionBand as usize] += 1;
+            let why = if band.is_none() {
+                Filter::NoBand
+            } else {
+                Filter::MaxInterruptionBand
+            };
+            removed[why as usize] += 1;
             continue;
         }
         if count < range.0 || count > range.1 {

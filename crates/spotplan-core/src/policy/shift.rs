@@ -17,8 +17,10 @@
 //!    it is not the one that restores it). An interruption whose type or zone is [`UNKNOWN`]
 //!    counts toward the shift but demotes nothing.
 //! 4. **Memory.** The log keeps interruptions for [`memory`] (the longer of `window` and `calm`,
-//!    at least a day) and at most [`LOG_LIMIT`] entries, newest kept; `observedInterruptions` in
-//!    status is that log counted per (type, zone).
+//!    at least a day) and at most [`LOG_LIMIT`] entries, newest kept ([`Log`]). What the limit
+//!    pushes out is still counted, per (type, zone) ([`Log::beyond`]), and never recorded twice
+//!    ([`Log::trimmed_through`]): `observedInterruptions` in status counts both, as the
+//!    interruptions metric does.
 
 use super::{after, before};
 use jiff::Timestamp;
@@ -69,11 +71,148 @@ pub enum Posture {
     Returning { since: Timestamp },
 }
 
+/// The interruptions (or launch failures) of a plan's NodeClaims within memory, one per uid.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Log {
+    /// The newest [`LOG_LIMIT`], oldest first.
+    pub entries: Vec<Interruption>,
+    /// What the limit pushed out of `entries`, counted per (type, zone); a count leaves once its
+    /// newest interruption is older than memory.
+    pub beyond: Vec<Observed>,
+    /// The last entry (in `(at, uid)` order) the limit pushed out: whatever is seen at or before
+    /// it and is not in `entries` was recorded already.
+    pub trimmed_through: Option<(Timestamp, String)>,
+}
+
+/// What the cluster reports, and what it reported at the last decision made with the same
+/// memory (every uid seen then was recorded then, or known already).
+#[derive(Debug, Clone, Copy)]
+pub struct Seen<'a> {
+    pub now: &'a [Interruption],
+    /// The uids seen at the last decision; `None` when there was none to remember (a new
+    /// process): the log's `trimmed_through` then stands in for what the limit pushed out.
+    pub before: Option<&'a BTreeSet<String>>,
+}
+
+impl<'a> Seen<'a> {
+    /// `now`, with nothing remembered from before.
+    pub fn only(now: &'a [Interruption]) -> Seen<'a> {
+        Seen { now, before: None }
+    }
+}
+
+impl Log {
+    /// The log with `seen` added (each uid once), trimmed to `memory` before `now` and to
+    /// [`LOG_LIMIT`] entries; and the interruptions that were new. A uid is new unless the log
+    /// holds it or it was seen at the last decision; without that memory, unless it is at or
+    /// before `trimmed_through` (an Event created in the same second as the last one pushed out,
+    /// and seen only later, is then taken as counted).
+    pub fn record(&self, seen: Seen, now: Timestamp, memory: Duration) -> (Log, Vec<Interruption>) {
+        let oldest = before(now, memory);
+        let known: BTreeSet<&str> = self.entries.iter().map(|i| i.uid.as_str()).collect();
+        let counted_before = |i: &Interruption| match seen.before {
+            Some(uids) => uids.contains(&i.uid),
+            None => self
+                .trimmed_through
+                .as_ref()
+                .is_some_and(|(t, u)| (i.at, i.uid.as_str()) <= (*t, u.as_str())),
+        };
+        let mut fresh: Vec<Interruption> = Vec::new();
+        for i in seen.now {
+            if i.at > oldest
+                && !known.contains(i.uid.as_str())
+                && !counted_before(i)
+                && !fresh.iter().any(|f| f.uid == i.uid)
+            {
+                fresh.push(i.clone());
+            }
+        }
+        let mut entries: Vec<Interruption> = self
+            .entries
+            .iter()
+            .chain(&fresh)
+            .filter(|i| i.at > oldest)
+            .cloned()
+            .collect();
+        entries.sort();
+        let mut beyond: Vec<Observed> = self
+            .beyond
+            .iter()
+            .filter(|o| o.last_seen > oldest)
+            .cloned()
+            .collect();
+        let mut trimmed_through = self.trimmed_through.clone().filter(|(t, _)| *t > oldest);
+        if entries.len() > LOG_LIMIT {
+            for i in entries.drain(..entries.len() - LOG_LIMIT) {
+                count_in(&mut beyond, &i);
+                trimmed_through = Some((i.at, i.uid));
+            }
+        }
+        let log = Log {
+            entries,
+            beyond,
+            trimmed_through,
+        };
+        (log, fresh)
+    }
+
+    /// Entries and the counts beyond them, per (type, zone).
+    pub fn observed(&self) -> Vec<Observed> {
+        let mut all = self.beyond.clone();
+        for i in &self.entries {
+            count_in(&mut all, i);
+        }
+        all.sort_by(|a, b| (&a.instance_type, &a.zone).cmp(&(&b.instance_type, &b.zone)));
+        all
+    }
+
+    /// Interruptions after `from`: the entries, and the counts beyond them whose newest is after
+    /// it (they are the oldest, so this errs toward counting).
+    pub fn count_after(&self, from: Timestamp) -> usize {
+        self.entries.iter().filter(|i| i.at > from).count()
+            + self
+                .beyond
+                .iter()
+                .filter(|o| o.last_seen > from)
+                .map(|o| o.count)
+                .sum::<usize>()
+    }
+
+    /// The newest interruption.
+    pub fn last(&self) -> Option<Timestamp> {
+        let beyond = self.beyond.iter().map(|o| o.last_seen).max();
+        self.entries.last().map(|i| i.at).max(beyond)
+    }
+
+    /// Every interruption it counts.
+    pub fn total(&self) -> usize {
+        self.entries.len() + self.beyond.iter().map(|o| o.count).sum::<usize>()
+    }
+}
+
+fn count_in(counts: &mut Vec<Observed>, i: &Interruption) {
+    match counts
+        .iter_mut()
+        .find(|o| o.instance_type == i.instance_type && o.zone == i.zone)
+    {
+        Some(o) => {
+            o.count += 1;
+            o.last_seen = o.last_seen.max(i.at);
+        }
+        None => counts.push(Observed {
+            instance_type: i.instance_type.clone(),
+            zone: i.zone.clone(),
+            count: 1,
+            last_seen: i.at,
+        }),
+    }
+}
+
 /// What the plan remembers (the operator keeps it in status).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ShiftState {
-    /// Interruptions within memory, oldest first, one per uid.
-    pub log: Vec<Interruption>,
+    /// Interruptions within memory.
+    pub log: Log,
     pub posture: Posture,
     /// Demoted types.
     pub demoted: BTreeSet<String>,
@@ -125,69 +264,19 @@ pub fn memory(spec: Option<&ShiftSpec>) -> Duration {
     spec.map_or(day, |s| s.window.max(s.calm).max(day))
 }
 
-/// `log` with `seen` added (each uid once), trimmed to `memory` before `now` and to
-/// [`LOG_LIMIT`]; and the interruptions that were new.
-pub fn record(
-    log: &[Interruption],
-    seen: &[Interruption],
-    now: Timestamp,
-    memory: Duration,
-) -> (Vec<Interruption>, Vec<Interruption>) {
-    let known: BTreeSet<&str> = log.iter().map(|i| i.uid.as_str()).collect();
-    let mut fresh: Vec<Interruption> = Vec::new();
-    for i in seen {
-        if !known.contains(i.uid.as_str()) && !fresh.iter().any(|f| f.uid == i.uid) {
-            fresh.push(i.clone());
-        }
-    }
-    let oldest = before(now, memory);
-    let mut out: Vec<Interruption> = log
-        .iter()
-        .chain(&fresh)
-        .filter(|i| i.at > oldest)
-        .cloned()
-        .collect();
-    out.sort();
-    if out.len() > LOG_LIMIT {
-        out.drain(..out.len() - LOG_LIMIT);
-    }
-    fresh.retain(|f| out.contains(f));
-    (out, fresh)
-}
-
-/// The log counted per (type, zone).
-pub fn observed(log: &[Interruption]) -> Vec<Observed> {
-    let mut by: BTreeMap<(&str, &str), (usize, Timestamp)> = BTreeMap::new();
-    for i in log {
-        let e = by
-            .entry((i.instance_type.as_str(), i.zone.as_str()))
-            .or_insert((0, i.at));
-        e.0 += 1;
-        e.1 = e.1.max(i.at);
-    }
-    by.into_iter()
-        .map(|((t, z), (count, last_seen))| Observed {
-            instance_type: t.to_string(),
-            zone: z.to_string(),
-            count,
-            last_seen,
-        })
-        .collect()
-}
-
 /// The posture, demotions and moves after `seen` interruptions at `now`. `shift_nodes` is how
 /// many nodes the shift's on-demand NodePool still has (the return ends at zero).
 pub fn decide(
     spec: Option<&ShiftSpec>,
     state: &ShiftState,
-    seen: &[Interruption],
+    seen: Seen,
     shift_nodes: usize,
     now: Timestamp,
 ) -> ShiftDecision {
-    let (log, recorded) = record(&state.log, seen, now, memory(spec));
+    let (log, recorded) = state.log.record(seen, now, memory(spec));
     let mut moves = Vec::new();
     let mut wake: Vec<Timestamp> = Vec::new();
-    let last = log.last().map(|i| i.at);
+    let last = log.last();
     let mut returned_at = state.returned_at;
     let posture = match spec {
         None => match state.posture {
@@ -200,7 +289,7 @@ pub fn decide(
         },
         Some(s) => {
             let from = before(now, s.window).max(state.returned_at.unwrap_or(Timestamp::MIN));
-            let in_window = log.iter().filter(|i| i.at > from).count();
+            let in_window = log.count_after(from);
             let calm_at = last.map(|l| after(l, s.calm));
             match state.posture {
                 Posture::Shifted { since } => match calm_at {
@@ -232,7 +321,7 @@ pub fn decide(
         }
         p => p,
     };
-    let demoted = demotions(spec, state, &log, now, &mut moves, &mut wake);
+    let demoted = demotions(spec, state, &log.entries, now, &mut moves, &mut wake);
     ShiftDecision {
         state: ShiftState {
             log,
@@ -335,6 +424,13 @@ mod tests {
         }
     }
 
+    fn log(entries: Vec<Interruption>) -> Log {
+        Log {
+            entries,
+            ..Log::default()
+        }
+    }
+
     #[test]
     fn n_interruptions_within_the_window_shift_and_fewer_do_not() {
         let s = spec();
@@ -345,7 +441,7 @@ mod tests {
         let d = decide(
             Some(&s),
             &ShiftState::default(),
-            &seen,
+            Seen::only(&seen),
             0,
             ts("2026-11-24T10:06:00Z"),
         );
@@ -353,15 +449,33 @@ mod tests {
         assert_eq!(d.recorded.len(), 2);
         // The third, but the first has left the window.
         let late = [int("c", "r5.large", "z1", "2026-11-24T10:11:00Z")];
-        let d2 = decide(Some(&s), &d.state, &late, 0, ts("2026-11-24T10:11:00Z"));
+        let d2 = decide(
+            Some(&s),
+            &d.state,
+            Seen::only(&late),
+            0,
+            ts("2026-11-24T10:11:00Z"),
+        );
         assert_eq!(d2.state.posture, Posture::Spot);
         // The same uid again counts once.
         let again = [int("c", "r5.large", "z1", "2026-11-24T10:11:00Z")];
-        let d3 = decide(Some(&s), &d2.state, &again, 0, ts("2026-11-24T10:12:00Z"));
+        let d3 = decide(
+            Some(&s),
+            &d2.state,
+            Seen::only(&again),
+            0,
+            ts("2026-11-24T10:12:00Z"),
+        );
         assert!(d3.recorded.is_empty());
         assert_eq!(d3.state.posture, Posture::Spot);
         let more = [int("d", "r5.large", "z2", "2026-11-24T10:12:00Z")];
-        let d4 = decide(Some(&s), &d3.state, &more, 0, ts("2026-11-24T10:12:00Z"));
+        let d4 = decide(
+            Some(&s),
+            &d3.state,
+            Seen::only(&more),
+            0,
+            ts("2026-11-24T10:12:00Z"),
+        );
         assert_eq!(
             d4.state.posture,
             Posture::Shifted {
@@ -380,15 +494,27 @@ mod tests {
     fn the_return_waits_for_calm_and_ends_when_the_shift_pool_is_empty() {
         let s = spec();
         let state = ShiftState {
-            log: vec![int("a", "m5.large", "z1", "2026-11-24T10:00:00Z")],
+            log: log(vec![int("a", "m5.large", "z1", "2026-11-24T10:00:00Z")]),
             posture: Posture::Shifted {
                 since: ts("2026-11-24T10:00:00Z"),
             },
             ..ShiftState::default()
         };
-        let d = decide(Some(&s), &state, &[], 4, ts("2026-11-24T10:29:59Z"));
+        let d = decide(
+            Some(&s),
+            &state,
+            Seen::only(&[]),
+            4,
+            ts("2026-11-24T10:29:59Z"),
+        );
         assert!(matches!(d.state.posture, Posture::Shifted { .. }));
-        let d = decide(Some(&s), &state, &[], 4, ts("2026-11-24T10:30:00Z"));
+        let d = decide(
+            Some(&s),
+            &state,
+            Seen::only(&[]),
+            4,
+            ts("2026-11-24T10:30:00Z"),
+        );
         assert_eq!(
             d.state.posture,
             Posture::Returning {
@@ -397,9 +523,21 @@ mod tests {
         );
         assert_eq!(d.moves, vec![Move::Returned]);
         // Still nodes to move back: returning; none: spot.
-        let d2 = decide(Some(&s), &d.state, &[], 2, ts("2026-11-24T10:40:00Z"));
+        let d2 = decide(
+            Some(&s),
+            &d.state,
+            Seen::only(&[]),
+            2,
+            ts("2026-11-24T10:40:00Z"),
+        );
         assert!(matches!(d2.state.posture, Posture::Returning { .. }));
-        let d3 = decide(Some(&s), &d2.state, &[], 0, ts("2026-11-24T10:41:00Z"));
+        let d3 = decide(
+            Some(&s),
+            &d2.state,
+            Seen::only(&[]),
+            0,
+            ts("2026-11-24T10:41:00Z"),
+        );
         assert_eq!(
             (d3.state.posture, d3.moves),
             (Posture::Spot, vec![Move::BackOnSpot])
@@ -410,9 +548,9 @@ mod tests {
     fn the_interruptions_behind_a_shift_do_not_shift_it_again() {
         let s = spec();
         let state = ShiftState {
-            log: (0..3)
+            log: log((0..3)
                 .map(|i| int(&format!("u{i}"), "m5.large", "z1", "2026-11-24T10:00:00Z"))
-                .collect(),
+                .collect()),
             posture: Posture::Shifted {
                 since: ts("2026-11-24T10:00:00Z"),
             },
@@ -422,10 +560,22 @@ mod tests {
             window: 60 * MIN,
             ..s
         };
-        let d = decide(Some(&long), &state, &[], 2, ts("2026-11-24T10:30:00Z"));
+        let d = decide(
+            Some(&long),
+            &state,
+            Seen::only(&[]),
+            2,
+            ts("2026-11-24T10:30:00Z"),
+        );
         assert!(matches!(d.state.posture, Posture::Returning { .. }));
         // Still within the hour, the same three interruptions must not shift it back.
-        let d2 = decide(Some(&long), &d.state, &[], 2, ts("2026-11-24T10:31:00Z"));
+        let d2 = decide(
+            Some(&long),
+            &d.state,
+            Seen::only(&[]),
+            2,
+            ts("2026-11-24T10:31:00Z"),
+        );
         assert!(
             matches!(d2.state.posture, Posture::Returning { .. }),
             "{:?}",
@@ -435,7 +585,13 @@ mod tests {
         let new: Vec<Interruption> = (3..6)
             .map(|i| int(&format!("u{i}"), "m5.large", "z1", "2026-11-24T10:32:00Z"))
             .collect();
-        let d3 = decide(Some(&long), &d2.state, &new, 2, ts("2026-11-24T10:32:00Z"));
+        let d3 = decide(
+            Some(&long),
+            &d2.state,
+            Seen::only(&new),
+            2,
+            ts("2026-11-24T10:32:00Z"),
+        );
         assert!(matches!(d3.state.posture, Posture::Shifted { .. }));
     }
 
@@ -443,14 +599,20 @@ mod tests {
     fn an_interruption_during_the_shift_restarts_the_calm() {
         let s = spec();
         let state = ShiftState {
-            log: vec![int("a", "m5.large", "z1", "2026-11-24T10:00:00Z")],
+            log: log(vec![int("a", "m5.large", "z1", "2026-11-24T10:00:00Z")]),
             posture: Posture::Shifted {
                 since: ts("2026-11-24T10:00:00Z"),
             },
             ..ShiftState::default()
         };
         let seen = [int("b", "c5.large", "z1", "2026-11-24T10:20:00Z")];
-        let d = decide(Some(&s), &state, &seen, 1, ts("2026-11-24T10:31:00Z"));
+        let d = decide(
+            Some(&s),
+            &state,
+            Seen::only(&seen),
+            1,
+            ts("2026-11-24T10:31:00Z"),
+        );
         assert!(matches!(d.state.posture, Posture::Shifted { .. }));
         assert_eq!(d.wake_at, Some(ts("2026-11-24T10:50:00Z")));
     }
@@ -463,20 +625,26 @@ mod tests {
         let d = decide(
             None,
             &ShiftState::default(),
-            &seen,
+            Seen::only(&seen),
             0,
             ts("2026-11-24T10:00:00Z"),
         );
         assert_eq!(d.state.posture, Posture::Spot);
         assert!(d.state.demoted.is_empty());
-        assert_eq!(d.state.log.len(), 10, "still observed");
+        assert_eq!(d.state.log.total(), 10, "still observed");
         let shifted = ShiftState {
             posture: Posture::Shifted {
                 since: ts("2026-11-24T09:00:00Z"),
             },
             ..ShiftState::default()
         };
-        let d = decide(None, &shifted, &[], 3, ts("2026-11-24T10:00:00Z"));
+        let d = decide(
+            None,
+            &shifted,
+            Seen::only(&[]),
+            3,
+            ts("2026-11-24T10:00:00Z"),
+        );
         assert!(matches!(d.state.posture, Posture::Returning { .. }));
     }
 
@@ -493,7 +661,7 @@ mod tests {
         let d = decide(
             Some(&spec()),
             &ShiftState::default(),
-            &seen,
+            Seen::only(&seen),
             0,
             ts("2026-11-24T10:04:00Z"),
         );
@@ -519,13 +687,19 @@ mod tests {
         let d = decide(
             Some(&s),
             &ShiftState::default(),
-            &seen,
+            Seen::only(&seen),
             0,
             ts("2026-11-24T10:02:00Z"),
         );
         assert!(d.state.demoted.is_empty(), "one per zone is not repeated");
         let seen = [int("c", "m5.large", "z1", "2026-11-24T10:05:00Z")];
-        let d = decide(Some(&s), &d.state, &seen, 0, ts("2026-11-24T10:05:00Z"));
+        let d = decide(
+            Some(&s),
+            &d.state,
+            Seen::only(&seen),
+            0,
+            ts("2026-11-24T10:05:00Z"),
+        );
         assert_eq!(d.state.demoted, BTreeSet::from(["m5.large".to_string()]));
         assert!(d.moves.contains(&Move::Demoted {
             instance_type: "m5.large".into(),
@@ -533,10 +707,22 @@ mod tests {
             count: 2
         }));
         // Out of the window but not yet calm: still demoted.
-        let d2 = decide(Some(&s), &d.state, &[], 0, ts("2026-11-24T10:20:00Z"));
+        let d2 = decide(
+            Some(&s),
+            &d.state,
+            Seen::only(&[]),
+            0,
+            ts("2026-11-24T10:20:00Z"),
+        );
         assert_eq!(d2.state.demoted.len(), 1);
         assert_eq!(d2.wake_at, Some(ts("2026-11-24T10:35:00Z")));
-        let d3 = decide(Some(&s), &d2.state, &[], 0, ts("2026-11-24T10:35:00Z"));
+        let d3 = decide(
+            Some(&s),
+            &d2.state,
+            Seen::only(&[]),
+            0,
+            ts("2026-11-24T10:35:00Z"),
+        );
         assert!(d3.state.demoted.is_empty());
         assert_eq!(
             d3.moves,
@@ -582,12 +768,12 @@ mod tests {
                     seen_uids.entry(i.uid.clone()).or_insert(i.at);
                 }
                 let nodes = if returning_for >= drained_after { 0 } else { 1 };
-                let d = decide(Some(&s), &state, &arriving, nodes, now);
+                let d = decide(Some(&s), &state, Seen::only(&arriving), nodes, now);
                 // The oracle: distinct uids, first sighting, within the window.
                 let in_window = seen_uids.values().filter(|t| **t > before(now, s.window)).count();
                 let last = seen_uids.values().max().copied();
-                let uids: BTreeSet<&str> = d.state.log.iter().map(|i| i.uid.as_str()).collect();
-                proptest::prop_assert_eq!(uids.len(), d.state.log.len());
+                let uids: BTreeSet<&str> = d.state.log.entries.iter().map(|i| i.uid.as_str()).collect();
+                proptest::prop_assert_eq!(uids.len(), d.state.log.entries.len());
                 match (state.posture, d.state.posture) {
                     (Posture::Spot | Posture::Returning { .. }, Posture::Shifted { .. }) => {
                         proptest::prop_assert!(in_window >= n as usize, "{} < {}", in_window, n);
@@ -616,7 +802,7 @@ mod tests {
     }
 
     #[test]
-    fn the_log_keeps_memory_and_its_limit() {
+    fn the_log_keeps_memory_and_its_limit_and_counts_what_the_limit_pushed_out() {
         let old = int("old", "m5.large", "z1", "2026-11-20T10:00:00Z");
         let seen: Vec<Interruption> = (0..LOG_LIMIT + 5)
             .map(|i| {
@@ -628,17 +814,73 @@ mod tests {
                 )
             })
             .collect();
-        let (log, fresh) = record(
-            &[old],
-            &seen,
-            ts("2026-11-24T10:00:00Z"),
-            memory(Some(&spec())),
+        let now = ts("2026-11-24T10:00:00Z");
+        let (l, fresh) = log(vec![old]).record(Seen::only(&seen), now, memory(Some(&spec())));
+        assert_eq!(l.entries.len(), LOG_LIMIT);
+        assert!(
+            l.entries.iter().all(|i| i.uid != "old"),
+            "older than memory"
         );
-        assert_eq!(log.len(), LOG_LIMIT);
-        assert!(log.iter().all(|i| i.uid != "old"), "older than memory");
-        assert_eq!(fresh.len(), LOG_LIMIT);
-        let o = observed(&log);
+        assert_eq!(fresh.len(), LOG_LIMIT + 5, "every new one is recorded once");
+        assert_eq!(l.total(), LOG_LIMIT + 5);
+        let o = l.observed();
         assert_eq!(o.len(), 1);
-        assert_eq!(o[0].count, LOG_LIMIT);
+        assert_eq!(
+            o[0].count,
+            LOG_LIMIT + 5,
+            "what the limit pushed out still counts"
+        );
+        // Seen again (the Events are still there): nothing is recorded twice, by the memory of
+        // what was seen, or without it (a new process) by where the limit cut.
+        let uids: BTreeSet<String> = seen.iter().map(|i| i.uid.clone()).collect();
+        for before in [Some(&uids), None] {
+            let again = Seen { now: &seen, before };
+            let (next, fresh) = l.record(again, now, memory(Some(&spec())));
+            assert!(fresh.is_empty(), "{} recorded twice", fresh.len());
+            assert_eq!(next, l);
+        }
+    }
+
+    /// A flood seen in pieces, several Events per NodeClaim, as a reconcile sees the Event cache
+    /// grow, many in the same second (Event times are whole seconds): every NodeClaim is counted
+    /// exactly once, however the limit cuts.
+    #[test]
+    fn a_flood_is_counted_once_per_nodeclaim() {
+        let t0 = ts("2026-11-24T10:00:00Z");
+        let claims: Vec<Interruption> = (0..1500)
+            .map(|i| Interruption {
+                at: t0.checked_add(SignedDuration::from_secs(i / 150)).unwrap(),
+                uid: format!("claim-{:04x}", (i * 7919) % 65_536),
+                instance_type: format!("t{}.large", i % 3),
+                zone: format!("z{}", i % 2),
+            })
+            .collect();
+        let mut state = Log::default();
+        let mut recorded = 0;
+        let mut cache: Vec<Interruption> = Vec::new();
+        let mut before: Option<BTreeSet<String>> = None;
+        for chunk in claims.chunks(113) {
+            cache.extend(chunk.iter().cloned());
+            cache.extend(chunk.iter().cloned()); // each NodeClaim's second Event
+            let now = cache.iter().map(|i| i.at).max().unwrap();
+            let seen = Seen {
+                now: &cache,
+                before: before.as_ref(),
+            };
+            let (next, fresh) = state.record(seen, now, Duration::from_secs(86_400));
+            recorded += fresh.len();
+            state = next;
+            before = Some(cache.iter().map(|i| i.uid.clone()).collect());
+        }
+        assert_eq!(recorded, 1500);
+        assert_eq!(state.total(), 1500);
+        assert_eq!(state.entries.len(), LOG_LIMIT);
+        let by_type: usize = state.observed().iter().map(|o| o.count).sum();
+        assert_eq!(by_type, 1500);
+        // Past memory, the counts beyond the log leave with their newest interruption.
+        let later = t0.checked_add(SignedDuration::from_hours(48)).unwrap();
+        let (aged, _) = state.record(Seen::only(&[]), later, Duration::from_secs(86_400));
+        assert_eq!(aged.total(), 0);
+        assert_eq!(aged.trimmed_through, None);
     }
 }

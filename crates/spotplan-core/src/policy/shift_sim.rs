@@ -699,7 +699,7 @@ impl<'w, 'a> Run<'w, 'a> {
         let d = shift::decide(
             self.spec,
             &self.state,
-            seen,
+            shift::Seen::only(seen),
             on_demand,
             self.world.at(self.now),
         );
