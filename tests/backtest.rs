@@ -118,6 +118,12 @@ fn check_against_replay(c: &Case, r: &Value) {
         let at = ts(&s["at"]);
         let k = snaps.iter().rposition(|n| n.at <= at).unwrap();
         assert_eq!(s["snapshot"].as_u64().unwrap() as usize, k, "{s}");
+        let by_snapshot = snaps[k].at == at;
+        assert_eq!(
+            s["trigger"],
+            if by_snapshot { "snapshot" } else { "requeue" },
+            "{s}"
+        );
         for (ty, b) in s["bands"].as_object().unwrap() {
             assert_eq!(b.as_u64(), raw_band(&snaps[k], region, ty), "{ty} at {at}");
         }
@@ -416,4 +422,115 @@ fn the_churn_rule_meets_its_targets_over_a_varied_request_set() {
     // The caps hold the set's risk well under the 1.62 the uncapped lists had over this series
     // (issue 12's measurement).
     assert!(bands(&calm).0 < 1.3, "{:?}", bands(&calm));
+}
+
+/// The table a person reads: every row says what asked (a snapshot or the rule's requeue), the
+/// whole output fits 120 columns, and the names behind each change are listed. The chart: dates
+/// on the x axis, the 87-day stretch without snapshots shaded as a gap, a ceiling line, and the
+/// legend below the plot.
+#[test]
+fn the_table_labels_every_row_and_the_chart_shows_dates_gaps_and_the_ceiling() {
+    let args = ["--cores", "64", "--memory", "256", "--region", "us-east-1"];
+    let json = run(&args);
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("chart.svg");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_spotplan"))
+        .arg("backtest")
+        .arg("--history")
+        .arg(common::history_dir())
+        .args(["--from", FROM, "--prices"])
+        .arg(common::prices_path())
+        .args(args)
+        .arg("--svg")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    for line in text.lines() {
+        assert!(
+            line.chars().count() <= 120,
+            "wider than 120 columns: {line}"
+        );
+    }
+    let steps = json["steps"].as_array().unwrap();
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("│ 20")).collect();
+    assert_eq!(rows.len(), steps.len(), "{text}");
+    let requeues = steps.iter().filter(|s| s["trigger"] == "requeue").count();
+    assert!(requeues > 0, "this request narrows on a requeue in 2022");
+    for (row, s) in rows.iter().zip(steps) {
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cells[1], &s["at"].as_str().unwrap()[..10], "{row}");
+        assert_eq!(cells[2], s["trigger"].as_str().unwrap(), "{row}");
+        // "+a -r" are counts, both.
+        let counts = format!(
+            "(+{} -{})",
+            s["added"].as_array().unwrap().len(),
+            s["removed"].as_array().unwrap().len()
+        );
+        assert!(row.contains(&counts), "{row} lacks {counts}");
+    }
+    assert!(
+        text.contains(&format!("{} of them on a requeue", requeues)),
+        "{text}"
+    );
+    // Each change after the first write is listed by name.
+    for s in steps.iter().filter(|s| s["why"] != "created") {
+        for t in s["removed"].as_array().unwrap() {
+            assert!(text.contains(&format!("-{}", t.as_str().unwrap())), "{t}");
+        }
+        for t in s["added"].as_array().unwrap() {
+            assert!(text.contains(&format!("+{}", t.as_str().unwrap())), "{t}");
+        }
+    }
+
+    // The chart, read as SVG text.
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    let first = &common::history_files(FROM)[0].0;
+    assert!(!svg.contains("days since"), "the x axis is in dates");
+    // The longest stretch between two files of the series, computed from their names here.
+    let dates: Vec<Timestamp> = common::history_files(FROM)
+        .iter()
+        .map(|(d, _)| format!("{d}T00:00:00Z").parse().unwrap())
+        .collect();
+    let longest = dates
+        .windows(2)
+        .map(|w| days(w[0], w[1]))
+        .fold(0.0, f64::max);
+    assert!(
+        svg.contains(&format!("no snapshots ({longest:.0} days)")),
+        "the {longest}-day gap is marked"
+    );
+    assert!(svg.contains("interruption ceiling"));
+    // The legend sits below the x axis's date labels, so below every data point.
+    let text_y = |label: &str| -> Vec<f64> {
+        svg.split("<text")
+            .skip(1)
+            .filter(|el| {
+                let body = el.split_once('>').map_or("", |b| b.1);
+                body.split("</text>").next().unwrap_or("").trim() == label
+            })
+            .filter_map(|el| el.split(" y=\"").nth(1)?.split('"').next()?.parse().ok())
+            .collect()
+    };
+    let axis_y = text_y(first);
+    assert_eq!(
+        axis_y.len(),
+        1,
+        "the first date, {first}, labels the x axis"
+    );
+    let legend_y: Vec<f64> = ["mean band, whole set", "narrowing"]
+        .iter()
+        .flat_map(|l| text_y(l))
+        .collect();
+    assert_eq!(legend_y.len(), 2, "legend entries");
+    assert!(
+        legend_y.iter().all(|y| *y > axis_y[0]),
+        "legend at {legend_y:?} is not below the axis at {}",
+        axis_y[0]
+    );
 }

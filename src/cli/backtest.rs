@@ -14,7 +14,7 @@ use jiff::civil::Date;
 use serde::Serialize;
 use spotplan_core::market::{MarketInputs, PriceTable, SpotAdvisor};
 use spotplan_core::optimizer::validate;
-use spotplan_core::policy::backtest::{self, PeerReport, Report, Snapshot};
+use spotplan_core::policy::backtest::{self, PeerReport, Report, Snapshot, Trigger};
 use spotplan_core::policy::churn::Tuning;
 use spotplan_core::{Catalog, MarketData};
 use std::path::{Path, PathBuf};
@@ -229,41 +229,85 @@ fn load(
         .collect()
 }
 
+/// `head` then `words`, wrapped to [`WIDTH`] with continuation lines indented.
+fn wrapped(head: &str, words: &[String]) -> String {
+    let indent = "  ";
+    let mut out = head.to_string();
+    let mut line = out.len();
+    for w in words {
+        if line + 1 + w.len() > WIDTH {
+            out.push('\n');
+            out.push_str(indent);
+            out.push_str(w);
+            line = indent.len() + w.len();
+        } else {
+            out.push(' ');
+            out.push_str(w);
+            line += 1 + w.len();
+        }
+    }
+    out
+}
+
 fn usd(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{v:.4}"))
 }
 
+/// The table fits this many columns; the names behind a row's +/- follow it, wrapped.
+const WIDTH: usize = 120;
+
 fn print_table(title: &str, r: &Report, peer: Option<&PeerReport>, user_ceiling: bool) {
+    let requeues = r
+        .steps
+        .iter()
+        .filter(|s| s.trigger == Trigger::Requeue)
+        .count();
     println!(
-        "backtest: {title}; {} snapshots {} .. {} ({:.0} days)",
+        "backtest: {title}\n{} snapshots {} .. {} ({:.0} days); {} decisions, {requeues} of them on a requeue",
         r.snapshots,
         r.from.strftime("%Y-%m-%d"),
         r.to.strftime("%Y-%m-%d"),
-        r.days
+        r.days,
+        r.steps.len(),
     );
     let mut t = super::output::table(vec![
         "date",
+        "asked by",
         "decision",
-        "types",
-        "added",
-        "removed",
+        "types (+/-)",
         "ceiling",
         "cheapest three",
         "$/h",
     ]);
+    t.set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
+        .set_width(WIDTH as u16);
     for s in &r.steps {
         t.add_row(vec![
             s.at.strftime("%Y-%m-%d").to_string(),
+            s.trigger.to_string(),
             s.why.to_string(),
-            s.types.len().to_string(),
-            s.added.len().to_string(),
-            s.removed.join(" "),
+            format!(
+                "{} (+{} -{})",
+                s.types.len(),
+                s.added.len(),
+                s.removed.len()
+            ),
             s.ceiling.map_or("any".into(), |b| format!("<= {b}")),
             s.cheapest.join(" "),
             usd(s.cheapest_usd_per_hour),
         ]);
     }
     println!("{t}");
+    // Every change after the first write, by name (the first write is the whole list).
+    for s in r.steps.iter().filter(|s| s.why != "created") {
+        let changes: Vec<String> = (s.added.iter().map(|t| format!("+{t}")))
+            .chain(s.removed.iter().map(|t| format!("-{t}")))
+            .collect();
+        if !changes.is_empty() {
+            let head = format!("{} {}:", s.at.strftime("%Y-%m-%d"), s.why);
+            println!("{}", wrapped(&head, &changes));
+        }
+    }
     println!(
         "writes {}, narrowings {} ({:.2} per month)",
         r.writes, r.narrowings, r.narrowings_per_month
@@ -299,7 +343,7 @@ fn print_table(title: &str, r: &Report, peer: Option<&PeerReport>, user_ceiling:
     );
     if let Some(p) = peer {
         println!(
-            "spot-optimizer's pick: band at the next snapshot {:.2} ({:.0}% over band 2 or unknown); ours at its band costs {} of its $/h (median)",
+            "spot-optimizer's pick: band at the next snapshot {:.2} ({:.0}% over band 2 or unknown)\n  ours at its band costs {} of its $/h (median)",
             p.realized.mean_band,
             p.realized.over_band_2 * 100.0,
             p.median_cost_ratio

@@ -31,12 +31,31 @@ pub struct Snapshot {
     pub market: MarketData,
 }
 
+/// What asked the rule at a step: a new snapshot, or the rule's own request to come back
+/// (a deferred narrowing or a marginal type falling due) while the same snapshot was in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    Snapshot,
+    Requeue,
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Trigger::Snapshot => "snapshot",
+            Trigger::Requeue => "requeue",
+        })
+    }
+}
+
 /// One decision of the replay.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Step {
     pub at: Timestamp,
     /// Index of the snapshot in force.
     pub snapshot: usize,
+    pub trigger: Trigger,
     /// created, widened, narrowed, unchanged, narrowing_deferred, or no_plan (nothing fit:
     /// the list stays).
     pub why: &'static str,
@@ -176,6 +195,11 @@ pub fn replay(
     loop {
         let market = &snapshots[i].market;
         let next = snapshots.get(i + 1).map(|s| s.at);
+        let trigger = if at == snapshots[i].at {
+            Trigger::Snapshot
+        } else {
+            Trigger::Requeue
+        };
         let decided = optimize(req, market).and_then(|plan| {
             churn::step(
                 req,
@@ -194,7 +218,7 @@ pub fn replay(
         let requeue = match decided {
             Ok((plan, d)) => {
                 let requeue = d.narrow_at;
-                steps.push(record(req, market, i, at, &plan, &d));
+                steps.push(record(req, market, (i, trigger), at, &plan, &d));
                 if d.resets() {
                     state.last_narrowed = Some(at);
                 }
@@ -207,7 +231,7 @@ pub fn replay(
                 if state.written.is_none() {
                     first_error.get_or_insert(e);
                 } else {
-                    steps.push(no_plan(req, market, i, at, &state));
+                    steps.push(no_plan(req, market, (i, trigger), at, &state));
                 }
                 None
             }
@@ -232,7 +256,7 @@ pub fn replay(
 fn record(
     req: &Request,
     market: &MarketData,
-    snapshot: usize,
+    (snapshot, trigger): (usize, Trigger),
     at: Timestamp,
     plan: &crate::Plan,
     d: &ListDecision,
@@ -241,6 +265,7 @@ fn record(
     Step {
         at,
         snapshot,
+        trigger,
         why: why_name(d.why),
         types: d.types.iter().cloned().collect(),
         added: d.added.iter().cloned().collect(),
@@ -272,7 +297,7 @@ fn record(
 fn no_plan(
     req: &Request,
     market: &MarketData,
-    snapshot: usize,
+    (snapshot, trigger): (usize, Trigger),
     at: Timestamp,
     state: &State,
 ) -> Step {
@@ -281,6 +306,7 @@ fn no_plan(
     Step {
         at,
         snapshot,
+        trigger,
         why: "no_plan",
         bands: types
             .iter()
