@@ -69,6 +69,17 @@ pub fn read(path: &Path) -> Result<Manifest, CliError> {
         .filter(|n| !n.is_empty())
         .ok_or_else(|| fail("metadata.name: is missing; name the SpotPlan".into()))?
         .to_string();
+    let unknown = unknown_fields(doc);
+    if !unknown.is_empty() {
+        let fields: Vec<String> = unknown
+            .iter()
+            .map(|f| format!("unknown field \"{f}\""))
+            .collect();
+        return Err(fail(format!(
+            "SpotPlan in version \"v1alpha1\" cannot be handled as a SpotPlan: strict decoding error: {}",
+            fields.join(", ")
+        )));
+    }
     let raw = doc.get("spec").cloned().unwrap_or(Value::Null);
     let raw: SpotPlanSpec = serde_path_to_error::deserialize(raw).map_err(|e| {
         let path = e.path().to_string();
@@ -87,6 +98,45 @@ pub fn read(path: &Path) -> Result<Manifest, CliError> {
         raw,
         spec,
     })
+}
+
+/// A SpotPlan document as the API server decodes it: a field it does not know is an error there
+/// (strict decoding), so it is here.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct Document {
+    api_version: String,
+    kind: String,
+    metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    #[serde(default)]
+    spec: Option<SpotPlanSpec>,
+    #[serde(default)]
+    status: Option<Value>,
+}
+
+/// The fields of `doc` that a SpotPlan does not have, as the API server names them
+/// (`spec.nodePool.requirements[0].operatr`).
+fn unknown_fields(doc: &Value) -> Vec<String> {
+    let mut unknown = Vec::new();
+    let _ = serde_ignored::deserialize(doc.clone(), |path| unknown.push(path_name(&path)))
+        .map(|_: Document| ());
+    unknown
+}
+
+fn path_name(path: &serde_ignored::Path) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", path_name(parent)),
+        Path::Map { parent, key } => match path_name(parent) {
+            p if p.is_empty() => key.clone(),
+            p => format!("{p}.{key}"),
+        },
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => path_name(parent),
+    }
 }
 
 fn first_line(s: &str) -> &str {

@@ -115,6 +115,9 @@ pub fn main() -> ExitCode {
             return ExitCode::from(exit::USAGE);
         }
     };
+    if !matches!(cli.command, Command::Controller(_)) {
+        die_quietly_on_a_closed_pipe();
+    }
     // The controller serves many reconciles at once; one-shot commands need one thread (and a
     // blocking pool, where local files parse in parallel).
     let runtime = if matches!(cli.command, Command::Controller(_)) {
@@ -133,6 +136,17 @@ pub fn main() -> ExitCode {
             eprintln!("error: {}", e.message);
             ExitCode::from(e.code)
         }
+    }
+}
+
+/// A one-shot command whose reader went away (`spotplan render ... | head -1`) ends as Unix tools
+/// do, by SIGPIPE, quietly: Rust ignores SIGPIPE by default, and `print!` then panics on the
+/// broken pipe. Sockets are unaffected (their writes never raise SIGPIPE on Linux); the
+/// long-running controller keeps the default.
+fn die_quietly_on_a_closed_pipe() {
+    // SAFETY: restores the default disposition of one signal, before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -520,6 +520,15 @@ async fn kwok_instance_types(args: &RenderArgs) -> Result<(), CliError> {
         )
     })?;
     let doc = spotplan_core::render::kwok_instance_types(&market, id);
+    if doc.as_array().is_some_and(Vec::is_empty) {
+        // An empty file would make Karpenter launch nothing, with no word of why.
+        return Err(CliError::usage(
+            "--prices",
+            format!(
+                "no instance type offered in {region} has a price, and Karpenter's kwok provider needs one per offering: pass --prices PATH (CSV region,instance_type,on_demand_usd_per_hour,spot_usd_per_hour) or --aws for live prices"
+            ),
+        ));
+    }
     print_doc(
         &serde_json::to_value(doc).expect("JSON"),
         args.output.unwrap_or(DocFormat::Json),
