@@ -941,12 +941,45 @@ fn name_collisions_suspend_and_stale_data() {
         let sp = rig.get_json("spotplan", "late")?;
         (condition(&sp, "DataFresh")?.1 == "DataTooOld").then_some(sp)
     });
+    let message = condition(&sp, "DataFresh").unwrap().2;
     assert!(
-        condition(&sp, "DataFresh")
-            .unwrap()
-            .2
-            .contains("older than twice its refresh cycle")
+        message.contains("file modified")
+            && message.contains("not renewed for longer than twice its refresh cycle"),
+        "{message}"
     );
+
+    // --file-max-age sets a file's own limit: 30m, and the advisor file is an hour old.
+    drop(c);
+    let c = rig.controller(
+        "admin",
+        &["--refresh-interval", "5s", "--file-max-age", "30m"],
+    );
+    let sp = eventually(T, "DataTooOld by --file-max-age", || {
+        let sp = rig.get_json("spotplan", "late")?;
+        let (_, reason, message) = condition(&sp, "DataFresh")?;
+        (reason == "DataTooOld" && message.contains("--file-max-age (30m)")).then_some(sp)
+    });
+    assert_eq!(condition(&sp, "DataFresh").unwrap().0, "False");
+    // Pinned (`none`), an old file is not judged, and status says it is pinned.
+    drop(c);
+    set_mtime(&rig.advisor, Duration::from_secs(400 * 86_400));
+    let _c = rig.controller(
+        "admin",
+        &["--refresh-interval", "5s", "--file-max-age", "none"],
+    );
+    let sp = eventually(T, "DataFresh=True, pinned", || {
+        let sp = rig.get_json("spotplan", "late")?;
+        (condition(&sp, "DataFresh")?.0 == "True").then_some(sp)
+    });
+    let advisor = sp["status"]["dataSources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["source"] == "spot-advisor")
+        .unwrap_or_else(|| panic!("{}", sp["status"]["dataSources"]))
+        .clone();
+    let says = advisor["message"].as_str().unwrap_or_default();
+    assert!(says.contains("pinned"), "{advisor}");
 }
 
 /// A Spot Advisor snapshot of the 2022 series in ../shared/data (gzip).

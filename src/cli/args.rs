@@ -83,10 +83,14 @@ impl DataArgs {
         regions: Option<&[&str]>,
         live: &[String],
     ) -> Result<LoadedMarket, CliError> {
-        let loaded = sources
-            .load(regions, live, None)
-            .await
-            .map_err(|e| CliError::data(flag_of(e.kind), e))?;
+        let loaded = sources.load(regions, live, None).await.map_err(|e| {
+            let hint = if e.kind == SourceKind::SpotAdvisor && self.advisor_data == DEFAULT_ADVISOR_URL {
+                " (offline? pass --advisor-data PATH with a saved spot-advisor-data.json, or run once online: the copy is cached in --cache-dir)"
+            } else {
+                ""
+            };
+            CliError::data(flag_of(e.kind), format!("{e}{hint}"))
+        })?;
         for w in loaded.warnings() {
             eprintln!("warning: {w}");
         }

@@ -3,6 +3,7 @@
 
 use super::CliError;
 use super::args::{ChurnArgs, DataArgs};
+use crate::operator::FileAge;
 use clap::Args;
 use spotplan_core::duration::parse_duration;
 use std::time::Duration;
@@ -15,6 +16,12 @@ pub struct ControllerArgs {
     /// is stale.
     #[arg(long, env = "SPOTPLAN_REFRESH_INTERVAL", value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
     pub refresh_interval: Duration,
+    /// How old a data file you named (--advisor-data, --prices as a path) may be, by its
+    /// modification time, before its data is stale. Default: twice the refresh cycle, as for
+    /// every source. `none` pins the files: a dated snapshot used on purpose, whose age is not
+    /// judged (status says so).
+    #[arg(long, env = "SPOTPLAN_FILE_MAX_AGE", value_name = "DURATION|none", value_parser = parse_file_age)]
+    pub file_max_age: Option<FileAge>,
     #[command(flatten)]
     pub churn: ChurnArgs,
     /// Address for /metrics, /livez and /readyz.
@@ -61,6 +68,15 @@ pub struct ControllerArgs {
     pub log_level: String,
 }
 
+fn parse_file_age(s: &str) -> Result<FileAge, String> {
+    if s == "none" {
+        return Ok(FileAge::Pinned);
+    }
+    parse_duration(s)
+        .map(FileAge::Limit)
+        .map_err(|e| format!("{e}, or `none` to pin the files"))
+}
+
 fn init_logging(args: &ControllerArgs) -> Result<(), CliError> {
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level).map_err(|e| {
         CliError::usage(
@@ -91,6 +107,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), CliError> {
         sources: args.data.sources_with(args.refresh_interval),
         placement_scores: args.placement_scores,
         refresh_interval: args.refresh_interval,
+        file_age: args.file_max_age.unwrap_or_default(),
         // The files and every region's live sources load at once, each within its own
         // deadline (a fetch's, an AWS call's).
         refresh_deadline: args.data.fetch_timeout.max(args.data.aws_timeout)

@@ -16,7 +16,7 @@ use jiff::Timestamp;
 use spotplan_api::freshness::{Freshness, SourceState};
 use spotplan_core::MarketData;
 use spotplan_core::duration::humanize;
-use spotplan_core::market::{DataError, SourceKind};
+use spotplan_core::market::{DataError, Provenance, SourceKind, Stamp};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -52,6 +52,18 @@ struct State {
     live_regions: BTreeSet<String>,
 }
 
+/// How old a file the user named may be (by its modification time) before its data counts as
+/// stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FileAge {
+    /// Twice the refresh cycle, as for every source.
+    #[default]
+    RefreshCycle,
+    Limit(Duration),
+    /// Not judged: a dated snapshot used on purpose (status says so).
+    Pinned,
+}
+
 /// Loads and refreshes market data.
 pub struct MarketCache {
     sources: MarketSources,
@@ -60,6 +72,8 @@ pub struct MarketCache {
     pub deadline: Duration,
     /// How long slow live sources (on-demand prices, offerings, types) are kept.
     pub slow_ttl: Duration,
+    /// How old a named file may be.
+    pub file_age: FileAge,
     state: RwLock<State>,
     /// Regions of the plans (registered by reconciles).
     regions: Mutex<BTreeSet<String>>,
@@ -73,10 +87,15 @@ impl MarketCache {
             interval,
             deadline,
             slow_ttl: Duration::from_secs(24 * 3600),
+            file_age: FileAge::default(),
             state: RwLock::new(State::default()),
             regions: Mutex::default(),
             wake: Notify::new(),
         }
+    }
+
+    pub fn with_file_age(self, file_age: FileAge) -> MarketCache {
+        MarketCache { file_age, ..self }
     }
 
     pub fn snapshot(&self) -> Option<MarketData> {
@@ -199,14 +218,35 @@ impl MarketCache {
     /// it within one such cycle of the refresh after it, so data past the limit means a
     /// refresh that should have replaced it did not. (Twice the period alone called a healthy
     /// loop stale whenever a refresh took longer than half the interval.)
-    fn limit(&self, kind: SourceKind) -> Duration {
-        let period = match kind {
-            SourceKind::SpotAdvisor | SourceKind::PriceFile | SourceKind::SpotPriceHistory => {
-                self.interval
-            }
-            _ => self.slow_ttl,
-        };
-        (period + self.deadline) * 2
+    ///
+    /// A file the user named is judged by its modification time against `--file-max-age` when
+    /// that is set (None: pinned, not judged).
+    fn limit(&self, p: &Provenance) -> Option<Duration> {
+        let cycle = |period: Duration| (period + self.deadline) * 2;
+        match (p.stamp, self.file_age) {
+            (Stamp::FileModified, FileAge::Pinned) => None,
+            (Stamp::FileModified, FileAge::Limit(d)) => Some(d),
+            _ => Some(match p.kind {
+                SourceKind::SpotAdvisor | SourceKind::PriceFile | SourceKind::SpotPriceHistory => {
+                    cycle(self.interval)
+                }
+                _ => cycle(self.slow_ttl),
+            }),
+        }
+    }
+
+    fn too_old(&self, p: &Provenance, max_age: Option<Duration>) -> String {
+        let max = humanize(max_age.unwrap_or_default());
+        match (p.stamp, self.file_age) {
+            (Stamp::FileModified, FileAge::Limit(_)) => format!(
+                "{}: not modified for longer than --file-max-age ({max})",
+                p.describe(None)
+            ),
+            _ => format!(
+                "{}: not renewed for longer than twice its refresh cycle ({max})",
+                p.describe(None)
+            ),
+        }
     }
 
     /// Every source's state; with `region`, the file sources and that region's live ones.
@@ -220,27 +260,30 @@ impl MarketCache {
             .filter(|p| region.is_none() || p.region.is_none() || p.region.as_deref() == region)
             .map(|p| {
                 let unavailable = p.refresh_error.is_some() && p.as_of == Timestamp::UNIX_EPOCH;
-                let max_age = self.limit(p.kind);
-                let limit =
-                    jiff::SignedDuration::try_from(max_age).unwrap_or(jiff::SignedDuration::MAX);
+                let max_age = self.limit(p);
+                let too_old = max_age.is_some_and(|max| {
+                    let limit =
+                        jiff::SignedDuration::try_from(max).unwrap_or(jiff::SignedDuration::MAX);
+                    now.duration_since(p.as_of) > limit
+                });
                 let (fresh, message) = match &p.refresh_error {
                     Some(e) if unavailable => (true, format!("unavailable: {e}")),
                     Some(e) => (
                         false,
                         format!(
-                            "the last refresh failed, keeping the data from {}: {e}",
-                            stamp(p.as_of)
+                            "the last refresh failed, keeping the data ({}): {e}",
+                            p.describe(None)
                         ),
                     ),
-                    None if now.duration_since(p.as_of) > limit => (
-                        false,
+                    None if too_old => (false, self.too_old(p, max_age)),
+                    None if max_age.is_none() => (
+                        true,
                         format!(
-                            "from {}, older than twice its refresh cycle ({})",
-                            stamp(p.as_of),
-                            humanize(max_age)
+                            "{}; pinned: its age is not judged (--file-max-age none)",
+                            p.describe(None)
                         ),
                     ),
-                    None => (true, format!("as of {}", stamp(p.as_of))),
+                    None => (true, p.describe(None)),
                 };
                 SourceState {
                     provenance: p.clone(),
@@ -366,10 +409,6 @@ impl MarketCache {
     }
 }
 
-fn stamp(t: Timestamp) -> String {
-    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
 /// Whether two loads hold the same data (provenance aside).
 fn same_data(a: &LoadedMarket, b: &LoadedMarket) -> bool {
     let live = |m: &LoadedMarket| {
@@ -484,7 +523,8 @@ fn key(f: &Freshness) -> FreshnessKey {
     (f.fresh, f.reason, message)
 }
 
-fn record(market: &MarketCache, metrics: &Metrics, now: Timestamp) {
+/// The market's gauges at `now`: freshness, each source's age and freshness, AWS calls.
+pub(crate) fn record(market: &MarketCache, metrics: &Metrics, now: Timestamp) {
     metrics
         .data_fresh
         .set(i64::from(market.freshness(now, None).fresh));

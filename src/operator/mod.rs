@@ -11,6 +11,7 @@ mod error;
 mod health;
 mod lease;
 mod market;
+pub use market::FileAge;
 mod memory;
 mod metrics;
 mod read;
@@ -40,6 +41,8 @@ pub struct Options {
     pub refresh_interval: Duration,
     /// A refresh (every source, every retry) that takes longer fails.
     pub refresh_deadline: Duration,
+    /// How old a named file may be before its data is stale.
+    pub file_age: market::FileAge,
     /// The churn rule's controller-wide settings.
     pub settings: spotplan_api::build::Settings,
     pub listen: SocketAddr,
@@ -66,17 +69,26 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         RECONCILE_LIMIT,
     ));
     let ready = Arc::new(AtomicBool::new(false));
-    let web = serve(&opts, metrics.clone(), health.clone(), ready.clone()).await?;
+    let market = Arc::new(
+        market::MarketCache::new(
+            opts.sources.clone(),
+            opts.refresh_interval,
+            opts.refresh_deadline,
+        )
+        .with_file_age(opts.file_age),
+    );
+    let web = web::WebState {
+        metrics: metrics.clone(),
+        market: market.clone(),
+        health: health.clone(),
+        ready: ready.clone(),
+    };
+    let web = serve(opts.listen, web).await?;
     let client = Client::try_default().await.map_err(|e| {
         anyhow::anyhow!("no Kubernetes client config (in-cluster or KUBECONFIG): {e}")
     })?;
     watches::check_crds(&client).await?;
     let (trigger, triggers) = mpsc::unbounded_channel::<()>();
-    let market = Arc::new(market::MarketCache::new(
-        opts.sources.clone(),
-        opts.refresh_interval,
-        opts.refresh_deadline,
-    ));
     tokio::spawn(market::run(
         market.clone(),
         metrics.clone(),
@@ -145,22 +157,16 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
 
 /// Binds the endpoints and serves them in the background.
 async fn serve(
-    opts: &Options,
-    metrics: Arc<metrics::Metrics>,
-    health: Arc<Health>,
-    ready: Arc<AtomicBool>,
+    listen: SocketAddr,
+    state: web::WebState,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let listener = tokio::net::TcpListener::bind(opts.listen)
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", opts.listen))?;
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     // The bound address: with port 0 the system chose it.
-    let addr = listener.local_addr().unwrap_or(opts.listen);
+    let addr = listener.local_addr().unwrap_or(listen);
     tracing::info!(%addr, "serving /metrics, /livez, /readyz");
-    let app = web::router(web::WebState {
-        metrics,
-        health,
-        ready,
-    });
+    let app = web::router(state);
     Ok(tokio::spawn(async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(health::shutdown_signal())

@@ -2,6 +2,7 @@
 //! the kubelet's probes answer while data loads or the API server is slow.
 
 use super::health::Health;
+use super::market::{self, MarketCache};
 use super::metrics::Metrics;
 use axum::Router;
 use axum::extract::State;
@@ -14,6 +15,8 @@ use std::time::Instant;
 #[derive(Clone)]
 pub struct WebState {
     pub metrics: Arc<Metrics>,
+    /// Read at every scrape: the data's age is a matter of time passing.
+    pub market: Arc<MarketCache>,
     pub health: Arc<Health>,
     /// Set once the watch caches have synced.
     pub ready: Arc<AtomicBool>,
@@ -30,6 +33,7 @@ pub fn router(state: WebState) -> Router {
 async fn metrics(
     State(s): State<WebState>,
 ) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    market::record(&s.market, &s.metrics, jiff::Timestamp::now());
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -13,6 +13,9 @@ pub struct Meta {
     /// What the entry is (a URL, or an API call with its parameters).
     pub key: String,
     pub fetched_at: jiff::Timestamp,
+    /// The source's `Last-Modified`, when it said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<jiff::Timestamp>,
 }
 
 /// The path of the entry for `key` of `kind` under `dir`.

@@ -12,7 +12,7 @@
 use super::cache;
 use backon::{ExponentialBuilder, Retryable};
 use spotplan_core::market::{
-    DataError, PriceTable, Provenance, RefreshError, SourceKind, SpotAdvisor,
+    DataError, PriceTable, Provenance, RefreshError, SourceKind, SpotAdvisor, Stamp,
 };
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -218,6 +218,9 @@ impl Loader {
                     region: None,
                     location: url.to_string(),
                     as_of: meta.fetched_at,
+                    stamp: Stamp::Fetched,
+                    published: meta.last_modified,
+                    dated: Provenance::date_in_name(url),
                     from_cache: true,
                     refresh_error: None,
                 },
@@ -238,6 +241,7 @@ impl Loader {
         url: &str,
         bytes: &[u8],
         fetched_at: jiff::Timestamp,
+        last_modified: Option<jiff::Timestamp>,
     ) -> Result<(), DataError> {
         let Some(path) = self.cache_path(kind, url) else {
             return Ok(());
@@ -245,15 +249,23 @@ impl Loader {
         let meta = cache::Meta {
             key: url.to_string(),
             fetched_at,
+            last_modified,
         };
         cache::write(&path, &meta, bytes)
     }
 
-    async fn fetch(&self, url: &str) -> Result<Vec<u8>, DataError> {
+    /// The body of `url` (gunzipped) and its `Last-Modified`, if the server said.
+    async fn fetch(&self, url: &str) -> Result<(Vec<u8>, Option<jiff::Timestamp>), DataError> {
         let attempt = || async {
             let resp = self.http().get(url).send().await?;
             let resp = resp.error_for_status()?;
-            Ok::<_, reqwest::Error>(resp.bytes().await?.to_vec())
+            let last_modified = resp
+                .headers()
+                .get(reqwest::header::LAST_MODIFIED)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| jiff::fmt::rfc2822::parse(v).ok())
+                .map(|z| z.timestamp());
+            Ok::<_, reqwest::Error>((resp.bytes().await?.to_vec(), last_modified))
         };
         let retried = attempt
             .retry(
@@ -267,7 +279,7 @@ impl Loader {
                 e.status()
                     .is_none_or(|s| s.is_server_error() || s.as_u16() == 429)
             });
-        let bytes = match tokio::time::timeout(self.deadline, retried).await {
+        let (bytes, last_modified) = match tokio::time::timeout(self.deadline, retried).await {
             Ok(r) => {
                 r.map_err(|e| DataError::io(url, format!("fetch failed: {}", error_chain(&e))))?
             }
@@ -281,7 +293,7 @@ impl Loader {
                 ));
             }
         };
-        maybe_gunzip(bytes, url)
+        Ok((maybe_gunzip(bytes, url)?, last_modified))
     }
 
     async fn load_url<T: MarketFile>(
@@ -301,14 +313,16 @@ impl Loader {
                 return Ok(c);
             }
         }
+        let mut published = None;
         let fresh = async {
-            let bytes = self.fetch(url).await?;
+            let (bytes, last_modified) = self.fetch(url).await?;
+            published = last_modified;
             let data = T::parse(&bytes, url, regions)?;
             // Compare with what is in use, else with the cached copy.
             if let Some(old) = last_good.or(cached.as_ref().map(|c| &c.data)) {
                 data.check_replaces(old, url)?;
             }
-            if let Err(e) = self.write_cache(T::KIND, url, &bytes, now) {
+            if let Err(e) = self.write_cache(T::KIND, url, &bytes, now, published) {
                 warnings.push(format!("could not cache {url}: {e}"));
             }
             Ok::<_, DataError>(data)
@@ -322,6 +336,9 @@ impl Loader {
                     region: None,
                     location: url.to_string(),
                     as_of: now,
+                    stamp: Stamp::Fetched,
+                    published,
+                    dated: Provenance::date_in_name(url),
                     from_cache: false,
                     refresh_error: None,
                 },
@@ -350,6 +367,9 @@ fn load_file<T: MarketFile>(path: &Path, regions: Option<&[&str]>) -> Result<Loa
             kind: T::KIND,
             region: None,
             as_of: jiff::Timestamp::try_from(modified).map_err(|e| DataError::io(&name, e))?,
+            stamp: Stamp::FileModified,
+            published: None,
+            dated: Provenance::date_in_name(&name),
             location: name,
             from_cache: false,
             refresh_error: None,

@@ -25,7 +25,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use spotplan_core::catalog::{Overlay, RegionOfferings, TypeSpec};
 use spotplan_core::market::{
-    HashMap, MarketInputs, Provenance, RefreshError, SourceKind, ZonePrices,
+    HashMap, MarketInputs, Provenance, RefreshError, SourceKind, Stamp, ZonePrices,
 };
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -214,6 +214,9 @@ impl LiveData {
                     region: Some(p.region.clone()),
                     location: location(p.kind, &p.region),
                     as_of: jiff::Timestamp::UNIX_EPOCH,
+                    stamp: Stamp::Fetched,
+                    published: None,
+                    dated: None,
                     from_cache: false,
                     refresh_error: Some(RefreshError::new(p.error.category, &p.error)),
                 });
@@ -487,6 +490,9 @@ impl Aws {
                         region: Some(region.to_string()),
                         location: location(kind, region),
                         as_of: now,
+                        stamp: Stamp::Fetched,
+                        published: None,
+                        dated: None,
                         from_cache: false,
                         refresh_error: None,
                     },
@@ -521,6 +527,9 @@ impl Aws {
                 region: Some(region.to_string()),
                 location: location(kind, region),
                 as_of: meta.fetched_at,
+                stamp: Stamp::Fetched,
+                published: None,
+                dated: None,
                 from_cache: true,
                 refresh_error: None,
             },
@@ -535,6 +544,7 @@ impl Aws {
         let meta = cache::Meta {
             key: key.clone(),
             fetched_at: live.provenance.as_of,
+            last_modified: None,
         };
         let body = serde_json::to_vec(&*live.data).expect("live data serializes");
         if let Err(e) = cache::write(&cache::path(dir, kind.as_str(), &key), &meta, &body) {
@@ -603,6 +613,7 @@ impl Aws {
             let meta = cache::Meta {
                 key,
                 fetched_at: now,
+                last_modified: None,
             };
             let _ = cache::write(&path, &meta, &serde_json::to_vec(&scores).expect("JSON"));
         }

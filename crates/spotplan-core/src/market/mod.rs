@@ -23,6 +23,44 @@ pub use advisor::{REGION_LOSS_LIMIT, RegionLoss};
 pub use error::DataError;
 pub use prices::{PRICE_HEADER, Price, PriceTable};
 
+#[cfg(test)]
+mod provenance_tests {
+    use super::*;
+
+    #[test]
+    fn a_dated_name_is_the_datas_date_and_the_file_time_is_said_as_such() {
+        assert_eq!(
+            Provenance::date_in_name("/x/spot-advisor-data_2025-06-28.json").as_deref(),
+            Some("2025-06-28")
+        );
+        assert_eq!(
+            Provenance::date_in_name("ec2-linux-prices_2026-05.csv.gz").as_deref(),
+            Some("2026-05")
+        );
+        assert_eq!(Provenance::date_in_name("spot-advisor-data.json"), None);
+        assert_eq!(Provenance::date_in_name("https://h/a_20250628.json"), None);
+        let p = Provenance {
+            kind: SourceKind::SpotAdvisor,
+            region: None,
+            location: "spot-advisor-data_2025-06-28.json".into(),
+            as_of: "2026-12-06T10:00:00Z".parse().unwrap(),
+            stamp: Stamp::FileModified,
+            published: None,
+            dated: Some("2025-06-28".into()),
+            from_cache: false,
+            refresh_error: None,
+        };
+        assert_eq!(
+            p.describe(Some("2026-12-06T10:42:00Z".parse().unwrap())),
+            "data of 2025-06-28 (in its name); file modified 2026-12-06T10:00:00Z, 42m 0s ago"
+        );
+        assert_eq!(
+            p.describe(None),
+            "data of 2025-06-28 (in its name); file modified 2026-12-06T10:00:00Z"
+        );
+    }
+}
+
 use crate::catalog::{Catalog, RegionId};
 use crate::types::Band;
 use serde::Serialize;
@@ -87,13 +125,83 @@ pub struct Provenance {
     pub region: Option<String>,
     /// A URL, a file path, or the API call.
     pub location: String,
-    /// Fetch time for a URL or an API, modification time for a file.
+    /// Fetch time for a URL or an API, modification time for a file (what [`Self::stamp`]
+    /// says): when our copy was last renewed, which staleness is measured by.
     pub as_of: jiff::Timestamp,
+    /// What `as_of` is.
+    pub stamp: Stamp,
+    /// When the publisher last changed the data, where it said (a URL's `Last-Modified`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub published: Option<jiff::Timestamp>,
+    /// The date the data is from, where its name says (`spot-advisor-data_2025-06-28.json`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dated: Option<String>,
     /// Served from the on-disk cache, or kept from an earlier refresh, rather than fetched now.
     pub from_cache: bool,
     /// Set when the last refresh failed and older data is in use (or none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_error: Option<RefreshError>,
+}
+
+/// What a source's `as_of` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stamp {
+    /// When it was fetched (a URL, an API call).
+    #[default]
+    Fetched,
+    /// When its file was last modified.
+    FileModified,
+}
+
+impl Provenance {
+    /// The date in a file or URL name: `_2025-06-28` or `_2026-05` before the extension.
+    pub fn date_in_name(location: &str) -> Option<String> {
+        let name = location.rsplit(['/', '\\']).next()?;
+        let stem = name.split('.').next()?;
+        let date = stem.rsplit('_').next()?;
+        let b = date.as_bytes();
+        let digits = |r: std::ops::Range<usize>| r.clone().all(|i| b[i].is_ascii_digit());
+        let month = b.len() >= 7 && digits(0..4) && b[4] == b'-' && digits(5..7);
+        let day = b.len() == 10 && month && b[7] == b'-' && digits(8..10);
+        (b.len() == 7 && month || day).then(|| date.to_string())
+    }
+
+    /// Where the data's dates stand, for people: the date it is from, when it was published,
+    /// and when our copy was fetched or its file modified; with `now`, how long ago.
+    pub fn describe(&self, now: Option<jiff::Timestamp>) -> String {
+        let at = |t: jiff::Timestamp| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let mut parts = Vec::new();
+        if let Some(d) = &self.dated {
+            parts.push(format!("data of {d} (in its name)"));
+        }
+        if let Some(p) = self.published {
+            parts.push(format!("published {} (Last-Modified)", at(p)));
+        }
+        let what = match self.stamp {
+            Stamp::Fetched => "fetched",
+            Stamp::FileModified => "file modified",
+        };
+        let ago = now.map_or(String::new(), |n| {
+            format!(
+                ", {} ago",
+                age(n.duration_since(self.as_of).as_secs().max(0))
+            )
+        });
+        parts.push(format!("{what} {}{ago}", at(self.as_of)));
+        parts.join("; ")
+    }
+}
+
+/// `3h 2m`, `5d 1h`, `4m 10s`.
+fn age(secs: i64) -> String {
+    if secs >= 86_400 {
+        format!("{}d {}h", secs / 86_400, secs % 86_400 / 3600)
+    } else if secs >= 3600 {
+        format!("{}h {}m", secs / 3600, secs % 3600 / 60)
+    } else {
+        format!("{}m {}s", secs / 60, secs % 60)
+    }
 }
 
 /// Why the last refresh of a source failed: a fixed category (for metrics labels) and the
