@@ -48,7 +48,7 @@ fn coverage_gaps_are_reported_not_hidden() {
     assert!(
         plan.notes
             .iter()
-            .any(|n| n.contains("types with no Spot Advisor band in us-east-1 were left out")),
+            .any(|n| n.contains("types that passed the other filters have no Spot Advisor band in us-east-1 and were left out")),
         "{:?}",
         plan.notes
     );

@@ -124,6 +124,10 @@ fn row(c: &Candidate) -> Vec<Cell> {
             }
         )),
         right(usd(c.total_spot_usd_per_hour)),
+        right(match c.band_premium_pct {
+            Some(p) => format!("{} +{p}%", usd(c.ranked_usd_per_hour)),
+            None => usd(c.ranked_usd_per_hour),
+        }),
         right(usd(c.total_on_demand_usd_per_hour)),
         right(format!("{:.1}%", c.waste_pct)),
     ]
@@ -151,6 +155,7 @@ fn print_table(plan: &Plan, market: &MarketData) {
         "savings",
         "spot $/h",
         "total spot $/h",
+        "ranked $/h",
         "total OD $/h",
         "waste",
     ]);
@@ -158,6 +163,7 @@ fn print_table(plan: &Plan, market: &MarketData) {
         t.add_row(row(c));
     }
     println!("{t}");
+    println!("{}", why_this_order(plan));
     println!(
         "primary: {} x {} = {} vCPU / {} GiB, spot {}/h vs on-demand {}/h{}",
         p.count,
@@ -190,8 +196,34 @@ fn print_table(plan: &Plan, market: &MarketData) {
             "{}: {} ({})",
             p.kind.as_str(),
             p.location,
-            age_text(p.as_of)
+            p.describe(Some(jiff::Timestamp::now()))
         );
+    }
+}
+
+/// One line on why the list is in the order it is.
+pub fn why_this_order(plan: &Plan) -> String {
+    let first = "types whose node count is in the mode's own range first";
+    match plan.ranking {
+        Ranking::RiskAdjustedCost => {
+            let premiums: Vec<String> = (0..=4u8)
+                .map(|b| {
+                    let m = plan.mode.risk_multiplier(b);
+                    format!("+{:.0}%", (m - 1.0) * 100.0)
+                })
+                .collect();
+            format!(
+                "order: {first}, then by ranked $/h, the total spot $/h plus {}'s premium for the band ({} for bands 0..4, unknown as 4)",
+                plan.mode,
+                premiums.join(" ")
+            )
+        }
+        Ranking::Cost => {
+            format!("order: {first}, then by total spot $/h (your ceiling replaces the premium)")
+        }
+        Ranking::BandSavingsWaste => {
+            format!("order: {first}, then by band, savings and waste (no prices for the region)")
+        }
     }
 }
 
@@ -220,39 +252,19 @@ fn ranking_label(ranking: Ranking) -> &'static str {
 
 /// Where a source's data came from and how old it is, or why there is none.
 fn source_text(p: &Provenance) -> String {
+    let now = Some(jiff::Timestamp::now());
+    let cached = if p.from_cache { " [cached]" } else { "" };
     match &p.refresh_error {
         Some(e) if p.as_of == jiff::Timestamp::UNIX_EPOCH => {
             format!("{}: unavailable: {e}", p.location)
         }
         Some(e) => format!(
-            "{}{} ({}); the last refresh failed: {e}",
+            "{}{cached} ({}); the last refresh failed: {e}",
             p.location,
-            if p.from_cache { " [cached]" } else { "" },
-            age_text(p.as_of)
+            p.describe(now)
         ),
-        None => format!(
-            "{}{} ({})",
-            p.location,
-            if p.from_cache { " [cached]" } else { "" },
-            age_text(p.as_of)
-        ),
+        None => format!("{}{cached} ({})", p.location, p.describe(now)),
     }
-}
-
-/// "as of 2026-11-23T10:00:00Z, 3h 2m old".
-pub fn age_text(as_of: jiff::Timestamp) -> String {
-    let secs = jiff::Timestamp::now()
-        .duration_since(as_of)
-        .as_secs()
-        .max(0);
-    let age = if secs >= 86_400 {
-        format!("{}d {}h", secs / 86_400, secs % 86_400 / 3600)
-    } else if secs >= 3600 {
-        format!("{}h {}m", secs / 3600, secs % 3600 / 60)
-    } else {
-        format!("{}m {}s", secs / 60, secs % 60)
-    };
-    format!("as of {}, {age} old", as_of.strftime("%Y-%m-%dT%H:%M:%SZ"))
 }
 
 pub async fn data_show(args: &DataArgs, region: Option<&str>) -> Result<(), CliError> {

@@ -34,6 +34,12 @@ pub struct Candidate {
     pub on_demand_price_source: PriceFrom,
     pub total_spot_usd_per_hour: Option<f64>,
     pub total_on_demand_usd_per_hour: Option<f64>,
+    /// The request's spot $/h as the ranking saw it: times the mode's premium for the type's
+    /// band (`risk_adjusted_cost`), or plain (`cost`); None without prices.
+    pub ranked_usd_per_hour: Option<f64>,
+    /// The mode's premium for the type's band, percent (`risk_adjusted_cost` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub band_premium_pct: Option<u32>,
     /// Share of the provisioned vCPUs not requested, percent.
     pub cpu_waste_pct: f64,
     /// Share of the provisioned memory not requested, percent.
@@ -257,6 +263,8 @@ mod tests {
             on_demand_price_source: PriceFrom::None,
             total_spot_usd_per_hour: Some(cost),
             total_on_demand_usd_per_hour: None,
+            ranked_usd_per_hour: Some(cost),
+            band_premium_pct: None,
             cpu_waste_pct: 0.0,
             memory_waste_pct: 0.0,
             waste_pct: 0.0,

@@ -375,7 +375,7 @@ pub fn optimize(req: &Request, market: &MarketData) -> Result<Plan, PlanError> {
     let candidates: Vec<Candidate> = listed
         .iter()
         .enumerate()
-        .map(|(rank, &i)| to_candidate(req, market, region, &survivors[i], rank + 1))
+        .map(|(rank, &i)| to_candidate(req, market, region, &survivors[i], rank + 1, ranking))
         .collect();
     let notes = notes(
         req,
@@ -523,7 +523,7 @@ fn notes(
     let left_out = passed.iter().filter(|p| p.band.is_none()).count();
     if chosen.ceiling.band.is_some() && left_out > 0 && market.advisor().is_some() {
         notes.push(format!(
-            "{left_out} types with no Spot Advisor band in {} were left out (an interruption ceiling needs a band)",
+            "{left_out} types that passed the other filters have no Spot Advisor band in {} and were left out (an interruption ceiling needs a band)",
             req.region
         ));
     }
@@ -576,6 +576,7 @@ fn to_candidate(
     region: crate::catalog::RegionId,
     s: &Scored,
     rank: usize,
+    ranking: Ranking,
 ) -> Candidate {
     let t = s.t;
     let count = s.count;
@@ -603,6 +604,14 @@ fn to_candidate(
         on_demand_price_source: s.quote.on_demand_from,
         total_spot_usd_per_hour: s.total_spot.map(round4),
         total_on_demand_usd_per_hour: s.quote.on_demand.map(|p| round4(p * f64::from(count))),
+        ranked_usd_per_hour: s
+            .score
+            .filter(|_| ranking != Ranking::BandSavingsWaste)
+            .map(round4),
+        band_premium_pct: (ranking == Ranking::RiskAdjustedCost).then(|| {
+            let m = req.mode.risk_multiplier(Band::rank_of(s.quote.band));
+            ((m - 1.0) * 100.0).round() as u32
+        }),
         cpu_waste_pct: round2(
             (total_vcpus as f64 - f64::from(req.vcpus)) / total_vcpus as f64 * 100.0,
         ),
