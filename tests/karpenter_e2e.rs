@@ -1,8 +1,10 @@
 //! End to end with real Karpenter (its kwok cloud provider) on the test control plane: the
 //! NodeClaims Karpenter launches for a SpotPlan's pods use only the plan's instance types, on
-//! spot; with an on-demand base the first capacity is on-demand and reaches the base (within
-//! a node, as Karpenter checks limits late) before spot takes over; and a control
-//! NodePool without spotplan's list shows Karpenter would otherwise choose other types.
+//! spot; with an on-demand base smaller than every planned type the first capacity is
+//! on-demand, on types that fit it, and reaches the base (within a node, as Karpenter checks
+//! limits late) before spot takes over; a control NodePool without spotplan's list shows
+//! Karpenter would otherwise choose other types; Karpenter's own Ready on the NodePools shows in
+//! the plan (and a missing node class makes it not Ready).
 //!
 //! Karpenter is fed the whole embedded catalog for us-east-1 with the shared market data's
 //! prices (`spotplan render --format kwok-instance-types`), including cheaper types the plan leaves out.
@@ -176,10 +178,32 @@ spec:
         "unrestricted Karpenter chose only planned types: {unrestricted:?}"
     );
 
-    // 3. An on-demand base: the first capacity is on-demand, up to the base (Karpenter checks
-    //    limits late, so within one node), the rest spot.
-    rig.apply(&plan("base", "  capacity: {onDemandBase: {cpu: \"32\"}}\n"));
+    // Karpenter's own Ready on what spotplan wrote shows in the plan.
+    let sp = eventually(T, "NodePoolsReady=True for e2e", || {
+        let sp = rig.get_json("spotplan", "e2e")?;
+        (condition(&sp, "NodePoolsReady")?.0 == "True").then_some(sp)
+    });
+    assert_eq!(condition(&sp, "Ready").unwrap().0, "True");
+
+    // 3. An on-demand base smaller than every planned type (16 vCPU; the plan's types have 32
+    //    or more): the floor gets types that fit inside it, the first capacity is on-demand up
+    //    to the base (Karpenter checks limits late, so within one node), the rest spot.
+    rig.apply(&plan("base", "  capacity: {onDemandBase: {cpu: \"16\"}}\n"));
     let base_types = ready_types(&rig, "base");
+    assert!(
+        base_types
+            .iter()
+            .all(|t| common::indep::TYPES.get(t).is_some_and(|x| x.vcpus > 16)),
+        "every planned spot type is larger than the base: {base_types:?}"
+    );
+    let od_pool = rig.get_json("nodepool", "base-on-demand").unwrap();
+    let od_pool_types: BTreeSet<String> =
+        od_pool["spec"]["template"]["spec"]["requirements"][0]["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
     rig.apply(&deployment("base", "spotplan.dev/plan: base", 5));
     let (od, spot) = eventually(
         T,
@@ -202,24 +226,36 @@ spec:
         "a launched type moto does not know: {od:?}"
     );
     assert!(
-        od_cpu <= 32 + largest,
-        "on-demand {od_cpu} vCPU overran the 32 vCPU base by more than a node: {od:?}"
+        od_cpu <= 16 + largest,
+        "on-demand {od_cpu} vCPU overran the 16 vCPU base by more than a node: {od:?}"
     );
     // And it reaches the base: spot takes over only once on-demand is within a node of it.
     assert!(
-        od_cpu + largest >= 32,
-        "on-demand stopped at {od_cpu} vCPU, more than a node short of the 32 vCPU base: {od:?}; spot {spot:?}"
+        od_cpu + largest >= 16,
+        "on-demand stopped at {od_cpu} vCPU, more than a node short of the 16 vCPU base: {od:?}; spot {spot:?}"
     );
-    for (ty, cap, _) in &od {
+    for (ty, cap, cpu) in &od {
         assert_eq!(cap, "on-demand");
-        assert!(base_types.contains(ty), "{ty}");
+        assert!(od_pool_types.contains(ty), "{ty} not in {od_pool_types:?}");
+        assert!(*cpu <= 16, "{ty} has {cpu} vCPU");
     }
     for (ty, cap, _) in &spot {
         assert_eq!(cap, "spot");
         assert!(base_types.contains(ty), "{ty}");
     }
+    // 4. A node class Karpenter does not have: it cannot launch from the NodePool, and the
+    //    plan says so with Karpenter's reason instead of reporting Ready.
+    let nocls = plan("nocls", "").replace("name: default}", "name: missing}");
+    assert!(rig.apply(&nocls).0);
+    let sp = eventually(T, "nocls Ready=False/NodePoolsNotReady", || {
+        let sp = rig.get_json("spotplan", "nocls")?;
+        (condition(&sp, "Ready")?.1 == "NodePoolsNotReady").then_some(sp)
+    });
+    let (_, _, message) = condition(&sp, "Ready").unwrap();
+    assert!(message.contains("NodeClassReady=False"), "{message}");
+    assert_eq!(condition(&sp, "NodePoolsReady").unwrap().0, "False");
     eprintln!(
-        "plan types: {listed:?}\nplan NodeClaims: {launched:?}\ncontrol NodeClaims: {unrestricted:?}\nbase: on-demand {od:?}, spot {spot:?}"
+        "plan types: {listed:?}\nplan NodeClaims: {launched:?}\ncontrol NodeClaims: {unrestricted:?}\nbase: on-demand {od:?} from {od_pool_types:?}, spot {spot:?}\nno class: {message}"
     );
     assert!(!karpenter.log_text().is_empty());
 }

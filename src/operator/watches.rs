@@ -80,9 +80,11 @@ pub(crate) fn streams(client: &Client) -> (Streams, Store<Plan>, Store<DynamicOb
         )
         .modify(|np: &mut DynamicObject| {
             np.managed_fields_mut().clear();
-            // Karpenter's status is not ours to read.
-            if let Some(o) = np.data.as_object_mut() {
-                o.remove("status");
+            // Of Karpenter's status, only its conditions matter (NodePoolsReady mirrors them).
+            if let Some(o) = np.data.as_object_mut()
+                && let Some(status) = o.get_mut("status").and_then(|s| s.as_object_mut())
+            {
+                status.retain(|k, _| k == "conditions");
             }
         }),
     )
@@ -92,9 +94,9 @@ pub(crate) fn streams(client: &Client) -> (Streams, Store<Plan>, Store<DynamicOb
 }
 
 /// The NodePools whose fields spotplan owns changed (labels, annotations, owner references,
-/// spec: a label-only edit counts, though it bumps no generation), and every deleted one (a
-/// foreign NodePool that held a plan's name going away). Karpenter's own status updates do not
-/// count.
+/// spec: a label-only edit counts, though it bumps no generation), or whose conditions
+/// Karpenter changed (NodePoolsReady mirrors them), and every deleted one (a foreign NodePool
+/// that held a plan's name going away). Karpenter's other status updates do not count.
 fn changes(
     events: impl futures::Stream<Item = Result<watcher::Event<DynamicObject>, watcher::Error>>
     + Send
@@ -135,6 +137,16 @@ fn owned_fields(np: &DynamicObject) -> u64 {
         (&o.uid, &o.name, &o.kind, o.controller).hash(&mut h);
     }
     np.data.get("spec").map(ToString::to_string).hash(&mut h);
+    // A condition's status, reason and message (not its heartbeat times).
+    for c in np.data["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        for k in ["type", "status", "reason", "message"] {
+            c[k].as_str().hash(&mut h);
+        }
+    }
     h.finish()
 }
 

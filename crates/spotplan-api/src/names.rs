@@ -28,14 +28,19 @@ pub const SHIFT_SUFFIX: &str = "shift";
 
 /// Condition types on a SpotPlan.
 pub mod conditions {
-    /// The NodePools match the current plan.
+    /// The NodePools match the current plan, and Karpenter can use them.
     pub const READY: &str = "Ready";
+    /// Karpenter's own `Ready` on the NodePools the plan wrote: True, False (with its reason),
+    /// or Unknown (not validated yet, or no Karpenter).
+    pub const NODEPOOLS_READY: &str = "NodePoolsReady";
     /// Market data is fresh (refreshed recently and the last refresh succeeded).
     pub const DATA_FRESH: &str = "DataFresh";
     /// `spec.suspend` is set: NodePools are left as they are.
     pub const SUSPENDED: &str = "Suspended";
     /// A narrowing of the type list is waiting for `minNarrowInterval` to pass.
     pub const NARROWING_DEFERRED: &str = "NarrowingDeferred";
+    /// `spec.capacity.onDemandBase` is planned with types that fit inside it (False: none fits).
+    pub const ON_DEMAND_BASE: &str = "OnDemandBase";
     /// New capacity goes on-demand because the plan's spot nodes were interrupted
     /// (`spec.capacity.onDemandShift`).
     pub const SHIFTED_TO_ON_DEMAND: &str = "ShiftedToOnDemand";

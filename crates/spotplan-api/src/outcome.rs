@@ -21,6 +21,8 @@ pub enum Reason {
     /// A NodePool the plan wrote was taken out of its control (its owner reference removed).
     NodePoolReleased,
     NodePoolRejected,
+    /// Karpenter reports a NodePool the plan wrote not Ready: it cannot launch from it.
+    NodePoolsNotReady,
     MarketDataUnavailable,
 }
 
@@ -34,6 +36,7 @@ impl Reason {
             Reason::NodePoolConflict => "NodePoolConflict",
             Reason::NodePoolReleased => "NodePoolReleased",
             Reason::NodePoolRejected => "NodePoolRejected",
+            Reason::NodePoolsNotReady => "NodePoolsNotReady",
             Reason::MarketDataUnavailable => "MarketDataUnavailable",
         }
     }

@@ -52,6 +52,7 @@ pub(crate) async fn apply(ctx: &Context, read: &Read, desired: Desired) -> Resul
     Ok(match (&desired.standing, wrote) {
         (_, true) => Outcome::Applied,
         (Standing::NotReady(_), false) => Outcome::NotReady,
+        (Standing::Ready(g), false) if !g.usable => Outcome::NotReady,
         _ => Outcome::Unchanged,
     })
 }
@@ -65,7 +66,9 @@ fn record(ctx: &Context, sp: &SpotPlan, standing: &Standing) {
         Standing::NotReady(_) => return m.plan_ready.with_label_values(&[&name]).set(0.0),
         Standing::Suspended => return,
     };
-    m.plan_ready.with_label_values(&[&name]).set(1.0);
+    m.plan_ready
+        .with_label_values(&[&name])
+        .set(if g.usable { 1.0 } else { 0.0 });
     m.plan_types.with_label_values(&[&name]).set(g.types as f64);
     if let Some(s) = g.spot_usd_per_hour {
         m.plan_spot_usd.with_label_values(&[&name]).set(s);

@@ -18,6 +18,7 @@
 //!    is a conflict, never a takeover.
 //! 7. Status ([`status`]) and Events ([`events`]).
 
+pub mod base;
 pub mod events;
 pub mod nodepools;
 pub mod status;
@@ -131,9 +132,11 @@ pub struct Delete {
     pub note: Option<Note>,
 }
 
-/// What a Ready plan reports to metrics.
+/// What a planned plan reports to metrics.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gauges {
+    /// Ready: planned, written, and no NodePool of it refused by Karpenter.
+    pub usable: bool,
     pub types: usize,
     pub spot_usd_per_hour: Option<f64>,
     pub on_demand_usd_per_hour: Option<f64>,
@@ -173,6 +176,8 @@ pub(crate) struct Planned<'a> {
     pub decision: ListDecision,
     pub names: PoolNames,
     pub pools: Vec<DesiredNodePool>,
+    /// The on-demand floor, with `spec.capacity.onDemandBase`.
+    pub floor: Option<base::Floor>,
     pub shift: ShiftDecision,
     pub launch_failures: LaunchFailures,
 }
@@ -263,6 +268,16 @@ fn plan<'a>(
     check_owned(&names.spot, spot_live, &uid)?;
     let decision = list_step(o, settings, &spec, &plan, market, spot_live)?;
     let types: Vec<String> = decision.types.iter().cloned().collect();
+    let floor = spec.on_demand_base.map(|b| {
+        let before = live(o, &names.on_demand)
+            .map(nodepools::live_types)
+            .unwrap_or_default();
+        base::plan(&spec.request, b, &types, &before, market)
+    });
+    let base_types = match &floor {
+        Some(base::Floor::Planned(t)) => Some(t.as_slice()),
+        _ => None,
+    };
     let (api_version, kind) = (SpotPlan::api_version(&()), SpotPlan::kind(&()));
     let name = sp.name_any();
     let pools = Pools {
@@ -275,6 +290,7 @@ fn plan<'a>(
         names: &names,
         spec: &spec,
         types: &types,
+        base_types,
         catalog: market.catalog(),
     };
     let mut want = pools.nodepools();
@@ -289,6 +305,7 @@ fn plan<'a>(
         decision,
         names,
         pools: want,
+        floor,
         shift,
         launch_failures,
     })
@@ -315,7 +332,24 @@ fn ready(o: &Observed, p: Planned) -> Desired {
     let existed = live(o, &p.names.spot).is_some();
     let mut events: Vec<Note> = events::list_changed(&p, existed).into_iter().collect();
     events.extend(events::shift_moves(&p));
-    let status = status::applied(o.plan, &p, o.freshness, o.now);
+    if let Some(base::Floor::Unmet(why)) = &p.floor {
+        let was = status::condition_of(o.plan.status.as_ref(), conditions::ON_DEMAND_BASE);
+        if was != Some(("False".into(), "NothingFits".into())) {
+            events.push(Note::warning("OnDemandBaseUnmet", why.clone()));
+        }
+    }
+    let karpenter = pools_ready(o, &p);
+    let before = status::condition_of(o.plan.status.as_ref(), conditions::READY);
+    let status = status::applied(o.plan, &p, &karpenter, o.freshness, o.now);
+    let usable = !matches!(karpenter, PoolsReady::NotReady(_));
+    if let PoolsReady::NotReady(why) = &karpenter
+        && before != Some(("False".into(), Reason::NodePoolsNotReady.as_str().into()))
+    {
+        events.push(Note::warning(
+            Reason::NodePoolsNotReady.as_str(),
+            why.clone(),
+        ));
+    }
     Desired {
         writes,
         deletes,
@@ -323,6 +357,7 @@ fn ready(o: &Observed, p: Planned) -> Desired {
         events,
         retry: next_look(&p, o.now),
         standing: Standing::Ready(Gauges {
+            usable,
             types: p.decision.types.len(),
             spot_usd_per_hour: p.plan.totals.spot_usd_per_hour,
             on_demand_usd_per_hour: p.plan.totals.on_demand_usd_per_hour,
@@ -331,6 +366,82 @@ fn ready(o: &Observed, p: Planned) -> Desired {
             new_interruptions: p.shift.recorded.clone(),
             new_launch_failures: p.launch_failures.recorded.clone(),
         }),
+    }
+}
+
+/// What Karpenter says of the NodePools a plan wants (their own `Ready` condition).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PoolsReady {
+    /// Every one Ready.
+    Ready(String),
+    /// Karpenter cannot use at least one: why.
+    NotReady(String),
+    /// Karpenter has not said yet (new, or no Karpenter running).
+    Unknown(String),
+}
+
+fn pools_ready(o: &Observed, p: &Planned) -> PoolsReady {
+    let mut not_ready = Vec::new();
+    let mut unknown = Vec::new();
+    for want in &p.pools {
+        let Some(l) = live(o, &want.name) else {
+            unknown.push(want.name.clone());
+            continue;
+        };
+        let conditions = l.data["status"]["conditions"].as_array();
+        let of = |t: &str| conditions?.iter().find(|c| c["type"] == t);
+        let text = |c: &serde_json::Value| c["status"].as_str().unwrap_or("Unknown").to_string();
+        match of("Ready").map(text).as_deref() {
+            Some("True") => {}
+            Some("False") => {
+                let ready = of("Ready").expect("read above");
+                // Karpenter's Ready names the dependent conditions that failed; say theirs.
+                let causes: Vec<String> = conditions
+                    .into_iter()
+                    .flatten()
+                    .filter(|c| c["type"] != "Ready" && c["status"] == "False")
+                    .map(|c| {
+                        format!(
+                            "{}=False ({}: {})",
+                            c["type"].as_str().unwrap_or_default(),
+                            c["reason"].as_str().unwrap_or_default(),
+                            c["message"].as_str().unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                let why = if causes.is_empty() {
+                    format!(
+                        "{}: {}",
+                        ready["reason"].as_str().unwrap_or_default(),
+                        ready["message"].as_str().unwrap_or_default()
+                    )
+                } else {
+                    causes.join("; ")
+                };
+                not_ready.push(format!("NodePool {} is not Ready: {why}", want.name));
+            }
+            _ => unknown.push(want.name.clone()),
+        }
+    }
+    let names = || {
+        p.pools
+            .iter()
+            .map(|d| d.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !not_ready.is_empty() {
+        PoolsReady::NotReady(format!(
+            "Karpenter cannot launch from what spotplan wrote: {}",
+            not_ready.join("; ")
+        ))
+    } else if !unknown.is_empty() {
+        PoolsReady::Unknown(format!(
+            "waiting for Karpenter to report NodePool {} Ready",
+            unknown.join(", ")
+        ))
+    } else {
+        PoolsReady::Ready(format!("Karpenter reports {} Ready", names()))
     }
 }
 
@@ -492,7 +603,12 @@ fn list_step(
     });
     let state = churn::State {
         written,
-        last_narrowed: old.last_narrowed.as_ref().map(|t| t.0),
+        last_narrowed: old
+            .last_narrowed
+            .iter()
+            .chain(&old.last_written_fresh)
+            .map(|t| t.0)
+            .max(),
         marginal_since: old
             .over_ceiling
             .iter()

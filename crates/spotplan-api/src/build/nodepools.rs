@@ -51,6 +51,8 @@ pub struct Pools<'a> {
     pub spec: &'a PlanSpec,
     /// The decided list.
     pub types: &'a [String],
+    /// The on-demand base's types (see [`super::base`]); `None`: no base, or none fits.
+    pub base_types: Option<&'a [String]>,
     pub catalog: &'a Catalog,
 }
 
@@ -80,9 +82,9 @@ impl Pools<'_> {
         }
     }
 
-    /// The spot NodePool, and with an on-demand base the on-demand one, offered the plan's types
-    /// that fit inside the base (Karpenter skips types that would overrun a NodePool's remaining
-    /// limits; all of them when none fits).
+    /// The spot NodePool, and with an on-demand base the on-demand one: on-demand only, weight
+    /// above the spot one, `limits.cpu` = the base, offered the floor's types (each fits inside
+    /// the base: Karpenter skips a type that would overrun a NodePool's remaining limits).
     pub fn nodepools(&self) -> Vec<DesiredNodePool> {
         let spec = self.spec;
         let mut out = vec![self.pool(
@@ -92,21 +94,10 @@ impl Pools<'_> {
             spec.weights.spot,
             spec.settings.limits.clone(),
         )];
-        if let Some(base) = spec.on_demand_base {
-            let fitting: Vec<String> = self
-                .types
-                .iter()
-                .filter(|t| self.catalog.get(t).is_some_and(|t| t.vcpus <= base))
-                .cloned()
-                .collect();
-            let od_types = if fitting.is_empty() {
-                self.types.to_vec()
-            } else {
-                fitting
-            };
+        if let (Some(base), Some(types)) = (spec.on_demand_base, self.base_types) {
             out.push(self.pool(
                 Role::OnDemandBase,
-                &od_types,
+                types,
                 CapacityTypes::OnDemand,
                 spec.weights.on_demand,
                 Some(json!({"cpu": base.to_string()})),
@@ -260,6 +251,7 @@ mod tests {
             names,
             spec,
             types,
+            base_types: spec.on_demand_base.map(|_| &types[1..]),
             catalog: Catalog::embedded(),
         }
     }
@@ -300,7 +292,7 @@ mod tests {
         assert_eq!(
             od_types,
             &json!(["c7i.2xlarge", "m7g.8xlarge"]),
-            "m7i.16xlarge has 64 vCPU"
+            "the floor's types"
         );
         assert_eq!(
             spot["spec"]["template"]["spec"]["requirements"][1]["values"],

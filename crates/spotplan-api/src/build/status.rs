@@ -1,7 +1,8 @@
 //! The SpotPlan's status, built from what the build decided. Pure: the shell writes it only when
 //! it differs from the live one.
 
-use super::Planned;
+use super::base::Floor;
+use super::{Planned, PoolsReady};
 use crate::crd::{
     CeilingStatus, DataSourceStatus, LogMark, LoggedInterruption, ObservedInterruption,
     OverCeiling, PlanStatus, RankedType, ShiftStatus, SpotPlan, SpotPlanStatus, ZoneScoreStatus,
@@ -38,6 +39,19 @@ pub fn set_condition(
     now: Timestamp,
 ) {
     let status = if status { "True" } else { "False" };
+    set_condition_to(conds, type_, status, reason, message, generation, now);
+}
+
+/// [`set_condition`] with any of "True", "False" and "Unknown".
+fn set_condition_to(
+    conds: &mut Vec<Condition>,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
     let message: String = message.chars().take(32_000).collect();
     match conds.iter_mut().find(|c| c.type_ == type_) {
         Some(c) => {
@@ -83,6 +97,7 @@ pub fn data_sources(fresh: &Freshness) -> Vec<DataSourceStatus> {
             region: s.provenance.region.clone(),
             location: s.provenance.location.clone(),
             as_of: (!s.unavailable).then(|| Time(whole_second(s.provenance.as_of))),
+            dated: s.provenance.dated.clone(),
             fresh: s.fresh && !s.unavailable,
             message: s.message.clone(),
         })
@@ -139,6 +154,8 @@ pub fn plan_status(plan: &Plan) -> PlanStatus {
                 spot_usd_per_hour: c.spot_usd_per_hour,
                 on_demand_usd_per_hour: c.on_demand_usd_per_hour,
                 total_spot_usd_per_hour: c.total_spot_usd_per_hour,
+                ranked_usd_per_hour: c.ranked_usd_per_hour,
+                band_premium_pct: c.band_premium_pct.map(|p| p as i32),
             })
             .collect(),
         notes: plan.notes.clone(),
@@ -320,6 +337,7 @@ fn set_shift(
 pub(crate) fn applied(
     sp: &SpotPlan,
     p: &Planned,
+    karpenter: &PoolsReady,
     fresh: &Freshness,
     now: Timestamp,
 ) -> SpotPlanStatus {
@@ -343,10 +361,15 @@ pub(crate) fn applied(
         data_sources: data_sources(fresh),
         prices_timestamp: stamp_of(SourceKind::PriceFile),
         node_pool_generation: g,
-        last_narrowed: if p.decision.resets() {
+        last_narrowed: if p.decision.narrowed() {
             Some(Time(now))
         } else {
             old.last_narrowed.clone()
+        },
+        last_written_fresh: if p.decision.written_fresh() {
+            Some(Time(now))
+        } else {
+            old.last_written_fresh.clone()
         },
         over_ceiling: p
             .decision
@@ -373,15 +396,67 @@ pub(crate) fn applied(
             .map_or(String::new(), |s| format!(", est. ${s:.4}/h spot")),
     );
     let conds = &mut status.conditions;
-    set_condition(
+    match karpenter {
+        PoolsReady::NotReady(why) => set_condition(
+            conds,
+            conditions::READY,
+            false,
+            Reason::NodePoolsNotReady.as_str(),
+            why.as_str(),
+            g,
+            now,
+        ),
+        _ => set_condition(
+            conds,
+            conditions::READY,
+            true,
+            Reason::PlanApplied.as_str(),
+            &summary,
+            g,
+            now,
+        ),
+    }
+    let (pools, reason, message) = match karpenter {
+        PoolsReady::Ready(m) => ("True", "Ready", m),
+        PoolsReady::NotReady(m) => ("False", "NotReady", m),
+        PoolsReady::Unknown(m) => ("Unknown", "AwaitingKarpenter", m),
+    };
+    set_condition_to(
         conds,
-        conditions::READY,
-        true,
-        Reason::PlanApplied.as_str(),
-        &summary,
+        conditions::NODEPOOLS_READY,
+        pools,
+        reason,
+        message.as_str(),
         g,
         now,
     );
+    match &p.floor {
+        None => remove_condition(conds, conditions::ON_DEMAND_BASE),
+        Some(Floor::Planned(types)) => set_condition(
+            conds,
+            conditions::ON_DEMAND_BASE,
+            true,
+            "Planned",
+            &format!(
+                "{} on-demand types of at most {} vCPUs in {}: {}",
+                types.len(),
+                p.spec.on_demand_base.unwrap_or_default(),
+                p.names.on_demand,
+                types.join(", ")
+            ),
+            g,
+            now,
+        ),
+        Some(Floor::Unmet(why)) => set_condition(
+            conds,
+            conditions::ON_DEMAND_BASE,
+            false,
+            "NothingFits",
+            why,
+            g,
+            now,
+        ),
+    }
     set_data_fresh(conds, fresh, g, now);
     remove_condition(conds, conditions::SUSPENDED);
     match (p.decision.why, p.decision.narrow_at) {

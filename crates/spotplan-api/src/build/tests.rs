@@ -8,6 +8,7 @@ use crate::names::conditions;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use spotplan_core::MarketInputs;
 use spotplan_core::market::{PriceTable, SpotAdvisor};
+use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
 
 fn shared(path: &str) -> Vec<u8> {
@@ -148,6 +149,11 @@ fn a_new_plan_writes_its_nodepool_then_nothing() {
     let mut w = World::new(plan(""));
     let first = w.build();
     assert_eq!(ready(&first), ("True".into(), "PlanApplied".into()));
+    assert_eq!(first.status.last_narrowed, None, "nothing was narrowed");
+    assert_eq!(
+        first.status.last_written_fresh.as_ref().map(|t| t.0),
+        Some(now())
+    );
     assert_eq!(first.writes.len(), 1);
     assert_eq!(first.writes[0].pool.role, Role::Spot);
     assert_eq!(first.writes[0].live_uid, None, "created");
@@ -326,7 +332,8 @@ fn with_a_gone_type(last_narrowed: &str) -> (World, String) {
     let gone = "m7i.16xlarge".to_string();
     status.instance_types.push(gone.clone());
     status.instance_types.sort();
-    status.last_narrowed = Some(Time(last_narrowed.parse().unwrap()));
+    status.last_narrowed = None;
+    status.last_written_fresh = Some(Time(last_narrowed.parse().unwrap()));
     status.over_ceiling = Vec::<OverCeiling>::new();
     w.plan.spec.exclude_instance_types = vec![gone.clone()];
     // Excluding a type is a spec change; keep the generation the list was written for, so
@@ -401,4 +408,117 @@ fn an_invalid_spec_and_missing_data_are_not_ready_with_the_field_named() {
     );
     assert_eq!(ready(&d), ("False".into(), "MarketDataUnavailable".into()));
     assert!(d.writes.is_empty());
+}
+
+/// Karpenter's own Ready on a NodePool the plan wrote.
+fn karpenter_says(w: &mut World, name: &str, ready: &str) {
+    let np = w
+        .nodepools
+        .iter_mut()
+        .find(|np| np.metadata.name.as_deref() == Some(name))
+        .unwrap();
+    np.data["status"] = serde_json::json!({"conditions": [
+        {"type": "Ready", "status": ready, "reason": if ready == "True" { "Ready" } else { "UnhealthyDependents" },
+         "message": if ready == "True" { "" } else { "NodeClassReady=False" }},
+        {"type": "NodeClassReady", "status": ready, "reason": if ready == "True" { "Ready" } else { "NodeClassNotFound" },
+         "message": if ready == "True" { "" } else { "EC2NodeClass default not found" }},
+    ]});
+}
+
+#[test]
+fn the_plan_is_ready_only_if_karpenter_can_use_its_nodepools() {
+    let mut w = World::new(plan(""));
+    let first = w.build();
+    w.applied(&first);
+    let c = condition(&first, conditions::NODEPOOLS_READY);
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("Unknown", "AwaitingKarpenter")
+    );
+    assert_eq!(ready(&first).0, "True", "not known to be unusable");
+    // Karpenter cannot use it: the plan says so, with Karpenter's reason, and warns once.
+    karpenter_says(&mut w, "web", "False");
+    let d = w.build();
+    assert_eq!(ready(&d), ("False".into(), "NodePoolsNotReady".into()));
+    let m = &condition(&d, conditions::READY).message;
+    assert!(
+        m.contains("NodeClassReady=False (NodeClassNotFound: EC2NodeClass default not found)"),
+        "{m}"
+    );
+    let c = condition(&d, conditions::NODEPOOLS_READY);
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "NotReady")
+    );
+    assert_eq!(reasons(&d), ["NodePoolsNotReady"]);
+    assert!(d.writes.is_empty(), "what was written stays");
+    match &d.standing {
+        Standing::Ready(g) => assert!(!g.usable),
+        s => panic!("{s:?}"),
+    }
+    w.applied(&d);
+    assert!(w.build().events.is_empty(), "one Event per transition");
+    // Karpenter can: Ready.
+    karpenter_says(&mut w, "web", "True");
+    let d = w.build();
+    assert_eq!(ready(&d), ("True".into(), "PlanApplied".into()));
+    assert_eq!(condition(&d, conditions::NODEPOOLS_READY).status, "True");
+}
+
+/// The catalog's vCPUs of `t`, read independently of the build (the embedded catalog is the
+/// product's own data; the oracle here is only "at most the base").
+fn vcpus(t: &str) -> u32 {
+    market().catalog().get(t).unwrap().vcpus
+}
+
+#[test]
+fn an_on_demand_floor_smaller_than_the_plans_types_gets_types_that_fit_it() {
+    let w = World::new(plan("capacity: {onDemandBase: {cpu: '16'}}\n"));
+    let d = w.build();
+    let spot = &d.writes[0].pool.object;
+    let spot_types: Vec<&str> = spot["spec"]["template"]["spec"]["requirements"][0]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        spot_types.iter().all(|t| vcpus(t) > 16),
+        "the case of the issue: every spot type is larger than the floor: {spot_types:?}"
+    );
+    let od = &d.writes[1].pool.object;
+    let od_types: Vec<&str> = od["spec"]["template"]["spec"]["requirements"][0]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(od_types.len() >= base::WANTED, "{od_types:?}");
+    assert!(od_types.iter().all(|t| vcpus(t) <= 16), "{od_types:?}");
+    let families: BTreeSet<&str> = od_types
+        .iter()
+        .map(|t| t.split('.').next().unwrap())
+        .collect();
+    assert!(families.len() >= 3, "diverse: {od_types:?}");
+    assert_eq!(od["spec"]["limits"]["cpu"], "16");
+    let c = condition(&d, conditions::ON_DEMAND_BASE);
+    assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "Planned"));
+}
+
+#[test]
+fn an_on_demand_floor_nothing_fits_is_said_and_not_written() {
+    // m7i's smallest type has 2 vCPUs: nothing fits a floor of 1.
+    let w = World::new(plan(
+        "instanceFamilies: [m7i]\ncapacity: {onDemandBase: {cpu: '1'}}\n",
+    ));
+    let d = w.build();
+    assert_eq!(ready(&d).0, "True", "the spot plan stands");
+    assert!(d.writes.iter().all(|w| w.pool.role != Role::OnDemandBase));
+    let c = condition(&d, conditions::ON_DEMAND_BASE);
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "NothingFits")
+    );
+    assert!(c.message.contains("onDemandBase.cpu"), "{}", c.message);
+    assert!(reasons(&d).contains(&"OnDemandBaseUnmet"));
 }

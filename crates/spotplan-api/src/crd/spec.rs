@@ -39,12 +39,7 @@ use super::status::SpotPlanStatus;
         type_ = "integer",
         json_path = ".status.plan.typeCount"
     ),
-    printcolumn(
-        name = "Primary",
-        type_ = "string",
-        json_path = ".status.plan.primary",
-        priority = 1
-    ),
+    printcolumn(name = "Primary", type_ = "string", json_path = ".status.plan.primary"),
     printcolumn(
         name = "Est. $/h",
         type_ = "number",
@@ -54,6 +49,11 @@ use super::status::SpotPlanStatus;
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
     printcolumn(
         name = "Age",
@@ -175,7 +175,7 @@ pub struct PlanResources {
     pub memory: Quantity,
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum PlanMode {
     Latency,
@@ -184,19 +184,57 @@ pub enum PlanMode {
     FaultTolerance,
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum PlanArch {
     Amd64,
     Arm64,
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum DeletionPolicy {
     #[default]
     Delete,
     Orphan,
 }
+
+/// A closed set of words, checked by a CEL rule rather than a schema enum: a value outside an
+/// enum also makes the API server skip every CEL rule and say `<nil>: Invalid value: null: some
+/// validation rules were not checked`; a CEL rule's own message is all the user sees.
+macro_rules! closed_set {
+    ($ty:ty, $field:literal, [$($value:literal),+]) => {
+        impl JsonSchema for $ty {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($ty).into()
+            }
+
+            fn inline_schema() -> bool {
+                true
+            }
+
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                let values = [$($value),+];
+                let quoted: Vec<String> = values.iter().map(|v| format!("'{v}'")).collect();
+                schemars::json_schema!({
+                    "type": "string",
+                    "maxLength": 32,
+                    "x-kubernetes-validations": [{
+                        "rule": format!("self in [{}]", quoted.join(", ")),
+                        "message": format!("{} must be one of {}", $field, values.join(", ")),
+                    }],
+                })
+            }
+        }
+    };
+}
+
+closed_set!(
+    PlanMode,
+    "spec.mode",
+    ["latency", "balanced", "fault_tolerance"]
+);
+closed_set!(PlanArch, "spec.architectures", ["amd64", "arm64"]);
+closed_set!(DeletionPolicy, "spec.deletionPolicy", ["Delete", "Orphan"]);
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

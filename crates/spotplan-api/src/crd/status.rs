@@ -36,11 +36,15 @@ pub struct SpotPlanStatus {
     /// The spec generation the NodePools were last written for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_pool_generation: Option<i64>,
-    /// When the instance-type list was last narrowed, or written fresh (created, or the spec
-    /// changed): the next narrowing waits `minNarrowInterval` after it, and the narrowing to the
-    /// mode's default band cap the controller's --settle-over-default-cap (120 days).
+    /// When market data last narrowed the instance-type list (a type removed, nodes replaced).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_narrowed: Option<Time>,
+    /// When the list was last written fresh from the spec (created, or the spec changed). The
+    /// next narrowing waits `minNarrowInterval` after the later of this and `lastNarrowed`, and
+    /// the narrowing to the mode's default band cap the controller's --settle-over-default-cap
+    /// (120 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_written_fresh: Option<Time>,
     /// Written types over the plan's interruption ceiling (or without a band now), since when.
     /// Over a `maxInterruptionBand` you set, a type is removed once it has stayed over for the
     /// controller's --confirm-over-ceiling (7 days); over a mode's default cap, at the next
@@ -159,9 +163,12 @@ pub struct DataSourceStatus {
     pub region: Option<String>,
     /// The file, URL or API call.
     pub location: String,
-    /// When the data was fetched (or its file modified); absent when none could be had.
+    /// When our copy was fetched (or its file modified); absent when none could be had.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub as_of: Option<Time>,
+    /// The date the data is from, where its name says (e.g. 2025-06-28).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dated: Option<String>,
     /// False when its last refresh failed or it is too old.
     pub fresh: bool,
     pub message: String,
@@ -231,4 +238,11 @@ pub struct RankedType {
     pub on_demand_usd_per_hour: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_spot_usd_per_hour: Option<f64>,
+    /// The request's spot $/h as ranked: with the mode's premium for the band
+    /// (risk_adjusted_cost), or plain (cost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranked_usd_per_hour: Option<f64>,
+    /// The mode's premium for the band, percent (risk_adjusted_cost only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub band_premium_pct: Option<i32>,
 }

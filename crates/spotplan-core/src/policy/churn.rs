@@ -100,7 +100,17 @@ pub struct ListDecision {
 impl ListDecision {
     /// Whether this decision resets the list or narrows it (the next `last_narrowed`).
     pub fn resets(&self) -> bool {
-        matches!(self.why, Why::Created | Why::SpecChanged) || !self.removed.is_empty()
+        self.written_fresh() || self.narrowed()
+    }
+
+    /// Whether the list is written fresh from the spec (created, or the spec changed).
+    pub fn written_fresh(&self) -> bool {
+        matches!(self.why, Why::Created | Why::SpecChanged)
+    }
+
+    /// Whether market data narrowed the list (a written type removed).
+    pub fn narrowed(&self) -> bool {
+        !self.written_fresh() && !self.removed.is_empty()
     }
 }
 
