@@ -180,6 +180,56 @@ fn chart_rbac_is_the_proven_role() {
     }
 }
 
+/// `helm template charts/spotplan` with helm's defaults renders (people render charts for Git;
+/// helm assumes Kubernetes 1.20 there), while a cluster older than 1.30 is refused at install:
+/// with the cluster reachable (`--dry-run=server`, as an install), Kubernetes 1.29 is refused
+/// with the reason, and the rig's 1.36 passes.
+#[test]
+fn the_chart_renders_with_helms_defaults_and_refuses_an_old_cluster() {
+    let Some(helm) = tool("helm") else { return };
+    let out = Command::new(&helm)
+        .args(["template", "charts/spotplan"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("kind: Deployment"));
+    let Some(rig) = Rig::start("kubeversion") else {
+        return;
+    };
+    let server = |version: &str| {
+        Command::new(&helm)
+            .args([
+                "template",
+                "spotplan",
+                "charts/spotplan",
+                "--dry-run=server",
+            ])
+            .args(["--kube-version", version])
+            .env("KUBECONFIG", &rig.kubeconfig)
+            .current_dir(root())
+            .output()
+            .unwrap()
+    };
+    let old = server("1.29.0");
+    let err = String::from_utf8_lossy(&old.stderr);
+    assert!(!old.status.success());
+    assert!(
+        err.contains("spotplan needs Kubernetes 1.30 or newer") && err.contains("v1.29.0"),
+        "{err}"
+    );
+    let current = server("1.36.3");
+    assert!(
+        current.status.success(),
+        "{}",
+        String::from_utf8_lossy(&current.stderr)
+    );
+}
+
 #[test]
 fn chart_lints_and_validates_strictly() {
     let Some(helm) = tool("helm") else { return };
