@@ -150,10 +150,13 @@ fn leave_out(value: &mut serde_json::Value, paths: &BTreeSet<String>) {
     for path in paths {
         let mut parts: Vec<&str> = path.split('.').collect();
         let Some(last) = parts.pop() else { continue };
-        let mut at = &mut *value;
+        // Only where the path exists: indexing would insert nulls, which the status type refuses
+        // (a plan without `plan` would come back with `plan: {instanceTypes: null}`).
+        let mut at = Some(&mut *value);
         for p in parts {
-            at = &mut at[p];
+            at = at.and_then(|v| v.get_mut(p));
         }
+        let Some(at) = at else { continue };
         match at {
             serde_json::Value::Object(o) => {
                 o.remove(last);
@@ -174,6 +177,16 @@ fn leave_out(value: &mut serde_json::Value, paths: &BTreeSet<String>) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_field_under_a_missing_parent_is_left_alone() {
+        let mut v = json!({"nodePools": ["a"]});
+        leave_out(
+            &mut v,
+            &["plan.instanceTypes.rankedUsdPerHour".to_string()].into(),
+        );
+        assert_eq!(v, json!({"nodePools": ["a"]}));
+    }
 
     #[test]
     fn undeclared_status_fields_are_left_out() {

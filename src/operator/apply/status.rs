@@ -89,9 +89,26 @@ fn undeclared_fields(message: &str) -> Vec<String> {
     message
         .split(|c: char| c.is_whitespace() || c == ',')
         .filter_map(|w| w.strip_prefix(".status."))
-        .map(|w| w.trim_end_matches(':').to_string())
+        .map(|w| without_list_keys(w.trim_end_matches(':')))
         .filter(|w| !w.is_empty())
         .collect()
+}
+
+/// A field path with its list element keys dropped: `plan.instanceTypes[0].x` and
+/// `dataSources[source="price-file"].dated` name the field of every element
+/// (`plan.instanceTypes.x`, `dataSources.dated`).
+fn without_list_keys(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut depth = 0usize;
+    for c in path.chars() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth = depth.saturating_sub(1),
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Publishes an Event about `sp`, in the background (Events are best effort).
@@ -122,5 +139,17 @@ mod tests {
     fn undeclared_status_fields_are_named() {
         let msg = "failed to create typed patch object (/; spotplan.dev/v1alpha1, Kind=SpotPlan): .status.dataSources: field not declared in schema";
         assert_eq!(undeclared_fields(msg), vec!["dataSources".to_string()]);
+    }
+
+    #[test]
+    fn a_field_of_list_elements_is_named_for_every_element() {
+        let msg = "failed to create typed patch object (/; spotplan.dev/v1alpha1, Kind=SpotPlan): .status.plan.instanceTypes[0].rankedUsdPerHour: field not declared in schema, .status.dataSources[source=\"spot.advisor\"].dated: field not declared in schema";
+        assert_eq!(
+            undeclared_fields(msg),
+            vec![
+                "plan.instanceTypes.rankedUsdPerHour".to_string(),
+                "dataSources.dated".to_string()
+            ]
+        );
     }
 }
