@@ -2,6 +2,7 @@
 //! clear line for every kind of bad input.
 
 mod common;
+mod parts;
 
 use assert_cmd::Command;
 use predicates::prelude::*;
@@ -490,6 +491,16 @@ fn nothing_fits_names_the_filter() {
 
 #[test]
 fn data_show_reports_sources_and_age() {
+    // The file's modification time, read here, is what its age is measured from.
+    let modified = |p: std::path::PathBuf| {
+        let t = std::fs::metadata(p).unwrap().modified().unwrap();
+        jiff::Timestamp::try_from(t)
+            .unwrap()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string()
+    };
+    let advisor_mtime = modified(common::advisor_path());
+    let prices_mtime = modified(common::prices_path());
     spotplan()
         .args(["data", "show", "--region", "us-east-1", "--advisor-data"])
         .arg(common::advisor_path())
@@ -502,7 +513,19 @@ fn data_show_reports_sources_and_age() {
                 .and(predicate::str::contains(
                     "spot-advisor-data_2025-06-28.json",
                 ))
-                .and(predicate::str::contains(" old"))
+                .and(predicate::str::contains(
+                    "(data of 2025-06-28 (in its name); file modified ",
+                ))
+                .and(predicate::str::contains(format!(
+                    "file modified {advisor_mtime}, "
+                )))
+                .and(predicate::str::contains(
+                    "(data of 2026-05 (in its name); file modified ",
+                ))
+                .and(predicate::str::contains(format!(
+                    "file modified {prices_mtime}, "
+                )))
+                .and(predicate::str::contains(" ago)"))
                 .and(predicate::str::contains("us-east-1:"))
                 .and(predicate::str::contains("unknown")),
         );
