@@ -28,12 +28,6 @@ print_env() {
   echo "export KUBECACHEDIR=$STATE/kube-cache"
 }
 
-wait_for() { # name, command...
-  local name=$1; shift
-  for _ in $(seq 1 300); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
-  die "$name did not become ready in 60s (logs: $STATE/$name.log)"
-}
-
 gen_pki() {
   [ -f "$PKI/ca.crt" ] && return
   mkdir -p "$PKI"
@@ -78,6 +72,7 @@ KC
 
 start_apiserver() {
   local ap; ap=$(cat "$STATE/apiserver.port")
+  LOG_FROM=1; [ -f "$STATE/kube-apiserver.log" ] && LOG_FROM=$(( $(wc -l < "$STATE/kube-apiserver.log") + 1 ))
   "$TOOLS_BIN/kube-apiserver" --etcd-servers="http://127.0.0.1:$(cat "$STATE/etcd.port")" \
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$ap" \
     --cert-dir="$PKI" --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
@@ -90,7 +85,65 @@ start_apiserver() {
     --audit-log-maxsize=0 --audit-log-format=json \
     >>"$STATE/kube-apiserver.log" 2>&1 &
   echo $! > "$STATE/kube-apiserver.pid"
-  wait_for kube-apiserver curl -sf --cacert "$PKI/ca.crt" -H "Authorization: Bearer $(token_of admin)" "https://127.0.0.1:$ap/readyz"
+  # Our CA and token: another environment's apiserver on this port cannot answer this.
+  until_ready kube-apiserver curl -sf -m 2 --cacert "$PKI/ca.crt" -H "Authorization: Bearer $(token_of admin)" "https://127.0.0.1:$ap/readyz"
+}
+
+# Starts etcd and kube-apiserver on free ports. A port is picked by binding and closing a
+# socket, so an environment starting beside this one can take it before our server binds it:
+# then our server exits with "address already in use", and we pick again.
+start_servers() {
+  local name="spotplan-$$-$RANDOM"
+  for attempt in 1 2 3 4 5 6 7 8; do
+    pick_port "$attempt" > "$STATE/etcd.port"; free_port > "$STATE/etcd-peer.port"
+    start_etcd "$name" && break
+    [ "$attempt" = 8 ] && die "etcd could not bind free ports in 8 attempts (log: $STATE/etcd.log)"
+    log "etcd's port was taken by another process; picking new ports (attempt $attempt)"
+  done
+  for attempt in 1 2 3 4 5 6 7 8; do
+    pick_port "$attempt" > "$STATE/apiserver.port"
+    start_apiserver && break
+    [ "$attempt" = 8 ] && die "kube-apiserver could not bind a free port in 8 attempts (log: $STATE/kube-apiserver.log)"
+    log "kube-apiserver's port was taken by another process; picking a new one (attempt $attempt)"
+  done
+}
+
+# A free port; on the first attempt, SPOTPLAN_TESTENV_TAKEN_PORT when set (the rig's test of
+# this retry hands it a port it holds).
+pick_port() {
+  if [ "$1" = 1 ] && [ -n "${SPOTPLAN_TESTENV_TAKEN_PORT:-}" ]; then echo "$SPOTPLAN_TESTENV_TAKEN_PORT"; else free_port; fi
+}
+
+# Returns 1 when etcd exited because its port was taken (the caller picks again).
+start_etcd() {
+  local name=$1 ep pp; ep=$(cat "$STATE/etcd.port"); pp=$(cat "$STATE/etcd-peer.port")
+  rm -rf "$STATE/etcd-data"
+  LOG_FROM=1
+  "$TOOLS_BIN/etcd" --name="$name" --data-dir="$STATE/etcd-data" --listen-client-urls="http://127.0.0.1:$ep" \
+    --advertise-client-urls="http://127.0.0.1:$ep" --listen-peer-urls="http://127.0.0.1:$pp" \
+    --initial-advertise-peer-urls="http://127.0.0.1:$pp" --initial-cluster="$name=http://127.0.0.1:$pp" \
+    --unsafe-no-fsync=true --listen-metrics-urls="http://127.0.0.1:0" >"$STATE/etcd.log" 2>&1 &
+  echo $! > "$STATE/etcd.pid"
+  # Ready when the etcd on that port is ours (its member name), not another environment's.
+  until_ready etcd etcd_is "$ep" "$name"
+}
+
+etcd_is() { curl -sf -m 2 -X POST "http://127.0.0.1:$1/v3/cluster/member/list" -d '{}' | grep -q "\"name\":\"$2\""; }
+
+# Waits until the command succeeds while our process runs. Returns 1 when the process exited
+# because its address was in use (said in its log from line $LOG_FROM on); dies on any other
+# exit or after 60 s.
+until_ready() { # name, command...
+  local name=$1; shift
+  for _ in $(seq 1 300); do
+    if ! pid_alive "$name"; then
+      tail -n "+$LOG_FROM" "$STATE/$name.log" | grep -q "address already in use" && return 1
+      die "$name exited (log: $STATE/$name.log): $(tail -3 "$STATE/$name.log")"
+    fi
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  die "$name did not become ready in 60s (logs: $STATE/$name.log)"
 }
 
 up() {
@@ -99,7 +152,7 @@ up() {
   for t in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl; do
     [ -x "$TOOLS_BIN/$t" ] && continue
     log "$t is not built yet: building the test tools (first run only; see scripts/build-tools.sh)"
-    bash "$SPOTPLAN_ROOT/scripts/build-tools.sh" go >&2 || die "building $t failed: see the output above"
+    bash "$SPOTPLAN_ROOT/scripts/build-tools.sh" kube etcd >&2 || die "building $t failed: see the output above"
     break
   done
   need openssl "install openssl (Debian: apt-get install openssl)"
@@ -116,17 +169,8 @@ rules:
   nonResourceURLs: ["/readyz*", "/livez*", "/healthz*", "/version", "/openapi*", "/api", "/apis*"]
 - level: Metadata
 AP
-  free_port > "$STATE/etcd.port"; free_port > "$STATE/etcd-peer.port"; free_port > "$STATE/apiserver.port"
-  local ep pp; ep=$(cat "$STATE/etcd.port"); pp=$(cat "$STATE/etcd-peer.port")
-  rm -rf "$STATE/etcd-data"
-  "$TOOLS_BIN/etcd" --data-dir="$STATE/etcd-data" --listen-client-urls="http://127.0.0.1:$ep" \
-    --advertise-client-urls="http://127.0.0.1:$ep" --listen-peer-urls="http://127.0.0.1:$pp" \
-    --initial-advertise-peer-urls="http://127.0.0.1:$pp" --initial-cluster="default=http://127.0.0.1:$pp" \
-    --unsafe-no-fsync=true --listen-metrics-urls="http://127.0.0.1:0" >"$STATE/etcd.log" 2>&1 &
-  echo $! > "$STATE/etcd.pid"
-  wait_for etcd curl -sf "http://127.0.0.1:$ep/health"
   : > "$STATE/audit.log"
-  start_apiserver
+  start_servers
   kubeconfig_for admin "$KUBECONFIG_FILE"
   kubeconfig_for system:kube-controller-manager "$STATE/kcm.kubeconfig"
   kubeconfig_for system:kube-scheduler "$STATE/scheduler.kubeconfig"
@@ -177,7 +221,7 @@ restart_apiserver() {
   kill "$(cat "$STATE/kube-apiserver.pid")"
   for _ in $(seq 1 100); do pid_alive kube-apiserver || break; sleep 0.1; done
   sleep "${RESTART_PAUSE:-0}"
-  start_apiserver
+  start_apiserver || die "kube-apiserver could not bind its port $(cat "$STATE/apiserver.port") again after the restart"
   log "kube-apiserver restarted"
 }
 

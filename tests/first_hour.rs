@@ -4,6 +4,7 @@
 //! metric of a running controller moves between two scrapes.
 
 mod common;
+mod parts;
 mod rig;
 
 use rig::{Rig, plan_yaml, ready};

@@ -2,6 +2,7 @@
 //! last-good behaviour against a real HTTP server on 127.0.0.1.
 
 mod common;
+mod parts;
 
 use axum::Router;
 use axum::http::StatusCode;

@@ -5,6 +5,7 @@
 //! eligible set, the same counts, the same ranking, the same diversified list.
 
 mod common;
+mod parts;
 
 use common::indep::{self, Ask, MotoType};
 use proptest::prelude::*;

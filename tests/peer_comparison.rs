@@ -13,6 +13,7 @@
 //! peer's must be <= 0.8.
 
 mod common;
+mod parts;
 
 use common::indep;
 use proptest::strategy::{Strategy, ValueTree};

@@ -5,6 +5,7 @@
 //! them; the interrupt step must shift to on-demand and come back.
 
 mod common;
+mod parts;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -4,6 +4,7 @@
 //! what the controller writes is in tests/operator.rs.
 
 mod common;
+mod parts;
 
 use assert_cmd::Command;
 use serde_json::Value;

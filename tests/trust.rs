@@ -3,6 +3,7 @@
 //! whatever was edited, or reported when it was taken out of the plan's control; market data that
 //! lost a plan's region is refused for that region.
 
+mod parts;
 mod rig;
 
 use rig::{

@@ -1,0 +1,48 @@
+//! What a test does when a real part it needs is missing: it fails, everywhere, unless the
+//! person running it asked for a partial run that names the part.
+//!
+//! `SPOTPLAN_PARTIAL=helm,lua5.1` (or `scripts/test.sh --partial helm,lua5.1`) lets the tests
+//! that need those parts end early; `all` names every part. Each such test is appended to
+//! `$SPOTPLAN_SKIP_LOG`, which `scripts/test.sh` counts and lists in its closing summary, so a
+//! skipped test is never reported as one that ran.
+#![allow(dead_code)]
+
+use std::io::Write;
+
+/// The parts a test can need, by the name `SPOTPLAN_PARTIAL` uses.
+pub const PARTS: &[&str] = &[
+    "control-plane",
+    "venv",
+    "helm",
+    "kubeconform",
+    "hadolint",
+    "lua5.1",
+    "promtool",
+];
+
+/// Whether the person running the tests asked to go on without `part`.
+pub fn partial_allows(part: &str) -> bool {
+    debug_assert!(PARTS.contains(&part), "unknown part {part}");
+    std::env::var("SPOTPLAN_PARTIAL")
+        .is_ok_and(|v| v.split(',').map(str::trim).any(|p| p == part || p == "all"))
+}
+
+/// `part` is missing for `test`, for the reason `why`. Fails the test, unless a partial run
+/// named the part: then the skip is logged and the caller ends the test early.
+pub fn missing(test: &str, part: &str, why: &str) {
+    if !partial_allows(part) {
+        panic!(
+            "{test}: {why}\n(a part the test needs is missing; to run the other tests without it, ask for a partial run: SPOTPLAN_PARTIAL={part} or scripts/test.sh --partial {part})"
+        );
+    }
+    eprintln!("SKIPPED (partial run without {part}): {test}: {why}");
+    if let Some(log) = std::env::var_os("SPOTPLAN_SKIP_LOG") {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap_or_else(|e| panic!("cannot append to SPOTPLAN_SKIP_LOG {log:?}: {e}"));
+        let why = why.replace('\n', " ");
+        writeln!(f, "{test}\t{part}\t{why}").expect("write SPOTPLAN_SKIP_LOG");
+    }
+}
