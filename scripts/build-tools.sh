@@ -89,6 +89,13 @@ build_helm() {
   stamp helm "$HELM_VERSION"
 }
 
+build_promtool() {
+  stamp_ok promtool "$PROMETHEUS_VERSION" && return
+  log "building promtool $PROMETHEUS_VERSION"
+  go_tool promtool promtool github.com/prometheus/prometheus/cmd/promtool "$PROMETHEUS_VERSION"
+  stamp promtool "$PROMETHEUS_VERSION"
+}
+
 build_kubeconform() {
   stamp_ok kubeconform "$KUBECONFORM_VERSION" && return
   log "building kubeconform $KUBECONFORM_VERSION"
@@ -131,14 +138,14 @@ main() {
   local what=("${@:-all}")
   for w in "${what[@]}"; do
     case "$w" in
-      all) build_apt; build_python; build_kube; build_etcd; build_karpenter; build_kwok; build_helm; build_kubeconform ;;
-      go) build_kube; build_etcd; build_karpenter; build_kwok; build_helm; build_kubeconform ;;
+      all) build_apt; build_python; build_kube; build_etcd; build_karpenter; build_kwok; build_helm; build_kubeconform; build_promtool ;;
+      go) build_kube; build_etcd; build_karpenter; build_kwok; build_helm; build_kubeconform; build_promtool ;;
       python) build_python ;;
       apt) build_apt ;;
       kube) build_kube ;; etcd) build_etcd ;; karpenter) build_karpenter ;; kwok) build_kwok ;;
-      helm) build_helm ;; kubeconform) build_kubeconform ;;
+      helm) build_helm ;; kubeconform) build_kubeconform ;; promtool) build_promtool ;;
       moddir) shift; module_dir "$1"; return ;;
-      *) die "unknown tool '$w' (all|go|python|kube|etcd|karpenter|helm|kubeconform)" ;;
+      *) die "unknown tool '$w' (all|go|python|kube|etcd|karpenter|helm|kubeconform|promtool)" ;;
     esac
   done
 }

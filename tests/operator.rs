@@ -2,6 +2,8 @@
 //! NodePool spotplan writes passes Karpenter's schema and CEL rules, and the audit log shows
 //! what the controller wrote.
 
+mod common;
+mod parts;
 mod rig;
 
 use rig::{
@@ -209,7 +211,7 @@ fn bad_specs_are_rejected_with_the_cel_message() {
         (
             "region: us-east-1",
             "region: us-east-1\n  mode: fast",
-            "Unsupported value: \"fast\"",
+            "spec.mode must be one of latency, balanced, fault_tolerance",
         ),
         (
             "region: us-east-1",
@@ -340,8 +342,8 @@ fn spec_updates_flow_through_and_tampering_is_repaired() {
         serde_json::json!(["amd64"])
     );
     assert!(
-        sp["status"]["lastNarrowed"].is_string(),
-        "a spec narrowing is recorded: {}",
+        sp["status"]["lastWrittenFresh"].is_string() && sp["status"]["lastNarrowed"].is_null(),
+        "a spec change is recorded as a fresh write, not a data narrowing: {}",
         sp["status"]
     );
     let events = rig.kubectl(&["get", "events", "-A", "-o", "json"]);
@@ -837,6 +839,7 @@ fn deletion_follows_the_policy() {
         np["metadata"]["annotations"]["spotplan.dev/owner-uid"],
         kept["metadata"]["uid"]
     );
+    let mark = rig.audit().len();
     rig.kubectl(&["delete", "spotplan", "gone", "kept", "--wait=true"]);
     // kube-controller-manager's garbage collector deletes owned NodePools.
     eventually(T, "NodePools of 'gone' garbage-collected", || {
@@ -844,11 +847,22 @@ fn deletion_follows_the_policy() {
             && rig.get_json("nodepool", "gone-on-demand").is_none())
         .then_some(())
     });
-    std::thread::sleep(Duration::from_secs(3));
+    // Not "still there a moment later": the collector has acted on a later event, and the
+    // controller has reconciled a later change (a new plan written), so both had their chance.
+    rig.gc_barrier();
+    rig.apply(&plan_yaml("after", ""));
+    ready(&rig, "after");
+    let still = rig
+        .get_json("nodepool", "kept")
+        .expect("Orphan keeps the NodePool");
+    assert_eq!(still["metadata"]["uid"], np["metadata"]["uid"]);
+    let audit = rig.audit();
     assert!(
-        rig.get_json("nodepool", "kept").is_some(),
-        "Orphan keeps the NodePool"
+        rig::controller_writes_of(&audit[mark..], "nodepools", "kept").is_empty(),
+        "the controller wrote the orphaned NodePool"
     );
+    // The positive control: the same reading sees the controller's write of the new plan.
+    assert!(!rig::controller_writes_of(&audit[mark..], "nodepools", "after").is_empty());
 }
 
 #[test]
@@ -879,15 +893,37 @@ fn name_collisions_suspend_and_stale_data() {
         "frozen",
         "  suspend: true\n  instanceFamilies: [m7i]\n",
     ));
+    let mark = rig.audit().len();
     eventually(T, "Suspended=True", || {
         let sp = rig.get_json("spotplan", "frozen")?;
         (condition(&sp, "Suspended")?.0 == "True").then_some(())
     });
-    std::thread::sleep(Duration::from_secs(2));
+    // Another spec change while suspended, and its reconcile seen (observedGeneration): the
+    // controller decided on both changes, and wrote no NodePool.
+    rig.apply(&plan_yaml(
+        "frozen",
+        "  suspend: true\n  instanceFamilies: [c7i]\n",
+    ));
+    eventually(T, "the suspended plan's second change reconciled", || {
+        let sp = rig.get_json("spotplan", "frozen")?;
+        (sp["status"]["observedGeneration"] == sp["metadata"]["generation"]
+            && condition(&sp, "Suspended")?.0 == "True")
+            .then_some(())
+    });
+    assert!(
+        rig::controller_writes_of(&rig.audit()[mark..], "nodepools", "frozen").is_empty(),
+        "a suspended plan's NodePool was written"
+    );
     assert_eq!(
         rig.get_json("nodepool", "frozen").unwrap()["metadata"]["resourceVersion"],
         np["metadata"]["resourceVersion"]
     );
+    // The positive control: resumed, the same reading sees the write.
+    rig.apply(&plan_yaml("frozen", "  instanceFamilies: [c7i]\n"));
+    eventually(T, "the resumed plan's NodePool written", || {
+        (!rig::controller_writes_of(&rig.audit()[mark..], "nodepools", "frozen").is_empty())
+            .then_some(())
+    });
 
     // Bad new data: the refresh fails, DataFresh=False says why, the last good data stays.
     let good = std::fs::read(&rig.advisor).unwrap();
@@ -1073,7 +1109,12 @@ fn stale_data_freezes_and_narrowing_waits_for_the_interval() {
         &format!("{spec}  excludeInstanceTypes: [{keep}]\n"),
     ));
     let sp = ready(&rig, "steady");
-    let narrowed_at = sp["status"]["lastNarrowed"].as_str().unwrap().to_string();
+    // A spec change writes the list fresh: the interval counts from it.
+    let narrowed_at = sp["status"]["lastWrittenFresh"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(sp["status"]["lastNarrowed"].is_null(), "{}", sp["status"]);
     let written = types_of(&rig.get_json("nodepool", "steady").unwrap());
     assert!(breach.iter().all(|t| written.contains(t)), "{written:?}");
     let before = rig.get_json("nodepool", "steady").unwrap();
@@ -1085,11 +1126,21 @@ fn stale_data_freezes_and_narrowing_waits_for_the_interval() {
     std::fs::copy(history("2022-07-09"), &tmp).unwrap();
     set_mtime(&tmp, Duration::from_secs(3600));
     std::fs::rename(&tmp, &rig.advisor).unwrap();
+    let mark = rig.audit().len();
     eventually(T, "DataFresh=False/DataTooOld", || {
         let sp = rig.get_json("spotplan", "steady")?;
         (condition(&sp, "DataFresh")?.1 == "DataTooOld").then_some(())
     });
-    std::thread::sleep(Duration::from_secs(4)); // more than a refresh interval with stale data
+    // The reconcile that wrote DataTooOld had the stale snapshot in hand (NodePools are written
+    // before status); two more refreshes of it after that, and still no NodePool write.
+    let refreshes = c.metric_sum("spotplan_market_data_refreshes_total{");
+    eventually(T, "two more refreshes", || {
+        (c.metric_sum("spotplan_market_data_refreshes_total{") >= refreshes + 2.0).then_some(())
+    });
+    assert!(
+        rig::controller_writes_of(&rig.audit()[mark..], "nodepools", "steady").is_empty(),
+        "stale data wrote the NodePool"
+    );
     let np = rig.get_json("nodepool", "steady").unwrap();
     assert_eq!(
         np["metadata"]["resourceVersion"], before["metadata"]["resourceVersion"],
@@ -1128,9 +1179,10 @@ fn stale_data_freezes_and_narrowing_waits_for_the_interval() {
         "a breaching type was removed before the interval: {now_written:?}"
     );
     assert_eq!(
-        deferred["status"]["lastNarrowed"].as_str().unwrap(),
+        deferred["status"]["lastWrittenFresh"].as_str().unwrap(),
         narrowed_at
     );
+    assert!(deferred["status"]["lastNarrowed"].is_null());
 
     // Once the interval has passed, one narrowing removes every breaching type.
     let start = std::time::Instant::now();
@@ -1168,7 +1220,11 @@ fn stale_data_freezes_and_narrowing_waits_for_the_interval() {
         "{}",
         sp["status"]
     );
-    assert_ne!(sp["status"]["lastNarrowed"].as_str().unwrap(), narrowed_at);
+    assert!(
+        sp["status"]["lastNarrowed"].as_str().unwrap() > narrowed_at.as_str(),
+        "the data narrowing is recorded after the spec change: {}",
+        sp["status"]
+    );
     let narrowed: Vec<Value> = events_of(&rig, "steady")
         .into_iter()
         .filter(|e| e["reason"] == "InstanceTypesNarrowed")
@@ -1182,7 +1238,9 @@ fn stale_data_freezes_and_narrowing_waits_for_the_interval() {
 
 /// NodePool ownership is decided on the live object: when a SpotPlan and someone else create
 /// the same NodePool name at the same moment, exactly one owns it, the other's write fails,
-/// and the plan is never Ready over a NodePool it does not own.
+/// and the plan is never Ready over a NodePool it does not own. Two rounds fix the order (the
+/// other writer first, then the plan first), so both outcomes' checks run every time; the rest
+/// race.
 #[test]
 fn nodepool_name_races_have_one_winner() {
     let Some(rig) = Rig::start("race") else {
@@ -1199,7 +1257,8 @@ fn nodepool_name_races_have_one_winner() {
         )
     };
     let (mut plan_won, mut foreign_won) = (0, 0);
-    for round in 0..6 {
+    let mut foreign_names: Vec<String> = Vec::new();
+    for round in 0..8 {
         let plan = format!("race{round}");
         // Alternate which name is contested: the spot NodePool, or the on-demand base one.
         let contested = if round % 2 == 0 {
@@ -1211,11 +1270,27 @@ fn nodepool_name_races_have_one_winner() {
             plan_yaml(&plan, "  capacity: {onDemandBase: {cpu: \"8\"}}\n"),
             foreign(&contested),
         );
-        let (a, b) = std::thread::scope(|s| {
-            let a = s.spawn(|| rig.apply(&plan_yaml_text));
-            let b = s.spawn(|| rig.kubectl_raw(&["create", "-f", "-"], Some(&foreign_yaml)));
-            (a.join().unwrap(), b.join().unwrap())
-        });
+        let create_foreign = || rig.kubectl_raw(&["create", "-f", "-"], Some(&foreign_yaml));
+        let (a, b) = match round {
+            // The other writer first: it must own the name.
+            0 => {
+                let b = create_foreign();
+                (rig.apply(&plan_yaml_text), b)
+            }
+            // The plan first (its NodePool written): it must own the name.
+            1 => {
+                let a = rig.apply(&plan_yaml_text);
+                eventually(T, "the plan's NodePool", || {
+                    rig.get_json("nodepool", &contested)
+                });
+                (a, create_foreign())
+            }
+            _ => std::thread::scope(|s| {
+                let a = s.spawn(|| rig.apply(&plan_yaml_text));
+                let b = s.spawn(create_foreign);
+                (a.join().unwrap(), b.join().unwrap())
+            }),
+        };
         assert!(a.0, "{}", a.1);
         let sp = eventually(T, &format!("{plan} settled"), || {
             let sp = rig.get_json("spotplan", &plan)?;
@@ -1226,6 +1301,11 @@ fn nodepool_name_races_have_one_winner() {
             .get_json("nodepool", &contested)
             .expect("someone created it");
         let ours = np["metadata"]["ownerReferences"][0]["uid"] == sp["metadata"]["uid"];
+        match round {
+            0 => assert!(!ours, "the plan took a name created before it: {np}"),
+            1 => assert!(ours, "the plan lost a name it had written: {np}"),
+            _ => {}
+        }
         let (status, reason, message) = condition(&sp, "Ready").unwrap();
         if ours {
             plan_won += 1;
@@ -1259,12 +1339,33 @@ fn nodepool_name_races_have_one_winner() {
                     .is_none()
             );
         }
-        // It stays that way.
-        std::thread::sleep(Duration::from_secs(1));
+        // It stays that way: the controller never wrote a name the other writer holds (every
+        // successful write of the controller's to it, over the whole run, is checked below).
+        if !ours {
+            foreign_names.push(contested.clone());
+        }
         let again = rig.get_json("spotplan", &plan).unwrap();
         assert_eq!(condition(&again, "Ready").unwrap().0, status);
     }
-    eprintln!("plan won {plan_won} races, the other writer {foreign_won}");
+    eprintln!("plan won {plan_won} rounds, the other writer {foreign_won}");
+    assert!(
+        plan_won >= 1 && foreign_won >= 1,
+        "both outcomes' checks ran"
+    );
+    let audit = rig.audit();
+    for name in &foreign_names {
+        let w = rig::controller_writes_of(&audit, "nodepools", name);
+        assert!(
+            w.is_empty(),
+            "the controller wrote {name}, which it does not own: {w:?}"
+        );
+    }
+    // The positive control: the same reading sees the controller's writes of the names it won.
+    assert!(
+        (0..8)
+            .map(|r| format!("race{r}"))
+            .any(|p| !rig::controller_writes_of(&audit, "nodepools", &p).is_empty())
+    );
     // The controller never wrote a NodePool it did not own: every write it made to a
     // contested name happened on an object carrying its plan's label.
     for np in rig.list_json("nodepools", Some("owner=someone-else")) {
@@ -1457,17 +1558,26 @@ fn insufficient_capacity(rig: &Rig, name: &str, n: u32) {
 /// InsufficientCapacityError launch failures of a plan's NodeClaims are recorded per instance
 /// type and zone (unknown when the NodeClaim allowed several types), once per NodeClaim
 /// however often Karpenter repeats the event, in status and in a metric; failures of other
-/// NodePools are not the plan's; a failure to launch does not shift the plan. The plan's
-/// `onDemandShift: {}` takes the simulated defaults on the real API server.
+/// NodePools are not the plan's; a failure to launch does not shift the plan, though as many
+/// interruptions would (its threshold is 2, and two interruptions then shift it: the positive
+/// control).
 #[test]
 fn launch_failures_are_recorded_per_type_and_zone() {
     let Some(rig) = Rig::start("launch_failures") else {
         return;
     };
     let controller = rig.controller("admin", &[]);
-    let (ok, out) = rig.apply(&plan_yaml("icy", "  capacity: {onDemandShift: {}}\n"));
+    let (ok, out) = rig.apply(&plan_yaml(
+        "icy",
+        "  capacity: {onDemandShift: {interruptions: 2}}\n",
+    ));
     assert!(ok, "{out}");
-    ready(&rig, "icy");
+    let sp = ready(&rig, "icy");
+    assert_eq!(
+        sp["spec"]["capacity"]["onDemandShift"]["interruptions"], 2,
+        "{}",
+        sp["spec"]
+    );
     let claims = [
         pending_claim(&rig, "icy-one", "icy", &["m7g.8xlarge"], "us-east-1a"),
         pending_claim(
@@ -1520,6 +1630,33 @@ fn launch_failures_are_recorded_per_type_and_zone() {
     assert!(m.contains(&line("m7g.8xlarge", "us-east-1a")), "{m}");
     assert!(m.contains(&line("unknown", "us-east-1b")), "{m}");
     assert!(!m.contains("plan=\"other\""), "{m}");
+
+    // The positive control: two interruptions, as many as the launch failures above, shift it.
+    for (n, name) in ["icy-int-1", "icy-int-2"].into_iter().enumerate() {
+        let (ok, out) = rig.apply(&pending_claim(
+            &rig,
+            name,
+            "icy",
+            &["m7g.8xlarge"],
+            "us-east-1a",
+        ));
+        assert!(ok, "{out}");
+        let uid = rig.get_json("nodeclaim", name).unwrap()["metadata"]["uid"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        rig.karpenter_event(
+            name,
+            &uid,
+            "SpotInterrupted",
+            "Spot interruption warning was triggered",
+            n as u32 + 1,
+        );
+    }
+    eventually(T, "ShiftedToOnDemand=True after two interruptions", || {
+        let sp = rig.get_json("spotplan", "icy")?;
+        (condition(&sp, "ShiftedToOnDemand")?.0 == "True").then_some(())
+    });
 }
 
 /// A NodeClaim of `nodepool` interrupted and deleted while no controller ran: created the way
@@ -1586,4 +1723,379 @@ fn interruptions_of_nodeclaims_gone_before_a_restart_still_count() {
         "nothing demoted: {}",
         sp["status"]
     );
+}
+
+/// Every plan metric the README lists, read from /metrics and compared with a value this test
+/// computes without the product: prices from the price file (read here), the type count from
+/// the NodePool object, NodePool writes and failed status writes from the API server's audit
+/// log.
+#[test]
+fn plan_metrics_match_values_computed_from_the_data_and_the_audit_log() {
+    let Some(rig) = Rig::start("metrics") else {
+        return;
+    };
+    let c = rig.controller("admin", &["--refresh-interval", "2s"]);
+    let mark = rig.audit().len();
+    rig.apply(&plan_yaml("priced", ""));
+    let sp = ready(&rig, "priced");
+    let plan = &sp["status"]["plan"];
+    let primary = plan["primary"].as_str().unwrap();
+    let count = plan["primaryCount"].as_f64().unwrap();
+    let (od, _) = common::indep::PRICES[&("us-east-1".to_string(), primary.to_string())];
+    let spot = common::indep::spot("us-east-1", primary).expect("a spot price for the primary");
+    let close = |metric: &str, want: f64| {
+        let got = c
+            .metric(&format!("{metric}{{plan=\"priced\"}}"))
+            .unwrap_or_else(|| panic!("no {metric} for the plan:\n{}", c.metrics()));
+        assert!(
+            (got - want).abs() <= 1e-3 * want.abs().max(1.0),
+            "{metric} = {got}, computed {want} ({count} x {primary})"
+        );
+    };
+    close("spotplan_plan_spot_usd_per_hour", count * spot);
+    close("spotplan_plan_on_demand_usd_per_hour", count * od);
+    close("spotplan_plan_savings_ratio", 1.0 - spot / od);
+    let np = rig.get_json("nodepool", "priced").unwrap();
+    close("spotplan_plan_instance_types", types_of(&np).len() as f64);
+
+    // NodePool writes: the controller's successful writes of NodePools in the audit log.
+    let writes: usize = ["priced", "priced-on-demand", "priced-shift"]
+        .iter()
+        .map(|n| rig::controller_writes_of(&rig.audit()[mark..], "nodepools", n).len())
+        .sum();
+    assert!(writes >= 1);
+    assert_eq!(
+        c.metric_sum("spotplan_nodepool_writes_total{") as usize,
+        writes,
+        "{}",
+        c.metrics()
+    );
+    // A refresh that fails (the advisor file cut in half), so the failure counters have samples
+    // for the dashboard check below; the last good data stays.
+    let good = std::fs::read(&rig.advisor).unwrap();
+    std::fs::write(&rig.advisor, &good[..good.len() / 2]).unwrap();
+    eventually(T, "a failed refresh counted", || {
+        (c.metric_sum("spotplan_market_data_refresh_failures_total{") >= 1.0).then_some(())
+    });
+    let first_scrape = c.metrics();
+    std::fs::write(&rig.advisor, &good).unwrap();
+    drop(c);
+
+    // Failures: a controller that may not write status fails every reconcile; each failure is
+    // one status patch the API server refused (403) in the audit log.
+    bind_controller_role(&rig, "spotplan-a");
+    let role = rig.get_json("clusterrole", "spotplan-controller").unwrap();
+    let mut rules = role["rules"].as_array().unwrap().clone();
+    rules.retain(|r| r["resources"] != serde_json::json!(["spotplans/status"]));
+    let yaml = serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": "spotplan-controller"},
+        "rules": rules,
+    });
+    let (ok, _, err) = rig.kubectl_raw(&["replace", "-f", "-"], Some(&yaml.to_string()));
+    assert!(ok, "{err}");
+    let mark = rig.audit().len();
+    let c = rig.controller("spotplan-a", &[]);
+    rig.apply(&plan_yaml("refused", ""));
+    let refused = |audit: &[Value]| {
+        audit
+            .iter()
+            .filter(|e| e["stage"] == "ResponseComplete" && e["user"]["username"] == "spotplan-a")
+            .filter(|e| e["objectRef"]["subresource"] == "status" && e["verb"] == "patch")
+            .filter(|e| e["responseStatus"]["code"] == 403)
+            .count() as f64
+    };
+    eventually(T, "two refused status writes", || {
+        (refused(&rig.audit()[mark..]) >= 2.0).then_some(())
+    });
+    // A failure is counted after its refused write is logged: read the metric, the log, the
+    // metric again.
+    let before = c.metric_sum("spotplan_reconcile_failures_total{");
+    let logged = refused(&rig.audit()[mark..]);
+    let after = c.metric_sum("spotplan_reconcile_failures_total{");
+    assert!(
+        before <= logged && logged <= after + 1.0,
+        "failures {before}..{after}, refused status writes {logged}\n{}",
+        c.metrics()
+    );
+    assert!(
+        c.metric("spotplan_reconcile_failures_total{category=\"ApiRejected\"}")
+            .is_some_and(|v| v >= 2.0),
+        "{}",
+        c.metrics()
+    );
+    // The exposition passes Prometheus's own lint, and every metric the Grafana dashboard
+    // queries is one the controller exports (in one of the two scrapes); promtool parses each
+    // query.
+    promtool_checks(&rig, &[first_scrape, c.metrics()]);
+}
+
+/// The holder of the Lease as the API server has it.
+fn lease_holder(rig: &Rig) -> String {
+    rig.kubectl(&[
+        "get",
+        "lease",
+        "spotplan-controller",
+        "-n",
+        "default",
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ])
+}
+
+/// The audit log's time of an event, as a Timestamp.
+fn audit_time(e: &Value, key: &str) -> jiff::Timestamp {
+    e[key].as_str().unwrap().parse().unwrap()
+}
+
+/// A leader stopped with SIGTERM hands the Lease back (its own update in the audit log), and
+/// the other replica takes over long before the lease would have expired.
+#[test]
+fn a_stopped_leader_hands_the_lease_back() {
+    let Some(rig) = Rig::start("handback") else {
+        return;
+    };
+    for u in ["spotplan-a", "spotplan-b"] {
+        bind_controller_role(&rig, u);
+    }
+    let ttl = ["--lease-ttl", "30s"];
+    let mut a = rig.controller(
+        "spotplan-a",
+        &[&ttl[..], &["--identity", "replica-a"]].concat(),
+    );
+    rig.apply(&plan_yaml("one", ""));
+    ready(&rig, "one");
+    assert_eq!(lease_holder(&rig), "replica-a");
+    let b = rig.controller(
+        "spotplan-b",
+        &[&ttl[..], &["--identity", "replica-b"]].concat(),
+    );
+    b.wait_ready();
+    assert_eq!(
+        b.metric("spotplan_leader"),
+        Some(0.0),
+        "b follows while a leads"
+    );
+    let mark = rig.audit().len();
+    let stopped = std::time::Instant::now();
+    assert!(a.stop().success(), "{}", a.log_text());
+    // a's own last write of the Lease, after SIGTERM: the hand-back, accepted.
+    let handback = rig.audit()[mark..]
+        .iter()
+        .filter(|e| e["stage"] == "ResponseComplete" && e["user"]["username"] == "spotplan-a")
+        .any(|e| {
+            e["objectRef"]["resource"] == "leases"
+                && e["verb"] == "update"
+                && e["responseStatus"]["code"] == 200
+        });
+    assert!(handback, "no accepted Lease update by the stopped leader");
+    eventually(T, "replica-b holds the Lease", || {
+        (lease_holder(&rig) == "replica-b").then_some(())
+    });
+    let took = stopped.elapsed();
+    // b asks every ttl/3 (10 s): it takes over at its next request, not at expiry (30 s).
+    assert!(
+        took < Duration::from_secs(20),
+        "took over after {took:?}: the lease was not handed back"
+    );
+    rig.apply(&plan_yaml("two", ""));
+    ready(&rig, "two");
+    assert_eq!(b.metric("spotplan_leader"), Some(1.0));
+}
+
+/// Fencing and exit: a leader whose Lease requests are refused stops writing once its lease
+/// could have expired (every write it made, in the audit log, falls within a lease lifetime of
+/// its last accepted renewal, though it went on reconciling), and exits once election has
+/// failed for 20 lease lifetimes.
+#[test]
+fn a_leader_that_cannot_renew_stops_writing_then_exits() {
+    let Some(rig) = Rig::start("fencing") else {
+        return;
+    };
+    bind_controller_role(&rig, "spotplan-a");
+    let mut c = rig.controller(
+        "spotplan-a",
+        &["--lease-ttl", "3s", "--identity", "replica-a"],
+    );
+    rig.apply(&plan_yaml("one", ""));
+    ready(&rig, "one");
+    // Its Lease rights go: renewals are refused from now on.
+    rig.kubectl(&[
+        "delete",
+        "rolebinding",
+        "spotplan-a-spotplan-leader-election",
+        "-n",
+        "default",
+    ]);
+    eventually(T, "the leader to notice it may no longer lead", || {
+        (c.metric("spotplan_leader") == Some(0.0)).then_some(())
+    });
+    // Changes keep coming: it reconciles them, and writes nothing.
+    let deferred = |c: &rig::Controller| {
+        c.metric("spotplan_reconciles_total{outcome=\"Deferred\"}")
+            .unwrap_or(0.0)
+    };
+    let before = deferred(&c);
+    rig.apply(&plan_yaml("one", "  instanceFamilies: [m7i, c7i]\n"));
+    rig.apply(&plan_yaml("two", ""));
+    eventually(T, "reconciles deferred as a follower", || {
+        (deferred(&c) >= before + 2.0).then_some(())
+    });
+    let audit = rig.audit();
+    let mine: Vec<&Value> = audit
+        .iter()
+        .filter(|e| e["stage"] == "ResponseComplete" && e["user"]["username"] == "spotplan-a")
+        .filter(|e| {
+            e["responseStatus"]["code"]
+                .as_u64()
+                .is_some_and(|c| c < 300)
+        })
+        .collect();
+    let last_renewal = mine
+        .iter()
+        .filter(|e| e["objectRef"]["resource"] == "leases")
+        .map(|e| audit_time(e, "requestReceivedTimestamp"))
+        .max()
+        .expect("accepted lease requests");
+    let fence = last_renewal
+        .checked_add(jiff::SignedDuration::from_secs(3))
+        .unwrap();
+    let writes: Vec<(String, String, jiff::Timestamp)> = mine
+        .iter()
+        .filter(|e| e["objectRef"]["resource"] != "leases")
+        .filter(|e| {
+            matches!(
+                e["verb"].as_str(),
+                Some("create" | "patch" | "update" | "delete")
+            )
+        })
+        .map(|e| {
+            (
+                e["verb"].as_str().unwrap().to_string(),
+                e["objectRef"]["resource"].as_str().unwrap().to_string(),
+                audit_time(e, "requestReceivedTimestamp"),
+            )
+        })
+        .collect();
+    // The positive control: the same reading sees its writes while it led.
+    assert!(
+        writes.iter().any(|w| w.1 == "nodepools"),
+        "no NodePool write by the leader at all: {writes:?}"
+    );
+    let late: Vec<_> = writes.iter().filter(|w| w.2 > fence).collect();
+    assert!(
+        late.is_empty(),
+        "writes after the lease could have expired ({fence}): {late:?}"
+    );
+    assert!(rig.get_json("nodepool", "two").is_none());
+    // No successful lease request for 20 x 3 s: it exits, and says why.
+    let status = c.wait_exit(Duration::from_secs(90)).unwrap_or_else(|| {
+        panic!(
+            "still running 90 s after election failed:\n{}",
+            c.log_text()
+        )
+    });
+    assert!(!status.success(), "{status}");
+    assert!(
+        c.log_text().contains("leader election stopped"),
+        "{}",
+        c.log_text()
+    );
+}
+
+/// `promtool check metrics` on a scrape, and the dashboard's queries: each parses
+/// (`promtool check rules`, one recording rule per query) and names only metrics the scrape has.
+fn promtool_checks(rig: &Rig, scrapes: &[String]) {
+    let promtool = rig.tools.join("promtool");
+    if !promtool.exists() {
+        parts::missing(
+            "plan_metrics_match_values_computed_from_the_data_and_the_audit_log",
+            "promtool",
+            &format!(
+                "{} is not built (scripts/build-tools.sh promtool)",
+                promtool.display()
+            ),
+        );
+        return;
+    }
+    use std::io::Write;
+    for scrape in scrapes {
+        let mut child = std::process::Command::new(&promtool)
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(scrape.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool check metrics: {}{}\n{scrape}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(rig::root().join("charts/spotplan/dashboards/spotplan.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| t["expr"].as_str().unwrap().to_string())
+        .collect();
+    assert!(exprs.len() >= 10, "{exprs:?}");
+    let rules: Vec<Value> = exprs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| serde_json::json!({"record": format!("dashboard:query_{i}"), "expr": e}))
+        .collect();
+    let file = rig.dir.path().join("dashboard-rules.yaml");
+    std::fs::write(
+        &file,
+        serde_json::json!({"groups": [{"name": "dashboard", "rules": rules}]}).to_string(),
+    )
+    .unwrap();
+    let out = std::process::Command::new(&promtool)
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the dashboard's queries do not parse: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The names each query selects, against the scrape's sample names.
+    let exported: BTreeSet<&str> = scrapes
+        .iter()
+        .flat_map(|s| s.lines())
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.split(['{', ' ']).next().unwrap())
+        .collect();
+    for e in &exprs {
+        let mut rest = e.as_str();
+        while let Some(i) = rest.find("spotplan_") {
+            let name: String = rest[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            assert!(
+                exported.contains(name.as_str()),
+                "the dashboard queries {name}, which the controller does not export: {e}"
+            );
+            rest = &rest[i + name.len()..];
+        }
+    }
 }

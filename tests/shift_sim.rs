@@ -5,6 +5,7 @@
 //! (`--nocapture`).
 
 mod common;
+mod parts;
 
 use common::indep::{self, Ask};
 use serde_json::Value;
@@ -256,5 +257,14 @@ fn the_default_on_demand_shift_is_what_the_simulation_chooses() {
         MIX[3],
         f(&o[1], "avoided") * 100.0,
         f(&o[2], "avoided") * 100.0
+    );
+    assert!(
+        f(&o[2], "shifts_per_month") > 0.0,
+        "the default never shifted"
+    );
+    assert!(
+        f(&o[2], "avoided") > f(&o[1], "avoided"),
+        "the default spares no more than never shifting: {:?}",
+        o
     );
 }

@@ -13,6 +13,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
+/// The lease loop gives up after this many lease lifetimes without a successful request (5
+/// minutes with the default 15 s), and the controller exits.
+pub(crate) const GIVE_UP_AFTER_TTLS: u32 = 20;
+
 /// Shared view of leadership. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Leadership {
@@ -138,11 +142,13 @@ pub(crate) fn start(
     let task = tokio::spawn(async move {
         let mut was_leader = false;
         let mut failures = 0u32;
+        let mut last_answer = Instant::now();
         loop {
             let started = Instant::now();
             match try_acquire_or_renew(&api, &cfg).await {
                 Ok(held) => {
                     failures = 0;
+                    last_answer = Instant::now();
                     // Count the lease from before the request: never believe it lasts longer
                     // than the API server thinks.
                     l.hold_until(held.then(|| started + cfg.ttl * 2 / 3));
@@ -165,10 +171,16 @@ pub(crate) fn start(
                         was_leader = false;
                         on_change(false);
                     }
-                    // Keep trying while the API server is away; a controller that cannot reach
-                    // it cannot write either. Give up only after a long outage.
-                    if failures > 600 {
-                        anyhow::bail!("lease: {failures} failed attempts in a row, last: {e}");
+                    // Keep trying while the API server is away or refuses; a controller that
+                    // cannot reach it cannot write either. Give up (and exit, so the pod is
+                    // restarted and says why) once no lease request has succeeded for
+                    // GIVE_UP_AFTER_TTLS lease lifetimes.
+                    let silent = last_answer.elapsed();
+                    if silent > cfg.ttl * GIVE_UP_AFTER_TTLS {
+                        anyhow::bail!(
+                            "lease: no lease request succeeded for {}s ({failures} attempts, {GIVE_UP_AFTER_TTLS} x --lease-ttl), last error: {e}",
+                            silent.as_secs()
+                        );
                     }
                 }
             }

@@ -734,12 +734,14 @@ mod tests {
 
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
-        /// A random stream of interruptions (repeated uids included), decided minute by minute:
-        /// the shift starts only when N distinct interruptions fall within the window, the
-        /// return only after calm without one, never straight from shifted to spot, and each
-        /// uid is counted once.
+        /// A random stream of interruptions (repeated uids included), decided minute by minute,
+        /// against an oracle kept here: the shift starts if and only if N distinct interruptions
+        /// fall within the window (since the last return), the return only after calm without
+        /// one, never straight from shifted to spot, each uid counted once; and a type is
+        /// demoted exactly while it has DEMOTE_AFTER interruptions in one zone within the
+        /// window, or was demoted and has not yet gone calm.
         #[test]
-        fn shift_return_and_dedupe_hold_on_any_stream(
+        fn shift_return_demotion_and_dedupe_hold_on_any_stream(
             n in 1u32..5,
             window_min in 1u64..30,
             calm_min in 1u64..30,
@@ -750,7 +752,9 @@ mod tests {
             let t0 = ts("2026-11-24T00:00:00Z");
             let at = |m: i64| t0.checked_add(SignedDuration::from_mins(m)).unwrap();
             let mut state = ShiftState::default();
-            let mut seen_uids: BTreeMap<String, Timestamp> = BTreeMap::new();
+            // uid -> (first sighting, type, zone): what the first sighting said is what counts.
+            let mut seen_uids: BTreeMap<String, (Timestamp, String, String)> = BTreeMap::new();
+            let mut returned_at: Option<Timestamp> = None;
             let mut returning_for = 0usize;
             for minute in 0..240i64 {
                 let now = at(minute);
@@ -765,33 +769,67 @@ mod tests {
                     })
                     .collect();
                 for i in &arriving {
-                    seen_uids.entry(i.uid.clone()).or_insert(i.at);
+                    seen_uids
+                        .entry(i.uid.clone())
+                        .or_insert((i.at, i.instance_type.clone(), i.zone.clone()));
                 }
                 let nodes = if returning_for >= drained_after { 0 } else { 1 };
                 let d = decide(Some(&s), &state, Seen::only(&arriving), nodes, now);
-                // The oracle: distinct uids, first sighting, within the window.
-                let in_window = seen_uids.values().filter(|t| **t > before(now, s.window)).count();
-                let last = seen_uids.values().max().copied();
+                // The oracle: distinct uids, first sighting, within the window and after the
+                // last return.
+                let from = before(now, s.window).max(returned_at.unwrap_or(Timestamp::MIN));
+                let in_window = seen_uids.values().filter(|(t, ..)| *t > from).count();
+                let last = seen_uids.values().map(|(t, ..)| *t).max();
                 let uids: BTreeSet<&str> = d.state.log.entries.iter().map(|i| i.uid.as_str()).collect();
                 proptest::prop_assert_eq!(uids.len(), d.state.log.entries.len());
+                proptest::prop_assert_eq!(uids.len(), seen_uids.len());
+                let was_shifted = matches!(state.posture, Posture::Shifted { .. });
+                let is_shifted = matches!(d.state.posture, Posture::Shifted { .. });
+                if !was_shifted {
+                    // Both ways: N in the window shifts, fewer never does.
+                    proptest::prop_assert_eq!(
+                        is_shifted,
+                        in_window >= n as usize,
+                        "{} in the window, N = {}, {:?} -> {:?}",
+                        in_window, n, state.posture, d.state.posture
+                    );
+                }
                 match (state.posture, d.state.posture) {
-                    (Posture::Spot | Posture::Returning { .. }, Posture::Shifted { .. }) => {
-                        proptest::prop_assert!(in_window >= n as usize, "{} < {}", in_window, n);
-                    }
                     (Posture::Shifted { .. }, Posture::Returning { .. }) => {
                         let l = last.unwrap();
                         proptest::prop_assert!(after(l, s.calm) <= now);
+                        returned_at = Some(now);
                     }
                     (Posture::Shifted { .. }, Posture::Spot) => {
                         // Only with no shift node left to move back, and after calm.
                         proptest::prop_assert_eq!(nodes, 0);
                         proptest::prop_assert!(after(last.unwrap(), s.calm) <= now);
+                        returned_at = Some(now);
                     }
                     _ => {}
                 }
                 if let (Posture::Shifted { .. }, Some(l)) = (d.state.posture, last) {
                     proptest::prop_assert!(after(l, s.calm) > now || state.posture != d.state.posture);
                 }
+                // Demotion, both ways.
+                let mut per_zone: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+                for (t, ty, z) in seen_uids.values() {
+                    if *t > before(now, s.window) {
+                        *per_zone.entry((ty, z)).or_default() += 1;
+                    }
+                }
+                let last_of = |ty: &str| {
+                    seen_uids.values().filter(|(_, t, _)| t == ty).map(|(t, ..)| *t).max()
+                };
+                let want: BTreeSet<String> = (0..12)
+                    .map(|k| format!("t{k}.large"))
+                    .filter(|ty| {
+                        per_zone.iter().any(|((t, _), c)| t == ty && *c >= DEMOTE_AFTER)
+                            || (state.demoted.contains(ty)
+                                && last_of(ty).is_some_and(|l| after(l, s.calm) > now))
+                    })
+                    .collect();
+                proptest::prop_assert_eq!(&d.state.demoted, &want, "at minute {}", minute);
                 returning_for = match d.state.posture {
                     Posture::Returning { .. } => returning_for + 1,
                     _ => 0,
