@@ -4,6 +4,7 @@
 //! is computed here from the data files, never by the product.
 
 mod common;
+mod parts;
 
 use common::aws::{self, Moto, PriceReply, Reply, Script};
 use serde_json::Value;
@@ -93,6 +94,120 @@ fn moto_zones(ty: &str) -> BTreeSet<String> {
         .filter(|o| o["InstanceType"] == ty)
         .map(|o| o["Location"].as_str().unwrap().to_string())
         .collect()
+}
+
+/// Each zone's price factor in the seeded table: zones of one type are priced apart.
+fn zone_factor(zone: &str) -> f64 {
+    match zone.chars().last().unwrap() {
+        'a' => 1.00,
+        'b' => 1.12,
+        'c' => 0.91,
+        'd' => 1.27,
+        'e' => 0.83,
+        _ => 1.05,
+    }
+}
+
+/// Live spot prices that tell types and zones apart, from moto's own server seeded with a table
+/// built here (the price file's spot price of each type, times a factor per zone): every
+/// candidate's zone prices are the table's, its price is their median over the zones moto
+/// offers it in, and the list is ranked by those prices (each ranked $/h is the request's cost
+/// on the type at its median, times its band premium, in order).
+#[test]
+fn live_spot_prices_tell_types_and_zones_apart() {
+    let rows = common::independent_prices();
+    let mut table: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut want: BTreeMap<(String, String), f64> = BTreeMap::new();
+    for ((region, ty), (_, spot)) in &rows {
+        let Some(spot) = spot else { continue };
+        if region != "us-east-1" {
+            continue;
+        }
+        for zone in moto_zones(ty) {
+            // Four decimals: what plans print, so the comparison below is exact.
+            let p = (spot * zone_factor(&zone) * 1e4).round() / 1e4;
+            table
+                .entry(zone.clone())
+                .or_default()
+                .insert(ty.clone(), format!("{p:.4}"));
+            want.insert((ty.clone(), zone), p);
+        }
+    }
+    let Some((moto, _table)) = Moto::start_with_spot_prices("live-priced", &table) else {
+        return;
+    };
+    let (pricing, _) = aws::pricing_endpoint(PriceReply::Pages(price_list_pages()));
+    let cache = tempfile::tempdir().unwrap();
+    let env = aws::env(&moto.url, &pricing);
+    let cache_dir = cache.path().display().to_string();
+    let plan = json(&spotplan(
+        &env,
+        &[
+            "recommend",
+            "--cores",
+            "64",
+            "--memory",
+            "256",
+            "--region",
+            "us-east-1",
+            "-o",
+            "json",
+            "--advisor-data",
+            &advisor(),
+            "--aws",
+            "--cache-dir",
+            &cache_dir,
+        ],
+    ));
+    let candidates = plan["candidates"].as_array().unwrap();
+    assert!(candidates.len() >= 15);
+    let mut last_ranked = 0.0;
+    for c in candidates {
+        let ty = c["type"].as_str().unwrap();
+        assert_eq!(c["spot_price_source"], "api", "{ty}");
+        let zones = moto_zones(ty);
+        let mut seeded: Vec<f64> = zones
+            .iter()
+            .map(|z| want[&(ty.to_string(), z.clone())])
+            .collect();
+        for z in c["zone_spot_usd_per_hour"].as_array().unwrap() {
+            let zone = z["zone"].as_str().unwrap().to_string();
+            let got = z["spot_usd_per_hour"].as_f64().unwrap();
+            let w = want[&(ty.to_string(), zone.clone())];
+            assert!((got - w).abs() < 1e-9, "{ty} in {zone}: {got}, seeded {w}");
+        }
+        assert_eq!(
+            c["zone_spot_usd_per_hour"].as_array().unwrap().len(),
+            zones.len(),
+            "{ty}: a price for each zone moto offers it in"
+        );
+        seeded.sort_by(f64::total_cmp);
+        let n = seeded.len();
+        let median = if n % 2 == 1 {
+            seeded[n / 2]
+        } else {
+            (seeded[n / 2 - 1] + seeded[n / 2]) / 2.0
+        };
+        let got = c["spot_usd_per_hour"].as_f64().unwrap();
+        assert!(
+            (got - median).abs() < 1e-4,
+            "{ty}: {got}, median of the seeded {median}"
+        );
+        // The ranking follows these prices.
+        let count = c["count"].as_f64().unwrap();
+        let premium = c["band_premium_pct"].as_f64().unwrap_or(0.0);
+        let ranked = c["ranked_usd_per_hour"].as_f64().unwrap();
+        let expect = count * median * (1.0 + premium / 100.0);
+        assert!(
+            (ranked - expect).abs() <= 1e-3 * expect.max(1.0),
+            "{ty}: ranked {ranked}, {count} x {median} x (1 + {premium}%) = {expect}"
+        );
+        assert!(
+            ranked >= last_ranked - 1e-9,
+            "{ty} ranked {ranked} after {last_ranked}: not in price order"
+        );
+        last_ranked = ranked;
+    }
 }
 
 fn source<'a>(plan: &'a Value, kind: &str) -> &'a Value {

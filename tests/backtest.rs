@@ -4,6 +4,7 @@
 //! rule's targets over a varied request set. The figures are printed (`--nocapture`).
 
 mod common;
+mod parts;
 
 use common::indep::{self, Ask};
 use common::{AdvisorTable, independent_advisor_of};
@@ -533,4 +534,162 @@ fn the_table_labels_every_row_and_the_chart_shows_dates_gaps_and_the_ceiling() {
         "legend at {legend_y:?} is not below the axis at {}",
         axis_y[0]
     );
+
+    // Valid SVG, parsed by an XML parser.
+    let doc = roxmltree::Document::parse(&svg).expect("the chart is well-formed XML");
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    // The plotted values: the whole set's mean band line, read back through the chart's own
+    // axis labels, against the means computed here from the snapshot files and each step's
+    // written types.
+    let labels: Vec<(f64, f64, String)> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| {
+            let x = n.attribute("x")?.parse().ok()?;
+            let y = n.attribute("y")?.parse().ok()?;
+            Some((x, y, n.text()?.trim().to_string()))
+        })
+        .collect();
+    let right = labels
+        .iter()
+        .filter(|(_, _, t)| t.parse::<f64>().is_ok())
+        .map(|l| l.0)
+        .fold(0.0, f64::max);
+    let band_label = |v: &str| {
+        labels
+            .iter()
+            .find(|(x, _, t)| *x == right && t == v)
+            .unwrap_or_else(|| panic!("no right-axis label {v}"))
+            .1
+    };
+    let (y0, y4) = (band_label("0.0"), band_label("4.0"));
+    let band_at = |y: f64| (y0 - y) / (y0 - y4) * 4.0;
+    let date_label = |d: &str| labels.iter().find(|(_, _, t)| t == d).map(|l| l.0);
+    let (first_date, later) = (&common::history_files(FROM)[0].0, axis_dates(&labels));
+    let x_first = date_label(first_date).unwrap();
+    let (x_later, later_day) = later;
+    let day_at = |x: f64| (x - x_first) / (x_later - x_first) * later_day;
+    let legend_top = legend_y.iter().copied().fold(f64::MAX, f64::min);
+    let set_points: Vec<(f64, f64)> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("polyline") && n.attribute("stroke") == Some("#008C3C"))
+        .flat_map(|n| {
+            n.attribute("points")
+                .unwrap()
+                .split_whitespace()
+                .map(|p| {
+                    let (x, y) = p.split_once(',').unwrap();
+                    (x.parse::<f64>().unwrap(), y.parse::<f64>().unwrap())
+                })
+                .collect::<Vec<_>>()
+        })
+        .filter(|(_, y)| *y < legend_top - 10.0)
+        .map(|(x, y)| (day_at(x), band_at(y)))
+        .collect();
+    assert!(!set_points.is_empty(), "no whole-set line in the chart");
+    let start = SNAPS[0].at;
+    let means: Vec<(f64, f64)> = steps
+        .iter()
+        .map(|s| {
+            let snap = &SNAPS[s["snapshot"].as_u64().unwrap() as usize];
+            let types = names(&s["types"]);
+            let bands: Vec<Option<u64>> = types
+                .iter()
+                .map(|t| raw_band(snap, "us-east-1", t))
+                .collect();
+            (days(start, ts(&s["at"])), realized(&bands).0)
+        })
+        .collect();
+    // Each step's mean is plotted at its date (within the pixel rounding of the point and of
+    // the axis labels it is read through)...
+    let px_day = later_day / (x_later - x_first);
+    let px_band = 4.0 / (y0 - y4);
+    for (day, mean) in &means {
+        assert!(
+            set_points
+                .iter()
+                .any(|(d, b)| (d - day).abs() <= 3.0 * px_day && (b - mean).abs() <= 1.5 * px_band),
+            "the step of day {day:.1} (mean band {mean:.3}) is not plotted: {set_points:?}"
+        );
+    }
+    // ... and every point of the line is one of those means, held.
+    for (d, b) in &set_points {
+        assert!(
+            means.iter().any(|(_, m)| (b - m).abs() <= 1.5 * px_band),
+            "a plotted band {b:.3} on day {d:.1} is no step's mean: {means:?}"
+        );
+    }
+}
+
+/// The last date label on the chart's x axis: (its x, its day from the first snapshot).
+fn axis_dates(labels: &[(f64, f64, String)]) -> (f64, f64) {
+    let start = SNAPS[0].at;
+    labels
+        .iter()
+        .filter_map(|(x, _, t)| {
+            let at: Timestamp = format!("{t}T00:00:00Z").parse().ok()?;
+            Some((*x, days(start, at)))
+        })
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .expect("date labels on the x axis")
+}
+
+/// `--peer` runs the real spot-optimizer at each snapshot: its picks in the report are what
+/// spot-optimizer itself answers for that snapshot (run here, on the first and the last), and
+/// their bands and prices are the snapshot's and the price file's, read here.
+#[test]
+fn the_peer_is_the_real_spot_optimizer_at_each_snapshot() {
+    let Some(python) = common::venv_python("backtest --peer") else {
+        return;
+    };
+    let exe = python.with_file_name("spot-optimizer");
+    let args = ["--cores", "64", "--memory", "256", "--region", "us-east-1"];
+    let mut with_peer: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    with_peer.extend(["--peer".to_string(), exe.display().to_string()]);
+    let v = common::backtest_json(FROM, &with_peer);
+    let peer = v["peer"]["steps"].as_array().expect("a peer report");
+    let files = common::history_files(FROM);
+    assert_eq!(peer.len(), files.len(), "one pick per snapshot");
+    let dir = tempfile::tempdir().unwrap();
+    for k in [0, files.len() - 1] {
+        let (date, path) = &files[k];
+        assert_eq!(&peer[k]["at"].as_str().unwrap()[..10], date);
+        // spot-optimizer reads the snapshot from a URL, as plain JSON.
+        let mut json = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()),
+            &mut json,
+        )
+        .unwrap();
+        let plain = dir.path().join(format!("{date}.json"));
+        std::fs::write(&plain, json).unwrap();
+        let out = std::process::Command::new(&exe)
+            .args(["--cores", "64", "--memory", "256", "--region", "us-east-1"])
+            .args(["--mode", "balanced", "--arm-instances"])
+            .env("SPOT_OPTIMIZER_URL", common::serve_file(&plain))
+            .env(
+                "SPOT_OPTIMIZER_DB_PATH",
+                dir.path().join(format!("{date}.db")),
+            )
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let its: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let ty = its["instances"]["type"].as_str().unwrap();
+        let count = its["instances"]["count"].as_u64().unwrap();
+        assert_eq!(peer[k]["instance_type"], ty, "{date}: {}", peer[k]);
+        assert_eq!(peer[k]["count"].as_u64(), Some(count), "{date}");
+        let band = raw_band(&SNAPS[k], "us-east-1", ty).unwrap_or(4);
+        assert_eq!(peer[k]["band"].as_u64(), Some(band), "{date}");
+        let price = common::indep::spot("us-east-1", ty).expect("a price for the peer's pick");
+        let got = peer[k]["usd_per_hour"].as_f64().unwrap();
+        assert!(
+            (got - price * count as f64).abs() < 1e-3,
+            "{date}: {got} $/h, the price file gives {count} x {price}"
+        );
+    }
 }

@@ -7,6 +7,7 @@
 //! configs), the EC2 endpoint in front of moto answers in AWS's documented format.
 
 mod common;
+mod parts;
 
 use common::aws::{self, Moto, Reply, Script};
 use serde_json::Value;
@@ -359,6 +360,41 @@ fn apply_twice_makes_one_and_changes_nothing_the_second_time() {
             );
         }
     }
+
+    // The Spot Fleet as moto itself stores it, read back through moto's own
+    // DescribeSpotFleetRequests (found by the name tag, as spotplan finds it): one request, at
+    // the plan's capacity; a larger plan modifies that same request to its capacity. (A smaller
+    // one cannot be shown here: moto's ModifySpotFleetRequest fails to lower a fleet's capacity,
+    // "No instances specified".)
+    let fleet = |stored: &Value| -> (String, u64) {
+        let arr = stored.as_array().unwrap();
+        assert_eq!(arr.len(), 1, "{stored}");
+        (
+            arr[0]["SpotFleetRequestId"].as_str().unwrap().to_string(),
+            arr[0]["SpotFleetRequestConfig"]["TargetCapacity"]
+                .as_u64()
+                .unwrap(),
+        )
+    };
+    let (sfr, target) = fleet(&aws.client(&["show", "spot-fleet", "twice"], None));
+    assert_eq!(target, 64);
+    let larger = [
+        "--cores",
+        "96",
+        "--memory",
+        "384",
+        "--region",
+        "us-east-1",
+        "--arch",
+        "amd64",
+    ];
+    let out = apply(&aws, &url, "spot-fleet", "twice", &larger);
+    assert_eq!(ok(&out).trim(), sfr, "{}", stderr(&out));
+    assert_eq!(
+        fleet(&aws.client(&["show", "spot-fleet", "twice"], None)),
+        (sfr, 96),
+        "moto's DescribeSpotFleetRequests after the change"
+    );
 
     // The plan changes: the group is updated in place, its desired capacity left to scaling.
     let smaller = [

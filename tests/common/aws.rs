@@ -35,19 +35,42 @@ impl Moto {
     /// exit, and both tests would talk to the survivor until its owner stopped it.
     pub fn start(test: &str) -> Option<Moto> {
         let python = super::venv_python(test)?;
-        let exe = python.with_file_name("moto_server");
-        let mut child = Command::new(&exe)
+        Some(Self::spawn(
+            test,
+            Command::new(python.with_file_name("moto_server")),
+        ))
+    }
+
+    /// moto, answering DescribeSpotPriceHistory with `prices` (zone -> type -> $/h) instead of
+    /// its fixed 0.00001 (tests/moto_priced.py: moto's own server, that one answer's price
+    /// taken from the table).
+    pub fn start_with_spot_prices(
+        test: &str,
+        prices: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    ) -> Option<(Moto, tempfile::NamedTempFile)> {
+        let python = super::venv_python(test)?;
+        let table = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(table.path(), serde_json::to_vec(prices).unwrap()).unwrap();
+        let mut cmd = Command::new(python);
+        cmd.arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/moto_priced.py"))
+            .env("SPOTPLAN_MOTO_SPOT_PRICES", table.path());
+        Some((Self::spawn(test, cmd), table))
+    }
+
+    fn spawn(test: &str, mut cmd: Command) -> Moto {
+        let exe = format!("{cmd:?}");
+        let mut child = cmd
             .args(["-H", "127.0.0.1", "-p", "0"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("{test}: cannot start {}: {e}", exe.display()));
+            .unwrap_or_else(|e| panic!("{test}: cannot start {exe}: {e}"));
         let port = listening_port(child.stderr.take().unwrap());
         match port.recv_timeout(Duration::from_secs(60)) {
-            Ok(port) => Some(Moto {
+            Ok(port) => Moto {
                 child,
                 url: format!("http://127.0.0.1:{port}"),
-            }),
+            },
             Err(e) => {
                 let _ = child.kill();
                 let status = child.wait().ok();
