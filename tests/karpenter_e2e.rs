@@ -620,3 +620,144 @@ fn interruptions_shift_to_on_demand_and_back() {
     controller.stop();
     assert!(!karpenter.log_text().is_empty());
 }
+
+/// Demotion on real Karpenter: a type interrupted twice in one zone within the window is
+/// demoted (an `InstanceTypeDemoted` Event, `status.demotedInstanceTypes`, the NodePool's list
+/// without it), and the replacement Karpenter launches for the pod is of another type; once the
+/// type has been calm (and its interruptions are out of the window, which is shorter here), it
+/// is restored (`InstanceTypeRestored`, back in the list). The plan's shift threshold is far
+/// away: this is demotion, not the shift.
+#[test]
+fn a_type_interrupted_twice_in_a_zone_is_demoted_then_restored() {
+    let Some(rig) = Rig::start("demotion") else {
+        return;
+    };
+    let (types_file, _) = kwok_instance_types(&rig);
+    let _karpenter = rig.karpenter(&types_file);
+    let _kwok = rig.kwok();
+    let _lifecycle = node_lifecycle(&rig);
+    let controller = rig.controller("admin", &[]);
+    assert!(rig.apply("apiVersion: karpenter.kwok.sh/v1alpha1\nkind: KWOKNodeClass\nmetadata: {name: default}\n").0);
+    rig.apply(&plan(
+        "demoter",
+        "  minNarrowInterval: 1s\n  capacity: {onDemandShift: {interruptions: 50, window: 30s, calm: 45s}}\n",
+    ));
+    let listed = ready_types(&rig, "demoter");
+    // One pod, pinned to one zone: Karpenter relaunches the same cheapest type there.
+    rig.apply(&deployment(
+        "demoter",
+        "spotplan.dev/plan: demoter, topology.kubernetes.io/zone: us-east-1a",
+        1,
+    ));
+    let live = |rig: &Rig| claim_objects(rig, "demoter").and_then(|c| c.into_iter().next());
+    let first = eventually(T, "a NodeClaim for the pod", || live(&rig));
+    let label = |c: &Value, k: &str| c["metadata"]["labels"][k].as_str().unwrap().to_string();
+    let (ty, zone) = (
+        label(&first, "node.kubernetes.io/instance-type"),
+        label(&first, "topology.kubernetes.io/zone"),
+    );
+    assert_eq!(zone, "us-east-1a");
+    assert!(listed.contains(&ty), "{ty} is not in the plan");
+    interrupt(&rig, &first, 1);
+    let uid = |c: &Value| c["metadata"]["uid"].as_str().unwrap().to_string();
+    let second = eventually(T, "the replacement NodeClaim", || {
+        live(&rig).filter(|c| uid(c) != uid(&first))
+    });
+    assert_eq!(
+        (
+            label(&second, "node.kubernetes.io/instance-type"),
+            label(&second, "topology.kubernetes.io/zone")
+        ),
+        (ty.clone(), zone.clone()),
+        "Karpenter relaunched another type or zone: the second interruption would not demote"
+    );
+    interrupt(&rig, &second, 2);
+
+    // Demoted: status, the Event, the NodePool's list.
+    eventually(T, "the type demoted in status", || {
+        let sp = rig.get_json("spotplan", "demoter")?;
+        sp["status"]["demotedInstanceTypes"]
+            .as_array()?
+            .iter()
+            .any(|t| t == ty.as_str())
+            .then_some(())
+    });
+    let reasons = |rig: &Rig| -> Vec<(String, String)> {
+        rig.list_json("events.v1.events.k8s.io", None)
+            .iter()
+            .filter(|e| e["regarding"]["name"] == "demoter")
+            .map(|e| {
+                (
+                    e["reason"].as_str().unwrap_or("").to_string(),
+                    e["note"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    };
+    let demoted_event = eventually(T, "an InstanceTypeDemoted Event", || {
+        reasons(&rig)
+            .into_iter()
+            .find(|(r, _)| r == "InstanceTypeDemoted")
+    });
+    assert!(demoted_event.1.contains(&ty), "{demoted_event:?}");
+    let pool_types = |rig: &Rig| -> BTreeSet<String> {
+        rig.get_json("nodepool", "demoter").unwrap()["spec"]["template"]["spec"]["requirements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["key"] == "node.kubernetes.io/instance-type")
+            .unwrap()["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    eventually(T, "the NodePool's list without the demoted type", || {
+        (!pool_types(&rig).contains(&ty)).then_some(())
+    });
+    let sp = rig.get_json("spotplan", "demoter").unwrap();
+    assert!(
+        sp["status"]["shift"].is_null(),
+        "demotion is not the shift: {}",
+        sp["status"]
+    );
+    // The pod's next node, from Karpenter, is of another type.
+    let third = eventually(T, "a NodeClaim of another type", || {
+        live(&rig).filter(|c| uid(c) != uid(&second) && uid(c) != uid(&first))
+    });
+    assert_ne!(label(&third, "node.kubernetes.io/instance-type"), ty);
+
+    // Calm: restored, and listed again.
+    let start = std::time::Instant::now();
+    let restored = loop {
+        if let Some(e) = reasons(&rig)
+            .into_iter()
+            .find(|(r, _)| r == "InstanceTypeRestored")
+        {
+            break e;
+        }
+        if start.elapsed() > Duration::from_secs(180) {
+            let log = controller.log_text();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            panic!(
+                "no InstanceTypeRestored in 180 s: {:?}\nstatus {}\nlog (newest first):\n{}",
+                reasons(&rig),
+                rig.get_json("spotplan", "demoter").unwrap()["status"],
+                tail.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert!(restored.1.contains(&ty), "{restored:?}");
+    eventually(T, "the type listed again", || {
+        pool_types(&rig).contains(&ty).then_some(())
+    });
+    let sp = rig.get_json("spotplan", "demoter").unwrap();
+    assert!(
+        sp["status"]["demotedInstanceTypes"].is_null()
+            || sp["status"]["demotedInstanceTypes"] == serde_json::json!([]),
+        "{}",
+        sp["status"]
+    );
+}
