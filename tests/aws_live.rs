@@ -96,6 +96,23 @@ fn moto_zones(ty: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// `recommend` for 64 vCPU / 256 GiB in us-east-1, as JSON, with the advisor file at `advisor`.
+fn recommend_64(advisor: &str) -> [&str; 11] {
+    [
+        "recommend",
+        "--cores",
+        "64",
+        "--memory",
+        "256",
+        "--region",
+        "us-east-1",
+        "-o",
+        "json",
+        "--advisor-data",
+        advisor,
+    ]
+}
+
 /// Each zone's price factor in the seeded table: zones of one type are priced apart.
 fn zone_factor(zone: &str) -> f64 {
     match zone.chars().last().unwrap() {
@@ -140,24 +157,14 @@ fn live_spot_prices_tell_types_and_zones_apart() {
     let cache = tempfile::tempdir().unwrap();
     let env = aws::env(&moto.url, &pricing);
     let cache_dir = cache.path().display().to_string();
+    let advisor_file = advisor();
     let plan = json(&spotplan(
         &env,
         &[
-            "recommend",
-            "--cores",
-            "64",
-            "--memory",
-            "256",
-            "--region",
-            "us-east-1",
-            "-o",
-            "json",
-            "--advisor-data",
-            &advisor(),
-            "--aws",
-            "--cache-dir",
-            &cache_dir,
-        ],
+            &recommend_64(&advisor_file)[..],
+            &["--aws", "--cache-dir", &cache_dir],
+        ]
+        .concat(),
     ));
     let candidates = plan["candidates"].as_array().unwrap();
     assert!(candidates.len() >= 15);
@@ -227,19 +234,8 @@ fn live_prices_zones_and_types_drive_the_plan() {
     let (pricing, seen) = aws::pricing_endpoint(PriceReply::Pages(price_list_pages()));
     let cache = tempfile::tempdir().unwrap();
     let env = aws::env(&moto.url, &pricing);
-    let base = [
-        "recommend",
-        "--cores",
-        "64",
-        "--memory",
-        "256",
-        "--region",
-        "us-east-1",
-        "-o",
-        "json",
-        "--advisor-data",
-        &advisor(),
-    ];
+    let advisor_file = advisor();
+    let base = recommend_64(&advisor_file);
     let cache_dir = cache.path().display().to_string();
     let live = json(&spotplan(
         &env,
@@ -777,17 +773,8 @@ fn no_credentials_answers_at_once_and_uses_the_files() {
 
 mod rig;
 
-/// The sum of a metric's series whose line starts with `prefix`.
-fn metric_sum(c: &rig::Controller, prefix: &str) -> f64 {
-    c.metrics()
-        .lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 fn refreshes(c: &rig::Controller) -> f64 {
-    metric_sum(c, "spotplan_market_data_refreshes_total")
+    c.metric_sum("spotplan_market_data_refreshes_total")
 }
 
 /// Spot price calls made across one more refresh.
@@ -799,15 +786,9 @@ fn spot_calls_per_refresh(c: &rig::Controller) -> f64 {
     };
     let n = refreshes(c);
     wait_refresh(n);
-    let before = metric_sum(
-        c,
-        "spotplan_aws_api_calls_total{call=\"DescribeSpotPriceHistory\"}",
-    );
+    let before = c.metric_sum("spotplan_aws_api_calls_total{call=\"DescribeSpotPriceHistory\"}");
     wait_refresh(n + 1.0);
-    metric_sum(
-        c,
-        "spotplan_aws_api_calls_total{call=\"DescribeSpotPriceHistory\"}",
-    ) - before
+    c.metric_sum("spotplan_aws_api_calls_total{call=\"DescribeSpotPriceHistory\"}") - before
 }
 
 fn spot_plan(name: &str, region: &str) -> String {

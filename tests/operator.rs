@@ -573,15 +573,7 @@ fn two_replicas_only_the_leader_writes() {
     for name in ["one", "two", "three"] {
         ready(&rig, name);
     }
-    let lease = rig.kubectl(&[
-        "get",
-        "lease",
-        "spotplan-controller",
-        "-n",
-        "default",
-        "-o",
-        "jsonpath={.spec.holderIdentity}",
-    ]);
+    let lease = lease_holder(&rig);
     let (leader, follower) = if lease == "replica-a" {
         ("spotplan-a", "spotplan-b")
     } else {
@@ -615,15 +607,7 @@ fn two_replicas_only_the_leader_writes() {
     let mark = rig.audit().len();
     rig.apply(&plan_yaml("four", ""));
     ready(&rig, "four");
-    let holder = rig.kubectl(&[
-        "get",
-        "lease",
-        "spotplan-controller",
-        "-n",
-        "default",
-        "-o",
-        "jsonpath={.spec.holderIdentity}",
-    ]);
+    let holder = lease_holder(&rig);
     assert_ne!(holder, lease, "leadership moved");
     let after = rig.audit();
     let writers: BTreeSet<String> = after[mark..]

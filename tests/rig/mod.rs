@@ -375,21 +375,6 @@ impl Controller {
             .sum()
     }
 
-    /// Returns once the controller has finished `more` reconciles after `from` (a
-    /// `reconciles()` reading).
-    pub fn wait_reconciles(&self, from: f64, more: f64) {
-        eventually(
-            Duration::from_secs(60),
-            &format!("{more} more reconciles after {from}"),
-            || (self.reconciles() >= from + more).then_some(()),
-        );
-    }
-
-    /// Reconciles finished so far, every outcome (`spotplan_reconciles_total`).
-    pub fn reconciles(&self) -> f64 {
-        self.metric_sum("spotplan_reconciles_total{")
-    }
-
     /// The value of a metric line starting with `prefix`, if any.
     pub fn metric(&self, prefix: &str) -> Option<f64> {
         self.metrics()
