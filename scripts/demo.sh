@@ -155,7 +155,7 @@ curl -sf 127.0.0.1:$PORT/readyz >/dev/null || die "the controller did not become
 for p in karpenter kwok lifecycle; do stop_pid "$p"; done
 KUBECONFIG="$KUBECONFIG" DISABLE_LEADER_ELECTION=true METRICS_PORT=$((PORT + 1)) HEALTH_PROBE_PORT=$((PORT + 2)) \
   INSTANCE_TYPES_FILE_PATH="$DEMO/kwok-instance-types.json" SYSTEM_NAMESPACE=kube-system \
-  BATCH_IDLE_DURATION=1s BATCH_MAX_DURATION=3s "$TOOLS_BIN/karpenter-kwok" >"$DEMO/karpenter.log" 2>&1 &
+  FEATURE_GATES=NodeOverlay=true BATCH_IDLE_DURATION=1s BATCH_MAX_DURATION=3s "$TOOLS_BIN/karpenter-kwok" >"$DEMO/karpenter.log" 2>&1 &
 echo $! > "$DEMO/karpenter.pid"
 stages=(); for f in "$TOOLS_BIN"/kwok-stages/*.yaml; do stages+=(--config "$f"); done
 "$TOOLS_BIN/kwok" --kubeconfig "$KUBECONFIG" --manage-all-nodes --server-address "127.0.0.1:$((PORT + 3))" "${stages[@]}" >"$DEMO/kwok.log" 2>&1 &

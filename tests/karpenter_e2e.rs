@@ -761,3 +761,158 @@ fn a_type_interrupted_twice_in_a_zone_is_demoted_then_restored() {
         sp["status"]
     );
 }
+
+/// The NodeClaim annotation Karpenter sets when any of a claim's types carries a price overlay
+/// (sigs.k8s.io/karpenter v1.14.1 `v1alpha1.PriceOverlayAppliedAnnotationKey`).
+const PRICE_OVERLAY_APPLIED: &str = "karpenter.sh/price-overlay-applied";
+
+fn overlay_applied(c: &Value) -> bool {
+    c["metadata"]["annotations"][PRICE_OVERLAY_APPLIED] == "true"
+}
+
+/// Risk pricing on real Karpenter with `NodeOverlay=true`: the plan's overlays are accepted
+/// (Karpenter's own ValidationSucceeded), its NodeClaims carry Karpenter's price-overlay
+/// annotation, and scope holds both ways: a control NodePool and a second SpotPlan with risk
+/// pricing Disabled get no overlay and their NodeClaims no annotation. Each overlay is pinned to
+/// the priced plan's NodePool; turning risk pricing off deletes them, and deleting the plan
+/// takes them with it.
+#[test]
+fn risk_pricing_overlays_reach_karpenters_choice_for_the_plans_pool_only() {
+    let Some(rig) = Rig::start("overlays") else {
+        return;
+    };
+    let (types_file, _) = kwok_instance_types(&rig);
+    let _karpenter = rig.karpenter(&types_file);
+    let _controller = rig.controller("admin", &[]);
+    assert!(rig.apply("apiVersion: karpenter.kwok.sh/v1alpha1\nkind: KWOKNodeClass\nmetadata: {name: default}\n").0);
+    // No ceiling of the plan's own: the mode's band premiums rank it, so there are levels.
+    let priced = plan("priced", "").replace("  maxInterruptionBand: 2\n", "");
+    assert!(rig.apply(&priced).0);
+    let plain =
+        plan("plain", "  riskPricing: Disabled\n").replace("  maxInterruptionBand: 2\n", "");
+    assert!(rig.apply(&plain).0);
+    let control = "apiVersion: karpenter.sh/v1
+kind: NodePool
+metadata: {name: control}
+spec:
+  template:
+    metadata: {labels: {pool: control}}
+    spec:
+      nodeClassRef: {group: karpenter.kwok.sh, kind: KWOKNodeClass, name: default}
+      requirements:
+      - {key: karpenter.sh/capacity-type, operator: In, values: [spot]}
+";
+    assert!(rig.apply(control).0);
+
+    // Karpenter validates every overlay, and the plan reports it.
+    let sp = eventually(T, "RiskPricing=True on priced", || {
+        let sp = rig.get_json("spotplan", "priced")?;
+        (condition(&sp, "RiskPricing")?.0 == "True").then_some(sp)
+    });
+    let overlays = rig.list_json("nodeoverlays", None);
+    assert!(!overlays.is_empty());
+    let listed: BTreeSet<String> = sp["status"]["instanceTypes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect();
+    let mut covered = BTreeSet::new();
+    let mut adjustments = BTreeSet::new();
+    for o in &overlays {
+        let name = o["metadata"]["name"].as_str().unwrap();
+        let (status, reason, _) = condition(o, "ValidationSucceeded")
+            .unwrap_or_else(|| panic!("Karpenter never validated {name}: {o}"));
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("True", "ValidationSucceeded"),
+            "{o}"
+        );
+        let reqs = o["spec"]["requirements"].as_array().unwrap();
+        let pools: Vec<&Value> = reqs
+            .iter()
+            .filter(|r| r["key"] == "karpenter.sh/nodepool")
+            .collect();
+        assert_eq!(pools.len(), 1, "{o}");
+        assert_eq!(pools[0]["operator"], "In");
+        assert_eq!(
+            pools[0]["values"],
+            serde_json::json!(["priced"]),
+            "{name} is pinned to priced only"
+        );
+        let types = reqs
+            .iter()
+            .find(|r| r["key"] == "node.kubernetes.io/instance-type")
+            .unwrap();
+        for t in types["values"].as_array().unwrap() {
+            assert!(
+                covered.insert(t.as_str().unwrap().to_string()),
+                "{t} in two overlays"
+            );
+        }
+        adjustments.insert(o["spec"]["priceAdjustment"].as_str().unwrap().to_string());
+    }
+    assert_eq!(covered, listed, "every listed type priced, nothing else");
+    assert!(
+        adjustments.len() > 1,
+        "the band premiums make levels: {adjustments:?}"
+    );
+    let rp = condition(&rig.get_json("spotplan", "plain").unwrap(), "RiskPricing").unwrap();
+    assert_eq!((rp.0.as_str(), rp.1.as_str()), ("False", "Disabled"));
+
+    rig.apply(&deployment("priced", "spotplan.dev/plan: priced", 3));
+    rig.apply(&deployment("plain", "spotplan.dev/plan: plain", 3));
+    rig.apply(&deployment("control", "pool: control", 3));
+    let all = |pool: &str| {
+        eventually(T, &format!("3 NodeClaims for {pool}"), || {
+            let c = claim_objects(&rig, pool)?;
+            (c.len() >= 3).then_some(c)
+        })
+    };
+    let (priced_claims, plain_claims, control_claims) =
+        (all("priced"), all("plain"), all("control"));
+    for c in &priced_claims {
+        assert!(
+            overlay_applied(c),
+            "priced NodeClaim without Karpenter's overlay annotation: {}",
+            c["metadata"]
+        );
+        let ty = c["metadata"]["labels"]["node.kubernetes.io/instance-type"]
+            .as_str()
+            .unwrap();
+        assert!(listed.contains(ty), "{ty}");
+    }
+    for c in plain_claims.iter().chain(&control_claims) {
+        assert!(
+            !overlay_applied(c),
+            "an overlay reached a NodeClaim outside priced: {}",
+            c["metadata"]
+        );
+    }
+
+    // Off in the spec: its overlays go, and only its own.
+    let off = priced.replace("spec:\n", "spec:\n  riskPricing: Disabled\n");
+    assert!(rig.apply(&off).0);
+    eventually(T, "priced's overlays deleted", || {
+        rig.list_json("nodeoverlays", None).is_empty().then_some(())
+    });
+    let rp = condition(&rig.get_json("spotplan", "priced").unwrap(), "RiskPricing").unwrap();
+    assert_eq!(rp.1, "Disabled");
+    // On again, then the plan deleted: the garbage collector takes its overlays with it.
+    assert!(rig.apply(&priced).0);
+    eventually(T, "priced's overlays back", || {
+        (!rig.list_json("nodeoverlays", None).is_empty()).then_some(())
+    });
+    rig.kubectl(&["delete", "spotplan", "priced", "--wait=false"]);
+    rig.gc_barrier();
+    eventually(T, "overlays gone with their plan", || {
+        rig.list_json("nodeoverlays", None).is_empty().then_some(())
+    });
+    eprintln!(
+        "overlays: {adjustments:?} over {} types; priced claims annotated: {}, plain: {}, control: {}",
+        listed.len(),
+        priced_claims.len(),
+        plain_claims.len(),
+        control_claims.len()
+    );
+}

@@ -748,6 +748,11 @@ fn rbac_role_is_enough_and_no_more() {
         ("watch", "events"),
         ("list", "nodeclaims"),
         ("watch", "nodeclaims"),
+        ("list", "nodeoverlays"),
+        ("watch", "nodeoverlays"),
+        ("create", "nodeoverlays"),
+        ("patch", "nodeoverlays"),
+        ("delete", "nodeoverlays"),
         ("get", "leases"),
         ("create", "leases"),
         ("update", "leases"),
@@ -793,6 +798,9 @@ fn rbac_role_is_enough_and_no_more() {
         ("watch", "spotplans"),
         ("watch", "nodeclaims"),
         ("watch", "events"),
+        ("list", "nodeoverlays"),
+        ("watch", "nodeoverlays"),
+        ("patch", "nodeoverlays"),
     ] {
         assert!(
             used.contains(&(need.0.to_string(), need.1.to_string())),

@@ -409,6 +409,81 @@ proptest! {
     }
 }
 
+/// A `priceAdjustment` as Karpenter's `AdjustedPrice` reads it (restated here, not the
+/// product's parser): `+N%` or `-N%` scales, `+X`/`-X` adds, never below zero.
+fn karpenter_adjusted(price: f64, change: &str) -> f64 {
+    let (sign, rest) = match &change[..1] {
+        "+" => (1.0, &change[1..]),
+        "-" => (-1.0, &change[1..]),
+        _ => return change.parse().unwrap(),
+    };
+    let out = match rest.strip_suffix('%') {
+        Some(p) => price * (1.0 + sign * p.parse::<f64>().unwrap() / 100.0),
+        None => price + sign * rest.parse::<f64>().unwrap(),
+    };
+    out.max(0.0)
+}
+
+/// Karpenter's CRD pattern for `priceAdjustment` (karpenter.sh_nodeoverlays.yaml, v1.14.1).
+const PRICE_ADJUSTMENT_PATTERN: &str =
+    r"^(([+-]{1}(\d*\.?\d+))|(\+{1}\d*\.?\d+%)|(^(-\d{1,2}(\.\d+)?%)$)|(-100%))$";
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// Risk pricing: read back as Karpenter reads it, every overlay's adjustment matches its
+    /// CRD pattern and is finite and not negative; each listed type is in exactly one type
+    /// level; the adjusted cost of the request (unit price x adjustment x count) strictly rises
+    /// down the plan's ranking; every overlay is pinned to its own NodePool and nothing else.
+    #[test]
+    fn overlays_order_karpenters_prices_as_the_plan_ranks(req in request(), pool in "[a-z][a-z0-9-]{0,20}[a-z0-9]") {
+        use spotplan::core::policy::pricing;
+        use spotplan::core::render::overlay;
+        let Ok(plan) = optimize(&req, &MARKET) else { return Ok(()) };
+        let listed: Vec<String> = plan.candidates.iter().map(|c| c.instance_type.clone()).collect();
+        let p = pricing::price(&plan, &listed, &[], &[], &pricing::DEFAULT_LEARNED, jiff::Timestamp::UNIX_EPOCH);
+        let pattern = regex::Regex::new(PRICE_ADJUSTMENT_PATTERN).unwrap();
+        let specs = overlay::overlay_specs(&pool, &p);
+        prop_assert!(specs.len() <= pricing::MAX_TYPE_LEVELS);
+        let mut adjustment_of: std::collections::BTreeMap<String, String> = Default::default();
+        for (name, spec) in &specs {
+            let prefix = format!("{pool}-risk-");
+            prop_assert!(name.starts_with(&prefix), "{}", name);
+            let adj = spec["priceAdjustment"].as_str().unwrap();
+            prop_assert!(pattern.is_match(adj), "{adj}");
+            let factor = karpenter_adjusted(1.0, adj);
+            prop_assert!(factor.is_finite() && factor >= 1.0, "{adj}");
+            let reqs = spec["requirements"].as_array().unwrap();
+            let pools: Vec<&serde_json::Value> = reqs.iter().filter(|r| r["key"] == "karpenter.sh/nodepool").collect();
+            prop_assert_eq!(pools.len(), 1);
+            prop_assert_eq!(&pools[0]["operator"], "In");
+            prop_assert_eq!(&pools[0]["values"], &serde_json::json!([pool.clone()]));
+            for r in reqs {
+                prop_assert!(r["operator"] == "In" && !r["values"].as_array().unwrap().is_empty());
+            }
+            let types = reqs.iter().find(|r| r["key"] == "node.kubernetes.io/instance-type").unwrap();
+            for t in types["values"].as_array().unwrap() {
+                let old = adjustment_of.insert(t.as_str().unwrap().to_string(), adj.to_string());
+                prop_assert!(old.is_none(), "{t} in two type levels");
+            }
+        }
+        prop_assert_eq!(adjustment_of.len(), listed.len());
+        // Inexact only when the levels had to be merged.
+        prop_assert!(p.exact || p.type_levels.len() == pricing::MAX_TYPE_LEVELS);
+        if p.exact {
+            let mut prev: Option<f64> = None;
+            for c in &plan.candidates {
+                let Some(unit) = c.spot_usd_per_hour else { continue };
+                let total = karpenter_adjusted(unit, &adjustment_of[&c.instance_type]) * f64::from(c.count);
+                if let Some(prev) = prev {
+                    prop_assert!(total > prev, "{} (rank {}) costs {total} adjusted, not above {prev}", c.instance_type, c.rank);
+                }
+                prev = Some(total);
+            }
+        }
+    }
+}
+
 /// The generator must not be degenerate: most requests must produce a plan, some must reach
 /// the bounds, or the property above proves little.
 #[test]

@@ -387,7 +387,10 @@ fn nodepools_for_git_carry_the_plan_and_no_ownership() {
     .stdout
     .clone();
     let docs: Vec<Value> = serde_saphyr::from_multiple(std::str::from_utf8(&out).unwrap()).unwrap();
-    assert_eq!(docs.len(), 2, "the spot NodePool and the on-demand base");
+    let (pools, overlays): (Vec<Value>, Vec<Value>) =
+        docs.into_iter().partition(|d| d["kind"] == "NodePool");
+    assert_eq!(pools.len(), 2, "the spot NodePool and the on-demand base");
+    let docs = pools;
     let plan: Value = serde_json::from_slice(
         &spotplan(&[
             "recommend",
@@ -431,6 +434,57 @@ fn nodepools_for_git_carry_the_plan_and_no_ownership() {
         .map(|v| v.as_str().unwrap())
         .collect();
     assert_eq!(types, planned);
+    // Beside them, the NodeOverlays that price the plan's order (risk pricing): pinned to the
+    // spot NodePool, for spot offerings, every listed type in one; no ownership marks. The
+    // example sets its own ceiling, so the plan ranks by cost: no premium, one level.
+    assert!(!overlays.is_empty());
+    let mut priced: Vec<String> = Vec::new();
+    for o in &overlays {
+        assert_eq!(o["kind"], "NodeOverlay");
+        assert_eq!(o["apiVersion"], "karpenter.sh/v1alpha1");
+        assert!(o["metadata"].get("ownerReferences").is_none());
+        let reqs = o["spec"]["requirements"].as_array().unwrap();
+        let value_of = |k: &str| {
+            reqs.iter()
+                .find(|r| r["key"] == k)
+                .map(|r| r["values"].clone())
+        };
+        assert_eq!(
+            value_of("karpenter.sh/nodepool"),
+            Some(serde_json::json!(["web"]))
+        );
+        assert_eq!(
+            value_of("karpenter.sh/capacity-type"),
+            Some(serde_json::json!(["spot"]))
+        );
+        priced.extend(
+            value_of("node.kubernetes.io/instance-type")
+                .unwrap()
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string()),
+        );
+        assert_eq!(o["spec"]["priceAdjustment"], "+0%");
+    }
+    priced.sort();
+    assert_eq!(priced, planned);
+    let without = spotplan(&[
+        "render",
+        "--format",
+        "nodepool",
+        "--no-overlays",
+        "-f",
+        &example("web-on-demand-base.yaml"),
+    ])
+    .assert()
+    .success()
+    .get_output()
+    .stdout
+    .clone();
+    let without: Vec<Value> =
+        serde_saphyr::from_multiple(std::str::from_utf8(&without).unwrap()).unwrap();
+    assert!(without.iter().all(|d| d["kind"] == "NodePool") && without.len() == 2);
     let od = &docs[1];
     assert_eq!(od["metadata"]["name"], "web-on-demand");
     assert_eq!(od["spec"]["limits"]["cpu"], "16");
@@ -448,8 +502,19 @@ fn nodepools_for_git_carry_the_plan_and_no_ownership() {
     .clone();
     let list: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(list["kind"], "List");
-    let items = list["items"].as_array().unwrap();
+    let (items, overlays): (Vec<Value>, Vec<Value>) = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .cloned()
+        .partition(|d| d["kind"] == "NodePool");
     assert_eq!(items.len(), 2);
+    // No ceiling of its own: the mode's band premiums rank it, so more than one level.
+    let levels: std::collections::BTreeSet<&str> = overlays
+        .iter()
+        .map(|o| o["spec"]["priceAdjustment"].as_str().unwrap())
+        .collect();
+    assert!(levels.len() > 1, "{levels:?}");
     assert_eq!(
         items[0]["spec"]["template"]["spec"]["nodeClassRef"],
         serde_json::json!({"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": "batch"})

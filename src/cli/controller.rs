@@ -60,6 +60,17 @@ pub struct ControllerArgs {
     /// NodeClaims of the plan's own NodePools count as interruptions.
     #[arg(long, env = "SPOTPLAN_KARPENTER_EVENT_NAMESPACE", default_value = spotplan_api::karpenter::DEFAULT_EVENT_NAMESPACE)]
     pub karpenter_event_namespace: String,
+    /// Risk pricing: `auto` writes Karpenter NodeOverlays that price each plan's ranking into
+    /// Karpenter's choice where the cluster serves them (checked at start); `off` never writes
+    /// them and deletes the plans' own. A plan turns it off for itself with
+    /// spec.riskPricing: Disabled.
+    #[arg(
+        long,
+        env = "SPOTPLAN_RISK_PRICING",
+        value_enum,
+        default_value = "auto"
+    )]
+    pub risk_pricing: crate::operator::RiskPricingMode,
     /// Log format: text or json.
     #[arg(long, env = "SPOTPLAN_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -121,6 +132,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), CliError> {
         identity,
         concurrency: args.concurrency,
         karpenter_event_namespace: args.karpenter_event_namespace,
+        risk_pricing: args.risk_pricing,
     };
     crate::operator::run(opts).await.map_err(|e| CliError {
         message: format!("{e:#}"),

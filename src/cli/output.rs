@@ -59,7 +59,49 @@ struct Output<'a> {
     reliability: Reliability,
     #[serde(flatten)]
     plan: &'a Plan,
+    /// What a spotplan NodePool's NodeOverlays make Karpenter see (risk pricing), in rank order.
+    karpenter_prices: Vec<KarpenterPrice>,
     data: DataStamp<'a>,
+}
+
+/// One type's price as Karpenter sees it with risk pricing.
+#[derive(Serialize)]
+struct KarpenterPrice {
+    #[serde(rename = "type")]
+    instance_type: String,
+    /// NodeOverlay `priceAdjustment`.
+    price_adjustment: String,
+    /// Spot $/h of one node, adjusted: what Karpenter orders by and CreateFleet's priority.
+    adjusted_usd_per_hour: Option<f64>,
+}
+
+/// Risk pricing of the whole list, as the operator writes it (no learned premiums here).
+fn karpenter_prices(plan: &Plan) -> Vec<KarpenterPrice> {
+    use spotplan_core::policy::pricing;
+    let listed: Vec<String> = plan
+        .candidates
+        .iter()
+        .map(|c| c.instance_type.clone())
+        .collect();
+    let p = pricing::price(
+        plan,
+        &listed,
+        &[],
+        &[],
+        &pricing::DEFAULT_LEARNED,
+        jiff::Timestamp::now(),
+    );
+    p.types
+        .iter()
+        .map(|t| KarpenterPrice {
+            instance_type: t.instance_type.clone(),
+            price_adjustment: pricing::adjustment(t.premium),
+            adjusted_usd_per_hour: t
+                .unit_usd_per_hour
+                .and_then(|u| pricing::apply_adjustment(u, &pricing::adjustment(t.premium)))
+                .map(|v| (v * 1e6).round() / 1e6),
+        })
+        .collect()
 }
 
 pub fn print_plan(plan: &Plan, market: &MarketData, format: Format) {
@@ -76,6 +118,7 @@ pub fn print_plan(plan: &Plan, market: &MarketData, format: Format) {
             interruption_rate: p.interruption_band.unwrap_or(4),
         },
         plan,
+        karpenter_prices: karpenter_prices(plan),
         data: DataStamp {
             catalog: &market.catalog().source,
             sources: market.sources(),
@@ -105,7 +148,7 @@ fn usd(v: Option<f64>) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{v:.4}"))
 }
 
-fn row(c: &Candidate) -> Vec<Cell> {
+fn row(c: &Candidate, k: Option<&KarpenterPrice>) -> Vec<Cell> {
     let right = |s: String| Cell::new(s).set_alignment(CellAlignment::Right);
     vec![
         right(c.rank.to_string()),
@@ -127,6 +170,10 @@ fn row(c: &Candidate) -> Vec<Cell> {
         right(match c.band_premium_pct {
             Some(p) => format!("{} +{p}%", usd(c.ranked_usd_per_hour)),
             None => usd(c.ranked_usd_per_hour),
+        }),
+        right(match k {
+            Some(k) => format!("{} {}", usd(k.adjusted_usd_per_hour), k.price_adjustment),
+            None => "-".into(),
         }),
         right(usd(c.total_on_demand_usd_per_hour)),
         right(format!("{:.1}%", c.waste_pct)),
@@ -156,14 +203,20 @@ fn print_table(plan: &Plan, market: &MarketData) {
         "spot $/h",
         "total spot $/h",
         "ranked $/h",
+        "Karpenter $/h",
         "total OD $/h",
         "waste",
     ]);
+    let prices = karpenter_prices(plan);
     for c in &plan.candidates {
-        t.add_row(row(c));
+        let k = prices.iter().find(|k| k.instance_type == c.instance_type);
+        t.add_row(row(c, k));
     }
     println!("{t}");
     println!("{}", why_this_order(plan));
+    println!(
+        "Karpenter $/h: one node's spot price with the NodeOverlay adjustment a SpotPlan's NodePool gets (risk pricing): Karpenter launches the lowest first"
+    );
     println!(
         "primary: {} x {} = {} vCPU / {} GiB, spot {}/h vs on-demand {}/h{}",
         p.count,

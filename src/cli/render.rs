@@ -130,6 +130,11 @@ pub struct RenderArgs {
     /// is honoured.
     #[arg(long)]
     pub apply: bool,
+    /// With --format nodepool: leave out the Karpenter NodeOverlays that price the plan's
+    /// ranking into Karpenter's choice (printed by default; they need Karpenter's NodeOverlay
+    /// feature gate).
+    #[arg(long)]
+    pub no_overlays: bool,
     /// json or yaml (default: yaml for nodepool, json otherwise, as --cli-input-json takes).
     #[arg(long, short = 'o', value_enum, value_name = "FORMAT")]
     pub output: Option<DocFormat>,
@@ -428,6 +433,14 @@ fn nodepools(args: &RenderArgs, asked: &Asked, market: &MarketData) -> Result<Va
             nodepools: &[],
             signals: &build::Signals::default(),
             placement: None,
+            overlays: build::SeenOverlays {
+                support: if args.no_overlays {
+                    build::overlays::Support::Off
+                } else {
+                    build::overlays::Support::Served
+                },
+                live: &[],
+            },
             now: jiff::Timestamp::now(),
         },
         &build::Settings::default(),
@@ -449,6 +462,12 @@ fn nodepools(args: &RenderArgs, asked: &Asked, market: &MarketData) -> Result<Va
         .writes
         .into_iter()
         .map(|w| for_git(w.pool.object))
+        .chain(
+            desired
+                .overlay_writes
+                .into_iter()
+                .map(|w| for_git(w.overlay.object)),
+        )
         .collect();
     Ok(json!({"apiVersion": "v1", "kind": "List", "items": items}))
 }

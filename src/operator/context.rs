@@ -5,6 +5,7 @@ use super::lease::Leadership;
 use super::market::MarketCache;
 use super::memory::Memory;
 use super::metrics::Metrics;
+use super::overlays::Overlays;
 use super::signals::Signals;
 use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::events::Recorder;
@@ -40,6 +41,8 @@ pub(crate) struct Context {
     pub nodepools_synced: Arc<AtomicBool>,
     /// Karpenter's NodeClaims and their Events: the interruption signal.
     pub signals: Signals,
+    /// NodeOverlays: whether served, spotplan's own (cached), and their API.
+    pub overlays: Overlays,
     /// What this replica remembers between reconciles.
     pub memory: Memory,
 }
@@ -56,11 +59,15 @@ pub(crate) struct Parts {
     pub placement_scores: bool,
     pub nodepool_cache: Store<DynamicObject>,
     pub signals: Signals,
+    /// Risk pricing's support, and whether the cluster serves NodeOverlays.
+    pub overlay_support: (spotplan_api::build::overlays::Support, bool),
+    pub overlay_cache: Store<DynamicObject>,
 }
 
 impl Context {
     pub fn new(p: Parts) -> Context {
         Context {
+            overlays: Overlays::new(p.client.clone(), p.overlay_support, p.overlay_cache),
             nodepools: Api::all_with(p.client.clone(), &nodepool_resource()),
             plans: Api::all(p.client.clone()),
             raw_plans: Api::all_with(p.client, &ApiResource::erase::<SpotPlan>(&())),

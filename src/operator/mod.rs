@@ -14,6 +14,8 @@ mod market;
 pub use market::FileAge;
 mod memory;
 mod metrics;
+mod overlays;
+pub use overlays::Mode as RiskPricingMode;
 mod read;
 mod reconcile;
 mod signals;
@@ -54,6 +56,8 @@ pub struct Options {
     pub concurrency: u16,
     /// Where Karpenter's Events about NodeClaims land (the only namespace whose Events count).
     pub karpenter_event_namespace: String,
+    /// Risk pricing with NodeOverlays: where served, or never.
+    pub risk_pricing: overlays::Mode,
 }
 
 /// A reconcile may run this long before `/livez` calls the controller wedged.
@@ -88,6 +92,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         anyhow::anyhow!("no Kubernetes client config (in-cluster or KUBECONFIG): {e}")
     })?;
     watches::check_crds(&client).await?;
+    let overlay_support = overlays::support(&client, opts.risk_pricing).await;
+    let (overlay_store, overlay_stream) = overlays::watch(&client, overlay_support.1);
     let (trigger, triggers) = mpsc::unbounded_channel::<()>();
     tokio::spawn(market::run(
         market.clone(),
@@ -124,6 +130,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         placement_scores: opts.placement_scores,
         nodepool_cache: nodepool_store.clone(),
         signals: signals.clone(),
+        overlay_support,
+        overlay_cache: overlay_store,
     }));
     let controller = watches::controller(
         stream,
@@ -134,6 +142,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             signals,
             nodepools: nodepool_store,
         },
+        overlay_stream,
         &ctx,
         opts.concurrency,
     );

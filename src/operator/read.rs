@@ -29,6 +29,9 @@ pub(crate) struct Read {
     pub nodepools: Vec<DynamicObject>,
     pub signals: build::Signals,
     pub placement: Option<Vec<(String, u8)>>,
+    /// The live NodeOverlays of the plan (or holding its overlay names).
+    pub overlays: Vec<DynamicObject>,
+    pub overlay_support: spotplan_api::build::overlays::Support,
     pub now: Timestamp,
 }
 
@@ -41,6 +44,10 @@ impl Read {
             nodepools: &self.nodepools,
             signals: &self.signals,
             placement: self.placement.as_deref(),
+            overlays: build::SeenOverlays {
+                support: self.overlay_support,
+                live: &self.overlays,
+            },
             now: self.now,
         }
     }
@@ -54,7 +61,7 @@ pub(crate) async fn read(ctx: &Context, cached: &SpotPlan) -> Result<Read, Actio
     if cached.metadata.deletion_timestamp.is_some() || !ctx.leadership.is_leader() {
         return Err(Action::await_change());
     }
-    if !ctx.nodepools_synced.load(Ordering::Relaxed) {
+    if !ctx.nodepools_synced.load(Ordering::Relaxed) || !ctx.overlays.ready() {
         return Err(Action::requeue(Duration::from_millis(500)));
     }
     let now = whole_second(Timestamp::now());
@@ -95,9 +102,12 @@ pub(crate) async fn read(ctx: &Context, cached: &SpotPlan) -> Result<Read, Actio
             })
         })
         .collect();
+    let overlays = super::overlays::live_of(&ctx.overlays.store, &uid, &names.spot);
     let mut signals = ctx.signals.for_plan(&names, &owned);
     signals.seen_before = ctx.memory.seen_before(&plan.name_any());
     Ok(Read {
+        overlays,
+        overlay_support: ctx.overlays.support,
         nodepools,
         signals,
         plan,

@@ -178,6 +178,16 @@ fn plans_of(np: &DynamicObject, plans: &Store<Plan>, memory: &Memory) -> Vec<Obj
     names.iter().map(|n| ObjectRef::new(n)).collect()
 }
 
+/// The plan an overlay belongs to: its owner reference's (the reconcile checks the uid).
+/// Karpenter's status updates (validation, conflicts) bring the plan back too.
+fn overlay_owner(o: DynamicObject) -> Vec<ObjectRef<Plan>> {
+    o.owner_references()
+        .iter()
+        .filter(|r| r.kind == "SpotPlan" && r.api_version.starts_with("spotplan.dev/"))
+        .map(|r| ObjectRef::new(&r.name))
+        .collect()
+}
+
 /// Karpenter's interruption events, and what attributes them to a plan.
 pub(crate) struct Interruptions {
     pub events: BoxStream<'static, Result<k8s_openapi::api::core::v1::Event, watcher::Error>>,
@@ -193,6 +203,7 @@ pub(crate) fn controller(
     plan_store: Store<Plan>,
     triggers: mpsc::UnboundedReceiver<()>,
     interruptions: Interruptions,
+    overlays: BoxStream<'static, Result<DynamicObject, watcher::Error>>,
     ctx: &Arc<Context>,
     concurrency: u16,
 ) -> Controller<Plan> {
@@ -210,6 +221,11 @@ pub(crate) fn controller(
             streams.nodepools,
             move |np| plans_of(&np, &plans, &by_pool.memory),
             nodepool_resource(),
+        )
+        .watches_stream_with(
+            overlays,
+            overlay_owner,
+            spotplan_api::karpenter::nodeoverlay_resource(),
         )
         .watches_stream(events, move |e| {
             signals
@@ -235,6 +251,13 @@ pub(crate) fn spawn_housekeeping(
         "NodePool",
     );
     spawn_ready_flag(controller.store(), ready, "SpotPlan");
+    if ctx.overlays.served {
+        spawn_ready_flag(
+            ctx.overlays.store.clone(),
+            ctx.overlays.synced.clone(),
+            "NodeOverlay",
+        );
+    }
     let (store, ctx) = (controller.store(), ctx.clone());
     tokio::spawn(async move {
         loop {

@@ -602,6 +602,8 @@ impl Rig {
             .env("HEALTH_PROBE_PORT", "0")
             .env("INSTANCE_TYPES_FILE_PATH", instance_types)
             .env("SYSTEM_NAMESPACE", "kube-system")
+            // Risk pricing's lever (alpha): Karpenter applies NodeOverlays only with it.
+            .env("FEATURE_GATES", "NodeOverlay=true")
             .env("BATCH_IDLE_DURATION", "1s")
             .env("BATCH_MAX_DURATION", "3s")
             .stdout(std::fs::File::create(&log).unwrap())

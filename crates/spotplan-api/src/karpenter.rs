@@ -39,3 +39,11 @@ pub fn nodeclaim_resource() -> ApiResource {
         "nodeclaims",
     )
 }
+
+/// `karpenter.sh/v1alpha1` NodeOverlay (feature gate `NodeOverlay`): risk pricing's lever.
+pub fn nodeoverlay_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("karpenter.sh", "v1alpha1", "NodeOverlay"),
+        "nodeoverlays",
+    )
+}

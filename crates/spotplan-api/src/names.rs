@@ -44,6 +44,9 @@ pub mod conditions {
     /// New capacity goes on-demand because the plan's spot nodes were interrupted
     /// (`spec.capacity.onDemandShift`).
     pub const SHIFTED_TO_ON_DEMAND: &str = "ShiftedToOnDemand";
+    /// The plan's ranking is priced into Karpenter's choice with NodeOverlays (False: why not,
+    /// or a conflict Karpenter reported).
+    pub const RISK_PRICING: &str = "RiskPricing";
 }
 
 /// What a NodePool of a plan is for.

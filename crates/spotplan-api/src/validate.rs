@@ -441,6 +441,7 @@ pub fn spec_of(r: &Request, node_class: NodeClassRef) -> SpotPlanSpec {
         suspend: false,
         deletion_policy: DeletionPolicy::Orphan,
         min_narrow_interval: None,
+        risk_pricing: None,
     }
 }
 

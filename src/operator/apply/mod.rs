@@ -32,6 +32,13 @@ pub(crate) async fn apply(ctx: &Context, read: &Read, desired: Desired) -> Resul
             Err(Stop::Transient(e)) => return Err(e),
         }
     }
+    for w in &desired.overlay_writes {
+        super::overlays::write(ctx, w).await?;
+        wrote = true;
+    }
+    for d in &desired.overlay_deletes {
+        wrote |= super::overlays::delete(ctx, d).await?;
+    }
     for d in &desired.deletes {
         if nodepools::delete(ctx, d).await? {
             wrote = true;

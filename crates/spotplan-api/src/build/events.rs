@@ -124,3 +124,81 @@ pub(crate) fn shift_moves(p: &Planned) -> Vec<Note> {
         })
         .collect()
 }
+
+/// Learned (type, zone) premiums that rose or fell since the status last written: one Event
+/// each way, naming them.
+pub(crate) fn premiums(old: Option<&crate::crd::RiskPricingStatus>, p: &Planned) -> Vec<Note> {
+    let Some(now) = &p.risk.pricing else {
+        return Vec::new();
+    };
+    let before: Vec<(String, String, String)> = old
+        .map(|o| {
+            o.zone_premiums
+                .iter()
+                .map(|z| {
+                    (
+                        z.instance_type.clone(),
+                        z.zone.clone(),
+                        z.price_adjustment.clone(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let adj = spotplan_core::policy::pricing::adjustment;
+    let premium_of = |pct: &str| {
+        pct.trim_start_matches('+')
+            .trim_end_matches('%')
+            .parse::<f64>()
+            .unwrap_or(0.0)
+    };
+    let mut raised = Vec::new();
+    let mut lowered = Vec::new();
+    for z in &now.zone_premiums {
+        let was = before
+            .iter()
+            .find(|(t, zone, _)| *t == z.instance_type && *zone == z.zone);
+        let is = adj(z.premium);
+        match was {
+            Some((_, _, w)) if premium_of(w) >= premium_of(&is) => {
+                if premium_of(w) > premium_of(&is) {
+                    lowered.push(format!("{} in {}: {w} -> {is}", z.instance_type, z.zone));
+                }
+            }
+            Some((_, _, w)) => raised.push(format!(
+                "{} in {}: {w} -> {is} ({} interruptions or launch failures{})",
+                z.instance_type,
+                z.zone,
+                z.interruptions,
+                z.since_label()
+            )),
+            None => raised.push(format!(
+                "{} in {}: {is} ({} interruptions or launch failures of the plan's nodes there)",
+                z.instance_type, z.zone, z.interruptions
+            )),
+        }
+    }
+    for (t, zone, w) in &before {
+        if !now
+            .zone_premiums
+            .iter()
+            .any(|z| z.instance_type == *t && z.zone == *zone)
+        {
+            lowered.push(format!("{t} in {zone}: {w} -> the type's own (calm)"));
+        }
+    }
+    let mut out = Vec::new();
+    if !raised.is_empty() {
+        out.push(Note::normal(
+            "PremiumRaised",
+            format!("Karpenter now prices {}", raised.join("; ")),
+        ));
+    }
+    if !lowered.is_empty() {
+        out.push(Note::normal(
+            "PremiumLowered",
+            format!("Karpenter now prices {}", lowered.join("; ")),
+        ));
+    }
+    out
+}

@@ -16,11 +16,14 @@
 //! 5. The churn rule over what is written now (`policy::churn`).
 //! 6. The desired NodePools ([`nodepools`]); a name held by a NodePool this plan does not own
 //!    is a conflict, never a takeover.
-//! 7. Status ([`status`]) and Events ([`events`]).
+//! 7. Risk pricing ([`overlays`]): the spot NodePool's types priced as the plan ranks them, as
+//!    NodeOverlays, where the cluster serves them and the plan does not turn it off.
+//! 8. Status ([`status`]) and Events ([`events`]).
 
 pub mod base;
 pub mod events;
 pub mod nodepools;
+pub mod overlays;
 pub mod status;
 
 use crate::crd::{SpotPlan, SpotPlanStatus};
@@ -35,6 +38,7 @@ use kube_core::{Resource, ResourceExt};
 use nodepools::{DesiredNodePool, Owner, Ownership, Pools};
 use spotplan_core::plan::Plan;
 use spotplan_core::policy::churn::{self, ListDecision};
+use spotplan_core::policy::pricing::{self, Pricing};
 use spotplan_core::policy::shift::{self, Interruption, Posture, ShiftDecision};
 use spotplan_core::{MarketData, limits, optimize};
 use std::collections::BTreeSet;
@@ -109,8 +113,26 @@ pub struct Observed<'a> {
     pub signals: &'a Signals,
     /// Spot placement scores per zone for the plan's size, when asked for.
     pub placement: Option<&'a [(String, u8)]>,
+    /// Whether NodeOverlays can be written, and the live ones that carry the plan's owner
+    /// reference or one of its overlay names.
+    pub overlays: SeenOverlays<'a>,
     /// Now, at a whole second.
     pub now: Timestamp,
+}
+
+/// The NodeOverlays as the read step found them.
+#[derive(Debug, Clone, Copy)]
+pub struct SeenOverlays<'a> {
+    pub support: overlays::Support,
+    pub live: &'a [DynamicObject],
+}
+
+impl SeenOverlays<'_> {
+    /// A cluster without NodeOverlays.
+    pub const NOT_SERVED: SeenOverlays<'static> = SeenOverlays {
+        support: overlays::Support::NotServed,
+        live: &[],
+    };
 }
 
 /// A NodePool to write: created when absent, else applied over the live object with its uid
@@ -161,6 +183,9 @@ pub struct Desired {
     /// NodePools that differ from the live ones.
     pub writes: Vec<Write>,
     pub deletes: Vec<Delete>,
+    /// NodeOverlays that differ from the live ones, and the plan's ones it no longer wants.
+    pub overlay_writes: Vec<overlays::OverlayWrite>,
+    pub overlay_deletes: Vec<overlays::OverlayDelete>,
     pub status: SpotPlanStatus,
     /// Published after the writes, on transitions only.
     pub events: Vec<Note>,
@@ -180,6 +205,15 @@ pub(crate) struct Planned<'a> {
     pub floor: Option<base::Floor>,
     pub shift: ShiftDecision,
     pub launch_failures: LaunchFailures,
+    pub risk: Risk,
+}
+
+/// Risk pricing as decided for the plan.
+pub(crate) struct Risk {
+    pub applies: overlays::Applies,
+    /// The spot NodePool's pricing, when it applies.
+    pub pricing: Option<Pricing>,
+    pub changes: overlays::Changes,
 }
 
 /// The plan's launch failures for want of capacity, one per NodeClaim, and the ones new in this
@@ -210,6 +244,8 @@ pub fn refused(o: &Observed, nr: &NotReady) -> Desired {
     Desired {
         writes: Vec::new(),
         deletes: Vec::new(),
+        overlay_writes: Vec::new(),
+        overlay_deletes: Vec::new(),
         status: status::not_ready(o.plan, nr, o.freshness, o.now),
         events: transition
             .then(|| Note::warning(nr.reason.as_str(), nr.message.clone()))
@@ -225,6 +261,8 @@ fn suspended(o: &Observed) -> Desired {
     Desired {
         writes: Vec::new(),
         deletes: Vec::new(),
+        overlay_writes: Vec::new(),
+        overlay_deletes: Vec::new(),
         status: status::suspended(o.plan, o.freshness, o.now),
         events: (!was)
             .then(|| Note::normal("Suspended", "plan frozen by spec.suspend".into()))
@@ -298,6 +336,15 @@ fn plan<'a>(
     for d in &want {
         check_owned(&d.name, live(o, &d.name), &uid)?;
     }
+    let risk = risk(
+        o,
+        &pools.owner,
+        &names,
+        (&spec, &plan, market),
+        &types,
+        &shift,
+        &launch_failures,
+    );
     Ok(Planned {
         spec,
         plan,
@@ -308,7 +355,71 @@ fn plan<'a>(
         floor,
         shift,
         launch_failures,
+        risk,
     })
+}
+
+/// Step 7: the spot NodePool's types priced as the plan ranks them, from the plan's own
+/// interruptions and launch failures too, as NodeOverlays; or every overlay of the plan's
+/// deleted when risk pricing does not apply.
+fn risk(
+    o: &Observed,
+    owner: &Owner,
+    names: &PoolNames,
+    (spec, plan, market): (&PlanSpec, &Plan, &MarketData),
+    types: &[String],
+    shift: &ShiftDecision,
+    launch_failures: &LaunchFailures,
+) -> Risk {
+    let uid = owner.uid;
+    let applies = overlays::applies(o.plan.spec.risk_pricing, o.overlays.support);
+    if applies != overlays::Applies::Yes {
+        return Risk {
+            applies,
+            pricing: None,
+            changes: overlays::Changes {
+                deletes: overlays::all_of(o.overlays.live, uid),
+                ..Default::default()
+            },
+        };
+    }
+    let report = |what: pricing::Evidence| {
+        move |i: &Interruption| pricing::Report {
+            instance_type: i.instance_type.clone(),
+            zone: i.zone.clone(),
+            at: i.at,
+            what,
+        }
+    };
+    let reports: Vec<pricing::Report> = shift
+        .state
+        .log
+        .entries
+        .iter()
+        .map(report(pricing::Evidence::Interruption))
+        .chain(
+            launch_failures
+                .log
+                .entries
+                .iter()
+                .map(report(pricing::Evidence::LaunchFailure)),
+        )
+        .collect();
+    let kept = pricing::kept(&spec.request, market, plan, types);
+    let priced = pricing::price(
+        plan,
+        types,
+        &kept,
+        &reports,
+        &pricing::DEFAULT_LEARNED,
+        o.now,
+    );
+    let want = overlays::desired(*owner, &names.spot, &priced);
+    Risk {
+        applies,
+        changes: overlays::changes(&want, o.overlays.live, uid),
+        pricing: Some(priced),
+    }
 }
 
 /// Step 7 for a plan whose NodePools should match `p`.
@@ -332,6 +443,10 @@ fn ready(o: &Observed, p: Planned) -> Desired {
     let existed = live(o, &p.names.spot).is_some();
     let mut events: Vec<Note> = events::list_changed(&p, existed).into_iter().collect();
     events.extend(events::shift_moves(&p));
+    events.extend(events::premiums(
+        o.plan.status.as_ref().and_then(|s| s.risk_pricing.as_ref()),
+        &p,
+    ));
     if let Some(base::Floor::Unmet(why)) = &p.floor {
         let was = status::condition_of(o.plan.status.as_ref(), conditions::ON_DEMAND_BASE);
         if was != Some(("False".into(), "NothingFits".into())) {
@@ -353,6 +468,8 @@ fn ready(o: &Observed, p: Planned) -> Desired {
     Desired {
         writes,
         deletes,
+        overlay_writes: p.risk.changes.writes.clone(),
+        overlay_deletes: p.risk.changes.deletes.clone(),
         status,
         events,
         retry: next_look(&p, o.now),
@@ -486,7 +603,14 @@ fn next_look(p: &Planned, now: Timestamp) -> Retry {
             .unwrap_or(Duration::from_secs(1))
             .max(Duration::from_secs(1))
     };
-    let mut waits: Vec<Duration> = [p.decision.narrow_at, p.shift.wake_at]
+    let premium_ends = p
+        .risk
+        .pricing
+        .iter()
+        .flat_map(|r| &r.zone_premiums)
+        .map(|z| z.until)
+        .min();
+    let mut waits: Vec<Duration> = [p.decision.narrow_at, p.shift.wake_at, premium_ends]
         .into_iter()
         .flatten()
         .map(until)

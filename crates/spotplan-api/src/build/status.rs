@@ -383,6 +383,7 @@ pub(crate) fn applied(
         ..SpotPlanStatus::default()
     };
     set_shift(&mut status, p, p.spec.shift.is_some(), g, now);
+    set_risk_pricing(&mut status, p, g, now);
     let primary = p.plan.primary();
     let summary = format!(
         "{} instance types in {} (primary {} x{}{})",
@@ -541,4 +542,114 @@ pub fn unreadable(generation: Option<i64>, error: &str, now: Timestamp) -> SpotP
         conditions: conds,
         ..SpotPlanStatus::default()
     }
+}
+
+/// `status.riskPricing` and the RiskPricing condition.
+fn set_risk_pricing(status: &mut SpotPlanStatus, p: &Planned, g: Option<i64>, now: Timestamp) {
+    use super::overlays::Applies;
+    use spotplan_core::policy::pricing::adjustment;
+    let conds = &mut status.conditions;
+    let (pricing, c) = match (&p.risk.applies, &p.risk.pricing) {
+        (Applies::No { reason, message }, _) => {
+            status.risk_pricing = None;
+            return set_condition(
+                conds,
+                conditions::RISK_PRICING,
+                false,
+                reason,
+                message,
+                g,
+                now,
+            );
+        }
+        (Applies::Yes, None) => return,
+        (Applies::Yes, Some(pricing)) => (pricing, &p.risk.changes),
+    };
+    let overlays: Vec<String> = (0..pricing.type_levels.len())
+        .map(|i| spotplan_core::render::overlay::overlay_name(&p.names.spot, false, i))
+        .chain(
+            (0..pricing.zone_levels.len())
+                .map(|i| spotplan_core::render::overlay::overlay_name(&p.names.spot, true, i)),
+        )
+        .collect();
+    if !c.taken.is_empty() {
+        set_condition(
+            conds,
+            conditions::RISK_PRICING,
+            false,
+            "OverlayNameTaken",
+            &format!(
+                "NodeOverlay {} exists and is not owned by this SpotPlan; spotplan never writes over it: rename or delete it",
+                c.taken.join(", ")
+            ),
+            g,
+            now,
+        );
+    } else if !c.refused.is_empty() {
+        set_condition(
+            conds,
+            conditions::RISK_PRICING,
+            false,
+            "OverlayConflict",
+            &format!(
+                "Karpenter did not apply: {}; spotplan does not change its overlays' weights to win: change or remove the other overlay (same weight, same offerings), or set spec.riskPricing: Disabled",
+                c.refused.join("; ")
+            ),
+            g,
+            now,
+        );
+    } else if !c.pending.is_empty() {
+        set_condition_to(
+            conds,
+            conditions::RISK_PRICING,
+            "Unknown",
+            "AwaitingKarpenter",
+            &format!(
+                "waiting for Karpenter to validate NodeOverlay {}",
+                c.pending.join(", ")
+            ),
+            g,
+            now,
+        );
+    } else {
+        set_condition(
+            conds,
+            conditions::RISK_PRICING,
+            true,
+            "Applied",
+            &format!(
+                "{} NodeOverlays price {} types of NodePool {} in the plan's order ({} zone premiums in force)",
+                overlays.len(),
+                pricing.types.len(),
+                p.names.spot,
+                pricing.zone_premiums.len()
+            ),
+            g,
+            now,
+        );
+    }
+    status.risk_pricing = Some(crate::crd::RiskPricingStatus {
+        overlays,
+        exact_order: pricing.exact,
+        types: pricing
+            .types
+            .iter()
+            .map(|t| crate::crd::TypePremium {
+                name: t.instance_type.clone(),
+                price_adjustment: adjustment(t.premium),
+                kept: !t.planned,
+            })
+            .collect(),
+        zone_premiums: pricing
+            .zone_premiums
+            .iter()
+            .map(|z| crate::crd::ZonePremiumStatus {
+                instance_type: z.instance_type.clone(),
+                zone: z.zone.clone(),
+                price_adjustment: adjustment(z.premium),
+                interruptions: i32::try_from(z.interruptions).unwrap_or(i32::MAX),
+                until: Time(whole_second(z.until)),
+            })
+            .collect(),
+    });
 }

@@ -78,6 +78,8 @@ struct World {
     fresh: Freshness,
     nodepools: Vec<DynamicObject>,
     signals: Signals,
+    support: overlays::Support,
+    overlays: Vec<DynamicObject>,
     now: Timestamp,
 }
 
@@ -91,6 +93,8 @@ impl World {
                 shift_nodes: Some(0),
                 ..Signals::default()
             },
+            support: overlays::Support::NotServed,
+            overlays: Vec::new(),
             now: now(),
         }
     }
@@ -104,6 +108,10 @@ impl World {
                 nodepools: &self.nodepools,
                 signals: &self.signals,
                 placement: None,
+                overlays: SeenOverlays {
+                    support: self.support,
+                    live: &self.overlays,
+                },
                 now: self.now,
             },
             &Settings::default(),
@@ -121,6 +129,16 @@ impl World {
         for del in &d.deletes {
             self.nodepools
                 .retain(|np| np.metadata.name.as_deref() != Some(&del.name));
+        }
+        for w in &d.overlay_writes {
+            self.overlays
+                .retain(|o| o.metadata.name.as_deref() != Some(&w.overlay.name));
+            self.overlays
+                .push(live(&w.overlay.object, &format!("no-{}", w.overlay.name)));
+        }
+        for del in &d.overlay_deletes {
+            self.overlays
+                .retain(|o| o.metadata.name.as_deref() != Some(&del.name));
         }
         self.plan.status = Some(d.status.clone());
     }
@@ -402,6 +420,7 @@ fn an_invalid_spec_and_missing_data_are_not_ready_with_the_field_named() {
             nodepools: &w.nodepools,
             signals: &w.signals,
             placement: None,
+            overlays: SeenOverlays::NOT_SERVED,
             now: w.now,
         },
         &Settings::default(),
@@ -521,4 +540,183 @@ fn an_on_demand_floor_nothing_fits_is_said_and_not_written() {
     );
     assert!(c.message.contains("onDemandBase.cpu"), "{}", c.message);
     assert!(reasons(&d).contains(&"OnDemandBaseUnmet"));
+}
+
+/// Karpenter's overlay controller's verdict on every live overlay.
+fn karpenter_validates(w: &mut World, status: &str, reason: &str) {
+    for o in &mut w.overlays {
+        o.data["status"] = serde_json::json!({"conditions": [{
+            "type": "ValidationSucceeded", "status": status, "reason": reason,
+            "message": if status == "True" { "" } else { "conflict with another overlay" },
+            "lastTransitionTime": NOW,
+        }]});
+    }
+}
+
+#[test]
+fn risk_pricing_follows_the_cluster_the_spec_and_karpenters_verdict() {
+    // Not served: nothing written, and the condition says how to turn it on.
+    let mut w = World::new(plan(""));
+    let d = w.build();
+    assert!(d.overlay_writes.is_empty());
+    let c = condition(&d, conditions::RISK_PRICING);
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "NodeOverlayNotServed")
+    );
+    assert!(c.message.contains("NodeOverlay=true"), "{}", c.message);
+
+    // Served: one overlay per premium level, each pinned to the spot NodePool, every listed type
+    // in exactly one; Unknown until Karpenter validates them, then True.
+    w.support = overlays::Support::Served;
+    let d = w.build();
+    assert!(
+        !d.overlay_writes.is_empty() && d.overlay_writes.len() <= 5,
+        "{:?}",
+        d.overlay_writes.len()
+    );
+    let mut priced: Vec<String> = Vec::new();
+    for o in &d.overlay_writes {
+        let spec = &o.overlay.object["spec"];
+        assert_eq!(
+            spec["requirements"][0],
+            serde_json::json!({"key": "karpenter.sh/nodepool", "operator": "In", "values": ["web"]})
+        );
+        assert_eq!(
+            o.overlay.object["metadata"]["ownerReferences"][0]["uid"],
+            "u-web"
+        );
+        priced.extend(
+            spec["requirements"][2]["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string()),
+        );
+    }
+    priced.sort();
+    assert_eq!(
+        priced, d.status.instance_types,
+        "each listed type in one overlay"
+    );
+    assert_eq!(condition(&d, conditions::RISK_PRICING).status, "Unknown");
+    w.applied(&d);
+    karpenter_validates(&mut w, "True", "ValidationSucceeded");
+    let d = w.build();
+    assert!(
+        d.overlay_writes.is_empty(),
+        "nothing to write when nothing changed"
+    );
+    let c = condition(&d, conditions::RISK_PRICING);
+    assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "Applied"));
+    let rp = d.status.risk_pricing.as_ref().unwrap();
+    assert!(rp.exact_order);
+    assert_eq!(rp.types.len(), d.status.instance_types.len());
+
+    // A conflict Karpenter reports is said, and the overlays are not changed to win it.
+    karpenter_validates(&mut w, "False", "Conflict");
+    let d = w.build();
+    assert!(d.overlay_writes.is_empty() && d.overlay_deletes.is_empty());
+    let c = condition(&d, conditions::RISK_PRICING);
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "OverlayConflict")
+    );
+    assert_eq!(ready(&d).0, "True", "the NodePools still stand");
+
+    // Disabled by the spec: the plan's own overlays are deleted, and only those.
+    let mut foreign = w.overlays[0].clone();
+    foreign.metadata.name = Some("someone-elses".into());
+    foreign.metadata.owner_references = None;
+    w.overlays.push(foreign);
+    w.plan.spec.risk_pricing = Some(crate::crd::RiskPricing::Disabled);
+    let d = w.build();
+    assert!(d.overlay_writes.is_empty());
+    assert_eq!(d.overlay_deletes.len(), w.overlays.len() - 1);
+    assert!(d.overlay_deletes.iter().all(|x| x.name != "someone-elses"));
+    assert_eq!(condition(&d, conditions::RISK_PRICING).reason, "Disabled");
+}
+
+#[test]
+fn an_overlay_name_held_by_someone_else_is_never_written_over() {
+    let mut w = World::new(plan(""));
+    w.support = overlays::Support::Served;
+    let d = w.build();
+    let mut theirs = live(&d.overlay_writes[0].overlay.object, "theirs");
+    theirs.metadata.owner_references = None;
+    w.overlays.push(theirs);
+    let d = w.build();
+    assert!(
+        d.overlay_writes
+            .iter()
+            .all(|x| x.overlay.name != "web-risk-0")
+    );
+    let c = condition(&d, conditions::RISK_PRICING);
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "OverlayNameTaken")
+    );
+    assert!(d.overlay_deletes.is_empty());
+}
+
+#[test]
+fn an_interruption_prices_its_type_and_zone_until_the_calm_ends() {
+    let mut w = World::new(plan(""));
+    w.support = overlays::Support::Served;
+    let d = w.build();
+    w.applied(&d);
+    let ty = d.status.instance_types[0].clone();
+    w.signals.interruptions = vec![Interruption {
+        at: now(),
+        uid: "nc-1".into(),
+        instance_type: ty.clone(),
+        zone: "us-east-1a".into(),
+    }];
+    w.now = now() + std::time::Duration::from_secs(60);
+    let d = w.build();
+    let zone: Vec<_> = d
+        .overlay_writes
+        .iter()
+        .filter(|o| o.overlay.name.starts_with("web-risk-z"))
+        .collect();
+    assert_eq!(zone.len(), 1, "one zone level");
+    let spec = &zone[0].overlay.object["spec"];
+    assert_eq!(
+        spec["requirements"][3]["values"],
+        serde_json::json!(["us-east-1a"])
+    );
+    assert_eq!(
+        spec["requirements"][2]["values"],
+        serde_json::json!([ty.clone()])
+    );
+    let type_level = w
+        .overlays
+        .iter()
+        .find(|o| o.metadata.name.as_deref() == Some("web-risk-0"))
+        .unwrap();
+    assert!(
+        spec["weight"].as_i64() > type_level.data["spec"]["weight"].as_i64(),
+        "the zone's premium wins there"
+    );
+    let ev: Vec<_> = d
+        .events
+        .iter()
+        .filter(|e| e.reason == "PremiumRaised")
+        .collect();
+    assert_eq!(ev.len(), 1, "{:?}", d.events);
+    assert!(ev[0].message.contains(&ty) && ev[0].message.contains("us-east-1a"));
+    let zp = &d.status.risk_pricing.as_ref().unwrap().zone_premiums;
+    assert_eq!(zp.len(), 1);
+    let until = zp[0].until.0;
+    assert!(matches!(d.retry, crate::outcome::Retry::After(_)));
+    w.applied(&d);
+    // A day later, calm: the premium falls, with its Event, and the zone overlay goes.
+    w.now = until + std::time::Duration::from_secs(1);
+    let d = w.build();
+    assert!(
+        d.events.iter().any(|e| e.reason == "PremiumLowered"),
+        "{:?}",
+        d.events
+    );
+    assert!(d.overlay_deletes.iter().any(|x| x.name == "web-risk-z0"));
 }

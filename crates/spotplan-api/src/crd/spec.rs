@@ -164,6 +164,21 @@ pub struct SpotPlanSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(s|m|h))+$"))]
     pub min_narrow_interval: Option<String>,
+    /// Risk pricing: spotplan writes Karpenter NodeOverlays that add the plan's interruption
+    /// premium to each type's price in Karpenter's own choice (and a (type, zone)'s learned
+    /// premium after the plan's nodes were interrupted there), so Karpenter launches in the
+    /// plan's order. Enabled or Disabled; unset: on when the cluster serves Karpenter's
+    /// NodeOverlay (feature gate NodeOverlay=true), off otherwise. status.conditions
+    /// RiskPricing says which applies and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk_pricing: Option<RiskPricing>,
+}
+
+/// Whether spotplan prices risk into Karpenter's choice with NodeOverlays.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RiskPricing {
+    Enabled,
+    Disabled,
 }
 
 /// Total resources, as Kubernetes quantities.
@@ -235,6 +250,7 @@ closed_set!(
 );
 closed_set!(PlanArch, "spec.architectures", ["amd64", "arm64"]);
 closed_set!(DeletionPolicy, "spec.deletionPolicy", ["Delete", "Orphan"]);
+closed_set!(RiskPricing, "spec.riskPricing", ["Enabled", "Disabled"]);
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

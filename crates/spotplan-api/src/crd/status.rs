@@ -24,6 +24,10 @@ pub struct SpotPlanStatus {
     /// The instance types in the NodePools (sorted).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub instance_types: Vec<String>,
+    /// Risk pricing: the NodeOverlays written and the premiums in force (condition RiskPricing
+    /// says whether it applies and why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk_pricing: Option<RiskPricingStatus>,
     /// When the Spot Advisor data behind the plan was fetched (or its file modified).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_timestamp: Option<Time>,
@@ -245,4 +249,44 @@ pub struct RankedType {
     /// The mode's premium for the band, percent (risk_adjusted_cost only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub band_premium_pct: Option<i32>,
+}
+
+/// The premiums spotplan asks Karpenter to add to the spot NodePool's prices.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RiskPricingStatus {
+    /// The NodeOverlays written for the spot NodePool.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overlays: Vec<String>,
+    /// Whether Karpenter's adjusted prices order the types exactly as the plan ranks them.
+    pub exact_order: bool,
+    /// Each listed type's adjustment, in the order Karpenter is asked to prefer them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub types: Vec<TypePremium>,
+    /// (type, zone) premiums learned from the plan's own nodes, in force until `until`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zone_premiums: Vec<ZonePremiumStatus>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TypePremium {
+    pub name: String,
+    /// Karpenter's priceAdjustment, e.g. +12%.
+    pub price_adjustment: String,
+    /// Kept in the list by the churn rule though no longer planned: priced last.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub kept: bool,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ZonePremiumStatus {
+    pub instance_type: String,
+    pub zone: String,
+    /// The adjustment in that zone (the type's plus the learned premium).
+    pub price_adjustment: String,
+    /// Interruptions and launch failures within the calm period.
+    pub interruptions: i32,
+    pub until: Time,
 }

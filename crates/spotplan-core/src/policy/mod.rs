@@ -3,10 +3,12 @@
 //! - [`churn`]: which instance types to write, given the written list and a fresh plan.
 //! - [`backtest`]: a request replayed over market snapshots with the churn rule, measured.
 //! - [`shift`]: the on-demand shift and per-type demotion from the plan's own interruptions.
+//! - [`pricing`]: the plan's ranking and its nodes' reports as Karpenter price adjustments.
 //! - [`shift_sim`]: the shift rule run against a simulated interruption stream along a replay.
 
 pub mod backtest;
 pub mod churn;
+pub mod pricing;
 pub mod shift;
 pub mod shift_sim;
 

@@ -2,12 +2,14 @@
 //! applying them is the shell's job.
 //!
 //! - [`nodepool`]: Karpenter NodePool specs (what the operator writes).
+//! - [`overlay`]: Karpenter NodeOverlays that price a plan's ranking into Karpenter's choice.
 //! - [`kwok`]: the instance-types file of Karpenter's kwok provider (tests and the demo).
 //! - [`fleet`]: EC2 Fleet, Spot Fleet and Auto Scaling group requests (outside Kubernetes).
 
 pub mod fleet;
 pub mod kwok;
 pub mod nodepool;
+pub mod overlay;
 
 /// FNV-1a: a hash that is the same on every machine and release (names and client tokens
 /// derived from it must not change between versions).

@@ -1,0 +1,213 @@
+//! The NodeOverlays a plan should have: its spot NodePool's types priced as the plan ranks them
+//! ([`spotplan_core::policy::pricing`]), written as `karpenter.sh/v1alpha1` objects pinned to
+//! that NodePool. Pure: whether risk pricing applies, the desired objects, and the comparison
+//! with the live ones (writes, deletions, conflicts Karpenter reported).
+//!
+//! Handled as NodePools are: server-side apply, an owner reference to the SpotPlan (so the
+//! garbage collector deletes them with it, whatever `deletionPolicy` says of NodePools), the
+//! managed-by label; an overlay is the plan's only by its owner reference's uid, and one that
+//! holds a name we want but is not ours is never written over.
+
+use super::nodepools::Owner;
+use crate::crd::RiskPricing;
+use crate::names::{FIELD_MANAGER, MANAGED_BY_LABEL, OWNER_UID_ANNOTATION, PLAN_LABEL, ROLE_LABEL};
+use kube_core::{DynamicObject, ResourceExt};
+use serde_json::{Value, json};
+use spotplan_core::policy::pricing::Pricing;
+use spotplan_core::render::{json_subset, overlay};
+
+/// Whether the controller can write NodeOverlays at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Support {
+    /// The cluster serves `karpenter.sh/v1alpha1` NodeOverlay and the controller may use it.
+    Served,
+    /// The cluster does not serve it (Karpenter's NodeOverlay CRD missing).
+    NotServed,
+    /// The controller runs with risk pricing off (`--risk-pricing=off`).
+    Off,
+}
+
+/// Whether risk pricing applies to a plan, and why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applies {
+    Yes,
+    No {
+        reason: &'static str,
+        message: String,
+    },
+}
+
+/// The rule: `spec.riskPricing` Disabled, or the controller's flag, turn it off; Enabled or unset
+/// turn it on where the cluster serves NodeOverlays.
+pub fn applies(spec: Option<RiskPricing>, support: Support) -> Applies {
+    let no = |reason, message: &str| Applies::No {
+        reason,
+        message: message.to_string(),
+    };
+    match (spec, support) {
+        (Some(RiskPricing::Disabled), _) => no(
+            "Disabled",
+            "spec.riskPricing is Disabled: Karpenter launches the listed types by its own allocation strategy, whatever the plan's ranking",
+        ),
+        (_, Support::Off) => no(
+            "DisabledByController",
+            "the controller runs with --risk-pricing=off (chart value riskPricing.enabled=false)",
+        ),
+        (Some(RiskPricing::Enabled), Support::NotServed) => no(
+            "NodeOverlayNotServed",
+            "spec.riskPricing is Enabled but the cluster does not serve karpenter.sh/v1alpha1 NodeOverlay: install Karpenter's NodeOverlay CRD and start Karpenter with --feature-gates NodeOverlay=true (README, Risk pricing)",
+        ),
+        (None, Support::NotServed) => no(
+            "NodeOverlayNotServed",
+            "off by default: the cluster does not serve karpenter.sh/v1alpha1 NodeOverlay; to price risk into Karpenter's choice, install Karpenter's NodeOverlay CRD and start Karpenter with --feature-gates NodeOverlay=true (README, Risk pricing)",
+        ),
+        (_, Support::Served) => Applies::Yes,
+    }
+}
+
+/// One NodeOverlay to write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredOverlay {
+    pub name: String,
+    pub object: Value,
+}
+
+/// The overlays of the plan's spot NodePool `pool`.
+pub fn desired(owner: Owner, pool: &str, pricing: &Pricing) -> Vec<DesiredOverlay> {
+    overlay::overlay_specs(pool, pricing)
+        .into_iter()
+        .map(|(name, spec)| DesiredOverlay {
+            object: json!({
+                "apiVersion": "karpenter.sh/v1alpha1",
+                "kind": "NodeOverlay",
+                "metadata": {
+                    "name": name,
+                    "labels": {
+                        PLAN_LABEL: owner.name,
+                        ROLE_LABEL: "risk-pricing",
+                        MANAGED_BY_LABEL: FIELD_MANAGER,
+                    },
+                    "annotations": {OWNER_UID_ANNOTATION: owner.uid},
+                    "ownerReferences": [{
+                        "apiVersion": owner.api_version, "kind": owner.kind,
+                        "name": owner.name, "uid": owner.uid,
+                        "controller": true, "blockOwnerDeletion": true,
+                    }],
+                },
+                "spec": spec,
+            }),
+            name,
+        })
+        .collect()
+}
+
+/// Whether a live overlay is the plan with `uid`'s: its owner reference, never a label.
+pub fn ours(o: &DynamicObject, uid: &str) -> bool {
+    o.owner_references().iter().any(|r| r.uid == uid)
+}
+
+/// An overlay to write: created when absent, else applied with the live uid as a precondition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OverlayWrite {
+    pub overlay: DesiredOverlay,
+    pub live_uid: Option<String>,
+}
+
+/// A live overlay of the plan's it no longer wants.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OverlayDelete {
+    pub name: String,
+    pub uid: String,
+}
+
+/// What to do about the overlays, and what Karpenter says of the live ones.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Changes {
+    pub writes: Vec<OverlayWrite>,
+    pub deletes: Vec<OverlayDelete>,
+    /// Names we want that an overlay not ours holds (never written over).
+    pub taken: Vec<String>,
+    /// Our live overlays Karpenter refused or found in conflict: "name: reason: message".
+    pub refused: Vec<String>,
+    /// Our live overlays Karpenter has not validated yet.
+    pub pending: Vec<String>,
+}
+
+/// Compares `want` with the `live` overlays that carry the plan's names or owner reference.
+pub fn changes(want: &[DesiredOverlay], live: &[DynamicObject], uid: &str) -> Changes {
+    let mut c = Changes::default();
+    let find = |name: &str| {
+        live.iter()
+            .find(|o| o.metadata.name.as_deref() == Some(name))
+    };
+    for w in want {
+        match find(&w.name) {
+            Some(l) if !ours(l, uid) => c.taken.push(w.name.clone()),
+            Some(l) => {
+                let same = serde_json::to_value(l).is_ok_and(|v| json_subset(&w.object, &v));
+                if !same {
+                    c.writes.push(OverlayWrite {
+                        overlay: w.clone(),
+                        live_uid: l.uid(),
+                    });
+                }
+                match validation(l) {
+                    Validation::True => {}
+                    Validation::Pending => c.pending.push(w.name.clone()),
+                    Validation::False(why) => c.refused.push(format!("{}: {why}", w.name)),
+                }
+            }
+            None => {
+                c.writes.push(OverlayWrite {
+                    overlay: w.clone(),
+                    live_uid: None,
+                });
+                c.pending.push(w.name.clone());
+            }
+        }
+    }
+    for l in live.iter().filter(|l| ours(l, uid)) {
+        let name = l.metadata.name.clone().unwrap_or_default();
+        if !want.iter().any(|w| w.name == name) {
+            c.deletes.push(OverlayDelete {
+                name,
+                uid: l.uid().unwrap_or_default(),
+            });
+        }
+    }
+    c
+}
+
+/// The deletions of every overlay of the plan's (risk pricing off for it).
+pub fn all_of(live: &[DynamicObject], uid: &str) -> Vec<OverlayDelete> {
+    changes(&[], live, uid).deletes
+}
+
+enum Validation {
+    True,
+    Pending,
+    False(String),
+}
+
+/// Karpenter's `ValidationSucceeded` condition on an overlay (its overlay controller sets it
+/// False with reason `Conflict` when another overlay of the same weight prices the same
+/// offering).
+fn validation(o: &DynamicObject) -> Validation {
+    let conds = o.data["status"]["conditions"].as_array();
+    let Some(c) = conds
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "ValidationSucceeded")
+    else {
+        return Validation::Pending;
+    };
+    match c["status"].as_str() {
+        Some("True") => Validation::True,
+        Some("False") => Validation::False(format!(
+            "{}: {}",
+            c["reason"].as_str().unwrap_or_default(),
+            c["message"].as_str().unwrap_or_default()
+        )),
+        _ => Validation::Pending,
+    }
+}

@@ -1,0 +1,475 @@
+//! Risk pricing: the plan's ranking turned into price adjustments Karpenter applies in its own
+//! choice (NodeOverlay `priceAdjustment`), so a NodePool's types are launched in the plan's
+//! order instead of by raw price alone.
+//!
+//! The rule, in one place:
+//! 1. Each listed type starts from the premium the ranking gave it: the mode's premium for its
+//!    band under `risk_adjusted_cost`, none under `cost` (the user's ceiling already bounds the
+//!    risk) or without prices.
+//! 2. In rank order, a type whose adjusted cost for the request (`count x unit price x (1 +
+//!    premium)`) would not exceed the one ranked before it is raised just enough to, then to the
+//!    next rung of [`LADDER`]. Types written but no longer in the plan (kept by the churn rule)
+//!    come after every planned type, so Karpenter asks for them last. So the adjusted costs
+//!    order the types exactly as the plan ranks them.
+//! 3. Learned evidence adds to a (type, zone): each recent interruption, launch failure or
+//!    rebalance recommendation of the plan's own nodes there ([`Learned`]).
+//! 4. Types sharing a premium form one [`Level`] (one NodeOverlay); a (type, zone) with its own
+//!    premium forms a zone level. Premiums are rungs of [`LADDER`], so the number of levels is
+//!    small and bounded whatever the number of types.
+//!
+//! Karpenter's format is a signed percentage (`+12.5%`, see [`adjustment`]); a percentage keeps
+//! the order in every zone, whatever each zone's raw price.
+
+use crate::plan::{Plan, Ranking};
+use crate::types::Band;
+use jiff::Timestamp;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The premiums a type or a (type, zone) may carry, in tenths of a percent: every percent to
+/// 10%, then coarser steps. Band premiums of every mode are rungs.
+pub const LADDER: &[u32] = &[
+    0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 120, 150, 200, 250, 300, 350, 400, 450, 500, 600,
+    700, 800, 900, 1000, 1250, 1500, 2000, 2500, 3000, 4000, 5000, 7500, 10000, 15000, 20000,
+    30000, 50000, 100000,
+];
+
+/// Most type-level overlays per NodePool: past it, the dearest levels merge into one (their
+/// types then follow raw price among themselves) and [`Pricing::exact`] is false.
+pub const MAX_TYPE_LEVELS: usize = 12;
+/// Most zone overlays per NodePool (the strongest evidence first).
+pub const MAX_ZONE_LEVELS: usize = 12;
+
+/// What the plan's own nodes reported in one (type, zone), per NodeClaim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evidence {
+    Interruption,
+    LaunchFailure,
+    Rebalance,
+}
+
+/// One report of the plan's own nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub instance_type: String,
+    pub zone: String,
+    pub at: Timestamp,
+    pub what: Evidence,
+}
+
+/// How learned evidence prices a (type, zone).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Learned {
+    /// Premium per interruption or launch failure, tenths of a percent.
+    pub per_interruption: u32,
+    /// Premium per rebalance recommendation (a weaker, earlier signal), tenths of a percent.
+    pub per_rebalance: u32,
+    /// A report counts while younger than this: the premium falls once the (type, zone) has
+    /// been calm this long.
+    pub calm: Duration,
+    /// The most a (type, zone) can carry from evidence, tenths of a percent.
+    pub cap: u32,
+}
+
+/// Defaults (README, "Risk pricing"): an interruption costs a type 10% in its zone for a day,
+/// a rebalance recommendation 2%, at most 50%.
+pub const DEFAULT_LEARNED: Learned = Learned {
+    per_interruption: 100,
+    per_rebalance: 20,
+    calm: Duration::from_secs(24 * 3600),
+    cap: 500,
+};
+
+/// A listed type as priced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Priced {
+    pub instance_type: String,
+    /// Nodes of it the request needs.
+    pub count: u32,
+    /// Spot $/h of one node as the plan saw it; `None` when unpriced.
+    pub unit_usd_per_hour: Option<f64>,
+    /// The premium the ranking gave it, tenths of a percent.
+    pub ranked_premium: u32,
+    /// The premium written (a rung of [`LADDER`]), tenths of a percent.
+    pub premium: u32,
+    /// In the plan (false: kept by the churn rule, priced last).
+    pub planned: bool,
+}
+
+impl Priced {
+    /// `count x unit x (1 + premium)`: what Karpenter's adjusted price makes the request cost.
+    pub fn adjusted_total(&self) -> Option<f64> {
+        self.unit_usd_per_hour
+            .map(|p| p * f64::from(self.count) * (1.0 + f64::from(self.premium) / 1000.0))
+    }
+}
+
+/// A premium in force on a (type, zone) from evidence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZonePremium {
+    pub instance_type: String,
+    pub zone: String,
+    /// Added to the type's premium, tenths of a percent.
+    pub extra: u32,
+    /// The written premium there (type's + extra, up a rung).
+    pub premium: u32,
+    pub interruptions: u32,
+    pub rebalances: u32,
+    /// When it falls if nothing new is reported.
+    pub until: Timestamp,
+}
+
+impl ZonePremium {
+    /// ", in force until <time>", for messages.
+    pub fn since_label(&self) -> String {
+        format!(
+            ", in force until {}",
+            self.until.strftime("%Y-%m-%dT%H:%M:%SZ")
+        )
+    }
+}
+
+/// One overlay's worth: types (and zones, for a zone level) that share a premium.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Level {
+    /// Tenths of a percent.
+    pub premium: u32,
+    pub types: Vec<String>,
+    /// Empty: every zone (a type level); else the zones of a zone level.
+    pub zones: Vec<String>,
+}
+
+impl Level {
+    /// Karpenter's `priceAdjustment`.
+    pub fn adjustment(&self) -> String {
+        adjustment(self.premium)
+    }
+}
+
+/// The pricing of one NodePool's types.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Pricing {
+    /// In the order Karpenter should ask for them.
+    pub types: Vec<Priced>,
+    pub type_levels: Vec<Level>,
+    pub zone_levels: Vec<Level>,
+    pub zone_premiums: Vec<ZonePremium>,
+    /// The adjusted costs order the types exactly as ranked (false when levels were merged).
+    pub exact: bool,
+}
+
+/// Karpenter's `priceAdjustment` for a premium in tenths of a percent: `+12.5%`, `+10%`, `+0%`.
+pub fn adjustment(tenths: u32) -> String {
+    if tenths.is_multiple_of(10) {
+        format!("+{}%", tenths / 10)
+    } else {
+        format!("+{}.{}%", tenths / 10, tenths % 10)
+    }
+}
+
+/// A `priceAdjustment` applied to `price` as Karpenter applies it (a signed percentage or a
+/// signed absolute change; a bare number replaces the price; never below zero). `None` when
+/// `change` is none of these.
+pub fn apply_adjustment(price: f64, change: &str) -> Option<f64> {
+    let (sign, rest) = match change.as_bytes().first()? {
+        b'+' => (1.0, &change[1..]),
+        b'-' => (-1.0, &change[1..]),
+        _ => return change.parse::<f64>().ok().filter(|p| *p >= 0.0),
+    };
+    let adjusted = match rest.strip_suffix('%') {
+        Some(pct) => price * (1.0 + sign * pct.parse::<f64>().ok()? / 100.0),
+        None => price + sign * rest.parse::<f64>().ok()?,
+    };
+    Some(adjusted.max(0.0))
+}
+
+/// The smallest rung at or above `tenths` (the top rung past the ladder).
+pub fn rung_at_least(tenths: f64) -> u32 {
+    LADDER
+        .iter()
+        .copied()
+        .find(|r| f64::from(*r) >= tenths)
+        .unwrap_or(*LADDER.last().expect("a ladder"))
+}
+
+/// The premium the ranking gave a type of `band`, tenths of a percent.
+fn ranked_premium(plan: &Plan, band: Option<u8>) -> u32 {
+    match plan.ranking {
+        Ranking::RiskAdjustedCost => {
+            let m = plan.mode.risk_multiplier(band.unwrap_or(Band::MAX));
+            ((m - 1.0) * 1000.0).round() as u32
+        }
+        Ranking::Cost | Ranking::BandSavingsWaste => 0,
+    }
+}
+
+/// A listed type that is not in the plan (kept by the churn rule): its count, unit price and
+/// band, as the shell reads them from the market data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Kept {
+    pub instance_type: String,
+    pub count: u32,
+    pub unit_usd_per_hour: Option<f64>,
+    pub band: Option<u8>,
+}
+
+/// The listed types not in `plan`, with what the market data says of them for `req`.
+pub fn kept(
+    req: &crate::Request,
+    market: &crate::MarketData,
+    plan: &Plan,
+    listed: &[String],
+) -> Vec<Kept> {
+    let catalog = market.catalog();
+    let Some(region) = catalog.region(&req.region) else {
+        return Vec::new();
+    };
+    listed
+        .iter()
+        .filter(|t| !plan.candidates.iter().any(|c| &c.instance_type == *t))
+        .filter_map(|t| {
+            let i = catalog.index_of(t)?;
+            let q = market.quote(region, i);
+            Some(Kept {
+                instance_type: t.clone(),
+                count: crate::optimizer::node_count(req, &catalog.types()[i]),
+                unit_usd_per_hour: q.spot,
+                band: q.band.map(Band::index),
+            })
+        })
+        .collect()
+}
+
+/// Prices a NodePool's `listed` types: those in `plan` in its rank order, then `kept` ones.
+/// `reports` are the plan's own nodes' reports; those older than `learned.calm` count no more.
+pub fn price(
+    plan: &Plan,
+    listed: &[String],
+    kept: &[Kept],
+    reports: &[Report],
+    learned: &Learned,
+    now: Timestamp,
+) -> Pricing {
+    let mut types: Vec<Priced> = Vec::with_capacity(listed.len());
+    for c in &plan.candidates {
+        if listed.contains(&c.instance_type) {
+            let premium = ranked_premium(plan, c.interruption_band);
+            types.push(Priced {
+                instance_type: c.instance_type.clone(),
+                count: c.count,
+                unit_usd_per_hour: c.spot_usd_per_hour,
+                ranked_premium: premium,
+                premium,
+                planned: true,
+            });
+        }
+    }
+    let mut rest: Vec<Priced> = kept
+        .iter()
+        .filter(|k| listed.contains(&k.instance_type))
+        .filter(|k| !types.iter().any(|t| t.instance_type == k.instance_type))
+        .map(|k| {
+            let premium = ranked_premium(plan, k.band);
+            Priced {
+                instance_type: k.instance_type.clone(),
+                count: k.count,
+                unit_usd_per_hour: k.unit_usd_per_hour,
+                ranked_premium: premium,
+                premium,
+                planned: false,
+            }
+        })
+        .collect();
+    // Kept types among themselves: cheapest adjusted first, unpriced last, then by name.
+    rest.sort_by(|a, b| {
+        let key = |p: &Priced| p.adjusted_total().unwrap_or(f64::INFINITY);
+        key(a)
+            .total_cmp(&key(b))
+            .then_with(|| a.instance_type.cmp(&b.instance_type))
+    });
+    types.extend(rest);
+    let exact = order(&mut types);
+    let type_levels = type_levels(&mut types);
+    let exact = exact && type_levels.len() <= MAX_TYPE_LEVELS;
+    let zone_premiums = zone_premiums(&types, reports, learned, now);
+    let zone_levels = zone_levels(&zone_premiums);
+    Pricing {
+        types,
+        type_levels,
+        zone_levels,
+        zone_premiums,
+        exact,
+    }
+}
+
+/// Raises premiums in order so adjusted totals strictly increase. Unpriced types go above every
+/// priced one. True when every priced type could be ordered.
+fn order(types: &mut [Priced]) -> bool {
+    let mut prev: Option<f64> = None;
+    let mut top = 0u32;
+    let mut exact = true;
+    for t in types.iter_mut() {
+        t.premium = rung_at_least(f64::from(t.premium));
+        let Some(base) = t.unit_usd_per_hour.map(|p| p * f64::from(t.count)) else {
+            continue;
+        };
+        if base <= 0.0 {
+            continue;
+        }
+        if let Some(prev) = prev {
+            // The smallest premium that puts this type strictly after the one before.
+            let need = (prev / base - 1.0) * 1000.0;
+            if t.adjusted_total().is_some_and(|a| a <= prev) {
+                let mut r = rung_at_least(need.max(0.0));
+                if base * (1.0 + f64::from(r) / 1000.0) <= prev {
+                    r = next_rung(r).unwrap_or(r);
+                }
+                t.premium = t.premium.max(r);
+            }
+        }
+        let total = t.adjusted_total().expect("priced");
+        if prev.is_some_and(|p| total <= p) {
+            exact = false;
+        }
+        prev = Some(total);
+        top = top.max(t.premium);
+    }
+    let last = next_rung(top).unwrap_or(top);
+    for t in types.iter_mut().filter(|t| t.unit_usd_per_hour.is_none()) {
+        t.premium = t.premium.max(last);
+    }
+    exact
+}
+
+fn next_rung(r: u32) -> Option<u32> {
+    LADDER.iter().copied().find(|x| *x > r)
+}
+
+/// Groups types by premium, cheapest level first; past [`MAX_TYPE_LEVELS`], the dearest merge
+/// into the last allowed level's premium.
+fn type_levels(types: &mut [Priced]) -> Vec<Level> {
+    let mut by: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for t in types.iter() {
+        by.entry(t.premium)
+            .or_default()
+            .push(t.instance_type.clone());
+    }
+    let mut levels: Vec<Level> = by
+        .into_iter()
+        .map(|(premium, types)| Level {
+            premium,
+            types,
+            zones: Vec::new(),
+        })
+        .collect();
+    if levels.len() > MAX_TYPE_LEVELS {
+        let merged: Vec<Level> = levels.split_off(MAX_TYPE_LEVELS - 1);
+        let premium = merged.last().expect("merged").premium;
+        let names: Vec<String> = merged.into_iter().flat_map(|l| l.types).collect();
+        for t in types
+            .iter_mut()
+            .filter(|t| names.contains(&t.instance_type))
+        {
+            t.premium = premium;
+        }
+        levels.push(Level {
+            premium,
+            types: names,
+            zones: Vec::new(),
+        });
+    }
+    for l in &mut levels {
+        l.types.sort();
+    }
+    levels
+}
+
+/// Premiums from the plan's own recent reports, per (type, zone), for listed types.
+fn zone_premiums(
+    types: &[Priced],
+    reports: &[Report],
+    learned: &Learned,
+    now: Timestamp,
+) -> Vec<ZonePremium> {
+    let from = super::before(now, learned.calm);
+    let mut by: BTreeMap<(&str, &str), (u32, u32, Timestamp)> = BTreeMap::new();
+    for r in reports.iter().filter(|r| r.at > from && r.at <= now) {
+        let e = by
+            .entry((r.instance_type.as_str(), r.zone.as_str()))
+            .or_insert((0, 0, r.at));
+        match r.what {
+            Evidence::Interruption | Evidence::LaunchFailure => e.0 += 1,
+            Evidence::Rebalance => e.1 += 1,
+        }
+        e.2 = e.2.max(r.at);
+    }
+    by.into_iter()
+        .filter_map(|((ty, zone), (interruptions, rebalances, last))| {
+            let t = types.iter().find(|t| t.instance_type == ty)?;
+            let extra = (interruptions * learned.per_interruption
+                + rebalances * learned.per_rebalance)
+                .min(learned.cap);
+            (extra > 0).then(|| ZonePremium {
+                instance_type: ty.to_string(),
+                zone: zone.to_string(),
+                extra,
+                premium: rung_at_least(f64::from(t.premium + extra)),
+                interruptions,
+                rebalances,
+                until: super::after(last, learned.calm),
+            })
+        })
+        .collect()
+}
+
+/// Zone premiums grouped by (premium, zone), strongest first, at most [`MAX_ZONE_LEVELS`].
+fn zone_levels(zp: &[ZonePremium]) -> Vec<Level> {
+    let mut by: BTreeMap<(u32, &str), Vec<String>> = BTreeMap::new();
+    for z in zp {
+        by.entry((z.premium, z.zone.as_str()))
+            .or_default()
+            .push(z.instance_type.clone());
+    }
+    let mut levels: Vec<Level> = by
+        .into_iter()
+        .rev()
+        .map(|((premium, zone), mut types)| {
+            types.sort();
+            Level {
+                premium,
+                types,
+                zones: vec![zone.to_string()],
+            }
+        })
+        .collect();
+    levels.truncate(MAX_ZONE_LEVELS);
+    levels
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adjustments_read_back_as_karpenter_applies_them() {
+        assert_eq!(adjustment(0), "+0%");
+        assert_eq!(adjustment(125), "+12.5%");
+        assert_eq!(adjustment(1000), "+100%");
+        assert_eq!(apply_adjustment(2.0, "+12.5%"), Some(2.25));
+        assert_eq!(apply_adjustment(2.0, "-0.5"), Some(1.5));
+        assert_eq!(apply_adjustment(2.0, "-300%"), Some(0.0));
+        assert_eq!(apply_adjustment(2.0, "3"), Some(3.0));
+        assert_eq!(apply_adjustment(2.0, "x"), None);
+    }
+
+    #[test]
+    fn the_ladder_holds_every_band_premium_and_rises() {
+        assert!(LADDER.windows(2).all(|w| w[0] < w[1]));
+        for mode in crate::types::Mode::ALL {
+            for band in 0..=4 {
+                let t = ((mode.risk_multiplier(band) - 1.0) * 1000.0).round() as u32;
+                assert!(LADDER.contains(&t), "{mode} band {band}: {t}");
+            }
+        }
+    }
+}
