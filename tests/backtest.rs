@@ -202,7 +202,54 @@ fn check_against_replay(c: &Case, r: &Value) {
             }
         }
     }
-    for (key, pairs) in [("realized_set", &set), ("realized_cheapest_three", &three)] {
+    // The preferred type (what Karpenter asks AWS for first): one of the written types; without
+    // risk pricing the lowest raw price of one node; with it, within the step's ceiling (types
+    // over it are priced after every planned one). Its band at the next snapshot.
+    let priced = r["risk_pricing"].as_bool().unwrap();
+    let mut preferred = Vec::new();
+    for (k, s) in steps.iter().enumerate() {
+        let Some(p) = s["preferred"].as_str() else {
+            continue;
+        };
+        assert!(lists[k].contains(p), "{p} not written at step {k}");
+        let snap = &snaps[s["snapshot"].as_u64().unwrap() as usize];
+        if priced {
+            if let Some(max) = s["ceiling"].as_u64() {
+                let within = lists[k]
+                    .iter()
+                    .any(|t| raw_band(snap, region, t).is_some_and(|b| b <= max));
+                if within {
+                    let b = raw_band(snap, region, p);
+                    assert!(
+                        b.is_some_and(|b| b <= max),
+                        "preferred {p} (band {b:?}) over the ceiling {max} at step {k}"
+                    );
+                }
+            }
+        } else {
+            let unit =
+                |t: &str| common::independent_spot_price(&indep::PRICES, &snap.advisor, region, t);
+            let best = lists[k]
+                .iter()
+                .filter_map(|t| Some((unit(t)?, t)))
+                .min_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)))
+                .map(|x| x.1.clone());
+            assert_eq!(best.as_deref(), Some(p), "the cheapest node at step {k}");
+        }
+    }
+    for next in &snaps[1..] {
+        let Some(k) = steps.iter().rposition(|s| ts(&s["at"]) < next.at) else {
+            continue;
+        };
+        if let Some(p) = steps[k]["preferred"].as_str() {
+            preferred.push(raw_band(next, region, p));
+        }
+    }
+    for (key, pairs) in [
+        ("realized_set", &set),
+        ("realized_cheapest_three", &three),
+        ("realized_preferred", &preferred),
+    ] {
         let (mean, over) = realized(pairs);
         assert_eq!(
             r[key]["pairs"].as_u64().unwrap() as usize,
@@ -270,6 +317,11 @@ fn figures_match_an_independent_replay_of_the_snapshot_files() {
             ])
             .collect();
         check_against_replay(&c, &run(&eager));
+        let unpriced: Vec<&str> = args
+            .split_whitespace()
+            .chain(["--no-risk-pricing"])
+            .collect();
+        check_against_replay(&c, &run(&unpriced));
     }
 }
 
@@ -308,6 +360,8 @@ const USER_CEILINGS: [&str; 4] = [
 
 struct Group {
     per_month: Vec<f64>,
+    preferred_band: Vec<f64>,
+    preferred_usd: Vec<f64>,
     top_five: Vec<f64>,
     set_band: Vec<f64>,
     three_band: Vec<f64>,
@@ -317,6 +371,8 @@ struct Group {
 fn group(requests: &[&str], extra: &[&str]) -> Group {
     let mut g = Group {
         per_month: vec![],
+        preferred_band: vec![],
+        preferred_usd: vec![],
         top_five: vec![],
         set_band: vec![],
         three_band: vec![],
@@ -329,6 +385,10 @@ fn group(requests: &[&str], extra: &[&str]) -> Group {
             .collect::<Vec<_>>());
         g.per_month
             .push(r["narrowings_per_month"].as_f64().unwrap());
+        g.preferred_band
+            .push(r["realized_preferred"]["mean_band"].as_f64().unwrap());
+        g.preferred_usd
+            .push(r["mean_preferred_usd_per_hour"].as_f64().unwrap());
         g.top_five
             .push(r["top_five_changes_per_month"].as_f64().unwrap());
         g.set_band
@@ -347,8 +407,15 @@ fn mean(v: &[f64]) -> f64 {
 #[test]
 fn the_churn_rule_meets_its_targets_over_a_varied_request_set() {
     let all: Vec<&str> = DEFAULTS.iter().chain(&USER_CEILINGS).copied().collect();
-    let calm = (group(&DEFAULTS, &[]), group(&USER_CEILINGS, &[]));
+    // Risk pricing (the default): over-cap types stay listed, priced last.
+    let priced = (group(&DEFAULTS, &[]), group(&USER_CEILINGS, &[]));
+    let unpriced_flags = ["--no-risk-pricing"];
+    let calm = (
+        group(&DEFAULTS, &unpriced_flags),
+        group(&USER_CEILINGS, &unpriced_flags),
+    );
     let eager_flags = [
+        "--no-risk-pricing",
         "--confirm-over-ceiling",
         "0s",
         "--settle-over-default-cap",
@@ -383,17 +450,43 @@ fn the_churn_rule_meets_its_targets_over_a_varied_request_set() {
         DEFAULTS.len(),
         USER_CEILINGS.len()
     );
-    for (name, g) in [("calm rule", &calm), ("narrow at once", &eager)] {
+    let both = |g: &(Group, Group), f: fn(&Group) -> &Vec<f64>| {
+        mean(&f(&g.0).iter().chain(f(&g.1)).copied().collect::<Vec<_>>())
+    };
+    for (name, g) in [
+        ("risk priced", &priced),
+        ("calm rule", &calm),
+        ("narrow at once", &eager),
+    ] {
         let (set, three) = bands(g);
         println!(
             "  {name:15} narrowings/plan/month {:.3} (default caps {:.3}, own ceilings {:.3}); \
-             realized band: set {set:.2}, cheapest three {three:.2}; longest over an own ceiling {:.1} days",
+             realized band: set {set:.2}, cheapest three {three:.2}, preferred {:.2} at ${:.4}/h; \
+             longest over an own ceiling {:.1} days",
             overall(g),
             mean(&g.0.per_month),
             mean(&g.1.per_month),
+            both(g, |g| &g.preferred_band),
+            both(g, |g| &g.preferred_usd),
             g.1.breach
         );
     }
+    // Risk pricing keeps the set wide and calm (narrowing only for a type really gone or over
+    // a ceiling the user set), and what Karpenter asks AWS for first is safer than the cheapest.
+    assert!(
+        overall(&priced) <= 0.15,
+        "{:.3} narrowings per plan per month with risk pricing",
+        overall(&priced)
+    );
+    assert!(
+        both(&priced, |g| &g.preferred_band) < both(&calm, |g| &g.preferred_band),
+        "risk pricing must make the preferred type safer"
+    );
+    assert!(
+        priced.1.breach <= 14.0,
+        "{} days over a ceiling the user set",
+        priced.1.breach
+    );
     println!(
         "  a top-tier NodePool (the plan's five best, NodePools by weight) would change {:.2} times a month",
         mean(

@@ -54,6 +54,11 @@ pub struct BacktestArgs {
     /// Also write an SVG chart of the plan over time here.
     #[arg(long, value_name = "FILE.svg")]
     pub svg: Option<PathBuf>,
+    /// Replay without risk pricing (the operator on a cluster without NodeOverlays): types over
+    /// the mode's default cap then leave in a narrowing, and Karpenter prefers the cheapest raw
+    /// price. By default the replay prices risk as the operator does with NodeOverlays.
+    #[arg(long)]
+    pub no_risk_pricing: bool,
     /// spot-optimizer's CLI (the `spot-optimizer` executable): its pick at each snapshot, side
     /// by side.
     #[arg(long, value_name = "PATH")]
@@ -93,6 +98,7 @@ pub async fn run(args: BacktestArgs) -> Result<(), CliError> {
         confirm: args.churn.confirm_over_ceiling.0,
         settle: args.churn.settle_over_default_cap.0,
         cap: req.max_types.min(spotplan_core::limits::MAX_WRITTEN_TYPES),
+        priced: !args.no_risk_pricing,
     };
     let report = backtest::replay(&req, &snapshots, settings).map_err(|e| asked.plan_error(e))?;
     let peer = match &args.peer {
@@ -320,8 +326,19 @@ fn print_table(title: &str, r: &Report, peer: Option<&PeerReport>, user_ceiling:
         r.realized_cheapest_three.over_band_2 * 100.0
     );
     println!(
-        "spot $/h for the request: cheapest written type {}, primary {} (mean over snapshots)",
+        "preferred type (what Karpenter asks AWS for first, {}): band {:.2} at the next snapshot ({:.0}% over band 2 or unknown)",
+        if r.risk_pricing {
+            "lowest risk-priced $/h"
+        } else {
+            "lowest raw $/h, --no-risk-pricing"
+        },
+        r.realized_preferred.mean_band,
+        r.realized_preferred.over_band_2 * 100.0
+    );
+    println!(
+        "spot $/h for the request: cheapest written type {}, preferred {}, primary {} (mean over snapshots)",
         usd(r.mean_cheapest_usd_per_hour),
+        usd(r.mean_preferred_usd_per_hour),
         usd(r.mean_primary_usd_per_hour)
     );
     if user_ceiling {

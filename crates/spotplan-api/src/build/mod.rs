@@ -754,6 +754,8 @@ fn list_step(
             confirm: settings.confirm_over_ceiling,
             settle: settings.settle_over_default_cap,
             cap: spec.request.max_types.min(limits::MAX_WRITTEN_TYPES),
+            priced: overlays::applies(o.plan.spec.risk_pricing, o.overlays.support)
+                == overlays::Applies::Yes,
         },
     )
     .map_err(|e| NotReady::from_plan_error(&e))

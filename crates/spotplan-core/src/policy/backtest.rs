@@ -10,6 +10,9 @@
 //! - the band each written type actually had at the next snapshot, over the whole set and over
 //!   its cheapest three (by the request's spot $/h: what price-capacity-optimized mostly
 //!   launches), unknown counted as 4;
+//! - the band at the next snapshot of the *preferred* type: the written type Karpenter would
+//!   ask AWS to prefer, the lowest adjusted price of one node (capacity assumed) with risk
+//!   pricing in force ([`super::pricing`]), else the lowest raw price;
 //! - the request's spot $/h on the cheapest written type and on the primary pick;
 //! - for a ceiling the user set, how long a written type stayed over it.
 
@@ -72,6 +75,11 @@ pub struct Step {
     pub cheapest: Vec<String>,
     /// The request's spot $/h on the cheapest written type now.
     pub cheapest_usd_per_hour: Option<f64>,
+    /// The written type Karpenter would ask AWS to prefer now (lowest adjusted price of one
+    /// node; raw price without risk pricing).
+    pub preferred: Option<String>,
+    /// The request's spot $/h on the preferred type now (raw price).
+    pub preferred_usd_per_hour: Option<f64>,
     /// The plan's interruption ceiling now (None: any band).
     pub ceiling: Option<u8>,
     /// The plan's notes now.
@@ -118,6 +126,12 @@ pub struct Report {
     pub type_days: Vec<(String, f64)>,
     pub realized_set: Realized,
     pub realized_cheapest_three: Realized,
+    /// The preferred type's band at the next snapshot.
+    pub realized_preferred: Realized,
+    /// Mean over snapshots of the request's spot $/h on the preferred type.
+    pub mean_preferred_usd_per_hour: Option<f64>,
+    /// Whether the replay priced risk into Karpenter's choice.
+    pub risk_pricing: bool,
     /// Mean over snapshots of the request's spot $/h on the cheapest written type.
     pub mean_cheapest_usd_per_hour: Option<f64>,
     /// Mean over snapshots of the request's spot $/h on the primary pick.
@@ -218,7 +232,14 @@ pub fn replay(
         let requeue = match decided {
             Ok((plan, d)) => {
                 let requeue = d.narrow_at;
-                steps.push(record(req, market, (i, trigger), at, &plan, &d));
+                steps.push(record(
+                    req,
+                    market,
+                    (i, trigger),
+                    at,
+                    (&plan, settings.priced),
+                    &d,
+                ));
                 if d.resets() {
                     state.last_narrowed = Some(at);
                 }
@@ -250,7 +271,50 @@ pub fn replay(
     if steps.is_empty() {
         return Err(first_error.expect("no step without an error"));
     }
-    Ok(report(req, snapshots, steps))
+    Ok(report(req, snapshots, steps, settings.priced))
+}
+
+/// The written type Karpenter would ask AWS to prefer: the lowest price of one node, adjusted by
+/// risk pricing when `priced`, among the priced ones; with the request's $/h on it.
+fn preferred(
+    req: &Request,
+    market: &MarketData,
+    plan: &crate::Plan,
+    types: &BTreeSet<String>,
+    priced: bool,
+) -> Option<(String, f64)> {
+    use super::pricing;
+    let listed: Vec<String> = types.iter().cloned().collect();
+    let kept = pricing::kept(req, market, plan, &listed);
+    let p = pricing::price(
+        plan,
+        &listed,
+        &kept,
+        &[],
+        &pricing::DEFAULT_LEARNED,
+        Timestamp::UNIX_EPOCH,
+    );
+    p.types
+        .iter()
+        .filter_map(|t| {
+            let unit = t.unit_usd_per_hour?;
+            let premium = if priced {
+                f64::from(t.premium) / 1000.0
+            } else {
+                0.0
+            };
+            Some((t, unit * (1.0 + premium)))
+        })
+        .min_by(|a, b| {
+            a.1.total_cmp(&b.1)
+                .then_with(|| a.0.instance_type.cmp(&b.0.instance_type))
+        })
+        .and_then(|(t, _)| {
+            Some((
+                t.instance_type.clone(),
+                request_cost(req, market, &t.instance_type)?,
+            ))
+        })
 }
 
 fn record(
@@ -258,11 +322,14 @@ fn record(
     market: &MarketData,
     (snapshot, trigger): (usize, Trigger),
     at: Timestamp,
-    plan: &crate::Plan,
+    (plan, priced): (&crate::Plan, bool),
     d: &ListDecision,
 ) -> Step {
     let cheapest = cheapest_three(req, market, &d.types);
+    let preferred = preferred(req, market, plan, &d.types, priced);
     Step {
+        preferred_usd_per_hour: preferred.as_ref().map(|p| p.1),
+        preferred: preferred.map(|p| p.0),
         at,
         snapshot,
         trigger,
@@ -317,6 +384,8 @@ fn no_plan(
         removed: vec![],
         primary: None,
         primary_usd_per_hour: None,
+        preferred: None,
+        preferred_usd_per_hour: None,
         cheapest_usd_per_hour: cheapest.first().map(|c| c.1),
         cheapest: cheapest.into_iter().map(|c| c.0).collect(),
         ceiling: None,
@@ -354,7 +423,7 @@ fn mean(v: impl Iterator<Item = f64>) -> Option<f64> {
     (n > 0).then(|| s / n as f64)
 }
 
-fn report(req: &Request, snapshots: &[Snapshot], steps: Vec<Step>) -> Report {
+fn report(req: &Request, snapshots: &[Snapshot], steps: Vec<Step>, priced: bool) -> Report {
     let from = snapshots[0].at;
     let to = snapshots.last().expect("snapshots").at;
     let days = days_between(from, to);
@@ -374,11 +443,15 @@ fn report(req: &Request, snapshots: &[Snapshot], steps: Vec<Step>) -> Report {
     let mut type_days: Vec<(String, f64)> = type_days.into_iter().collect();
     type_days.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     // The list in force just before each later snapshot, against that snapshot's bands.
-    let (mut set_pairs, mut cheap_pairs) = (Vec::new(), Vec::new());
+    let (mut set_pairs, mut cheap_pairs, mut preferred_pairs) =
+        (Vec::new(), Vec::new(), Vec::new());
     for next in &snapshots[1..] {
         let Some(before) = written_before(&steps, next.at) else {
             continue;
         };
+        if let Some(p) = &before.preferred {
+            preferred_pairs.push(band_of(req, &next.market, p));
+        }
         for t in &before.types {
             let b = band_of(req, &next.market, t);
             set_pairs.push(b);
@@ -420,6 +493,9 @@ fn report(req: &Request, snapshots: &[Snapshot], steps: Vec<Step>) -> Report {
         type_days,
         realized_set: realized(set_pairs.into_iter()),
         realized_cheapest_three: realized(cheap_pairs.into_iter()),
+        realized_preferred: realized(preferred_pairs.into_iter()),
+        mean_preferred_usd_per_hour: mean(firsts.iter().filter_map(|s| s.preferred_usd_per_hour)),
+        risk_pricing: priced,
         mean_cheapest_usd_per_hour: mean(firsts.iter().filter_map(|s| s.cheapest_usd_per_hour)),
         mean_primary_usd_per_hour: mean(firsts.iter().filter_map(|s| s.primary_usd_per_hour)),
         max_breach_days: breaches.iter().map(|b| b.days).fold(0.0, f64::max),

@@ -29,6 +29,12 @@
 //!    0 (headroom), so a type that just came back under the ceiling does not flap in and out; a
 //!    full list stops widening rather than narrowing to make room.
 //!
+//! 8. With risk pricing in force (`Tuning::priced`: Karpenter orders the list by the plan's
+//!    risk-adjusted price, [`super::pricing`]), a type over a mode's default cap is never due
+//!    and no narrowing takes it: it stays listed, priced after every type within the cap, so
+//!    Karpenter asks for it last. The list narrows only for a type really gone (rejected by
+//!    another filter) or over a ceiling the user set.
+//!
 //! With the defaults (confirm 7 days, min_interval 1 day) a type over a ceiling the user set
 //! is written at most 8 days after it crossed it.
 
@@ -80,6 +86,8 @@ pub struct Tuning {
     pub settle: Duration,
     /// Most types the list may hold.
     pub cap: usize,
+    /// Risk pricing is in force (rule 8): types over a default cap stay, priced last.
+    pub priced: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -153,6 +161,7 @@ fn due_at(fit: Fit, since: Timestamp, i: &Inputs) -> Option<Timestamp> {
         Fit::Fits => None,
         Fit::Gone(_) => Some(i.now),
         Fit::Over { .. } if i.user_ceiling => Some(after(since, i.settings.confirm)),
+        Fit::Over { .. } if i.settings.priced => None,
         // A list with no reset on record (written by an older controller) counts from when the
         // type was first seen over, so an upgrade does not narrow every plan at once.
         Fit::Over { .. } => Some(match i.state.last_narrowed {
@@ -195,9 +204,11 @@ fn classify(current: &BTreeSet<String>, i: &Inputs) -> Classified {
 /// The narrowing: every due and over type goes, and the types on the edge of the ceiling too
 /// while the widened list keeps `min_types`.
 fn narrow(current: &BTreeSet<String>, c: &Classified, i: &Inputs, cap: usize) -> BTreeSet<String> {
+    // Priced under a default cap, over types stay (rule 8); otherwise they go with the due.
+    let keep_over = i.settings.priced && !i.user_ceiling;
     let mut kept: BTreeSet<String> = current
         .iter()
-        .filter(|t| !c.due.contains(*t) && !c.over.contains_key(*t))
+        .filter(|t| !c.due.contains(*t) && (keep_over || !c.over.contains_key(*t)))
         .cloned()
         .collect();
     let without_edge: BTreeSet<String> = kept.difference(i.at_edge).cloned().collect();
@@ -362,6 +373,7 @@ mod tests {
             confirm: 7 * DAY,
             settle: 30 * DAY,
             cap: 6,
+            priced: false,
         }
     }
 
