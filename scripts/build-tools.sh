@@ -96,6 +96,24 @@ build_promtool() {
   stamp promtool "$PROMETHEUS_VERSION"
 }
 
+# tools/fleet-harness: Karpenter's NodeOverlay controller and NodeClaim template, and
+# karpenter-provider-aws's instance provider, turning spotplan's NodePool and NodeOverlays into
+# the CreateFleet request they send (to moto, in tests/karpenter_aws.rs). The provider's go.mod
+# asks for an unreleased commit of sigs.k8s.io/karpenter the proxy does not serve; the released
+# $KARPENTER_VERSION stands in for it. Rebuilt when a version or the harness's source changes.
+build_fleet_harness() {
+  local want; want="$KARPENTER_AWS_VERSION/$KARPENTER_VERSION/$(sha256sum "$SPOTPLAN_ROOT/tools/fleet-harness/main.go" | cut -c1-16)"
+  stamp_ok fleet-harness "$want" && return
+  log "building the fleet harness (karpenter-provider-aws $KARPENTER_AWS_VERSION)"
+  scratch_module fleet-harness
+  cp "$SPOTPLAN_ROOT/tools/fleet-harness/main.go" .
+  go get "github.com/aws/karpenter-provider-aws@$KARPENTER_AWS_VERSION"
+  go mod edit -replace "sigs.k8s.io/karpenter=sigs.k8s.io/karpenter@$KARPENTER_VERSION"
+  go mod tidy
+  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$TOOLS_BIN/fleet-harness" .
+  stamp fleet-harness "$want"
+}
+
 build_kubeconform() {
   stamp_ok kubeconform "$KUBECONFORM_VERSION" && return
   log "building kubeconform $KUBECONFORM_VERSION"
@@ -138,14 +156,15 @@ main() {
   local what=("${@:-all}")
   for w in "${what[@]}"; do
     case "$w" in
-      all) build_apt; build_python; build_kube; build_etcd; build_karpenter; build_kwok; build_helm; build_kubeconform; build_promtool ;;
-      go) build_kube; build_etcd; build_karpenter; build_kwok; build_helm; build_kubeconform; build_promtool ;;
+      all) build_apt; build_python; build_kube; build_etcd; build_karpenter; build_kwok; build_helm; build_kubeconform; build_promtool; build_fleet_harness ;;
+      go) build_kube; build_etcd; build_karpenter; build_kwok; build_helm; build_kubeconform; build_promtool; build_fleet_harness ;;
       python) build_python ;;
       apt) build_apt ;;
       kube) build_kube ;; etcd) build_etcd ;; karpenter) build_karpenter ;; kwok) build_kwok ;;
       helm) build_helm ;; kubeconform) build_kubeconform ;; promtool) build_promtool ;;
+      fleet-harness) build_fleet_harness ;;
       moddir) shift; module_dir "$1"; return ;;
-      *) die "unknown tool '$w' (all|go|python|kube|etcd|karpenter|helm|kubeconform|promtool)" ;;
+      *) die "unknown tool '$w' (all|go|python|kube|etcd|karpenter|helm|kubeconform|promtool|fleet-harness)" ;;
     esac
   done
 }

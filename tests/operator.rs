@@ -179,18 +179,43 @@ fn good_plans_reach_ready_with_valid_nodepools() {
         .arg(&rig.prices);
     let mut list: Value = serde_json::from_slice(&rig::run_ok(render)).unwrap();
     let items = list["items"].as_array_mut().unwrap();
-    assert_eq!(items.len(), 2);
-    for np in items.iter_mut() {
-        let meta = &mut np["metadata"];
+    // The NodePools, and beside them the NodeOverlays of risk pricing (this cluster serves
+    // them): renamed, and the overlays pinned to the renamed spot NodePool, they pass
+    // Karpenter's own CRDs (the priceAdjustment pattern included) and hold what the controller
+    // wrote.
+    let pools = items.iter().filter(|i| i["kind"] == "NodePool").count();
+    assert_eq!(pools, 2);
+    let overlays = items.len() - pools;
+    assert!(overlays >= 1, "{items:?}");
+    for item in items.iter_mut() {
+        let meta = &mut item["metadata"];
         assert!(meta.get("ownerReferences").is_none() && meta.get("annotations").is_none());
         let name = format!("git-{}", meta["name"].as_str().unwrap());
         meta["name"] = Value::from(name);
+        if item["kind"] == "NodeOverlay" {
+            item["spec"]["requirements"][0]["values"] = serde_json::json!(["git-web"]);
+        }
     }
     let (applied, out) = rig.apply(&list.to_string());
     assert!(applied, "{out}");
     for (ours, theirs) in [("git-web", &spot), ("git-web-on-demand", &od)] {
         let rendered = rig.get_json("nodepool", ours).expect(ours);
         assert_eq!(rendered["spec"], theirs["spec"], "{ours}");
+    }
+    let written = eventually(T, "the controller's overlays", || {
+        let o = rig.list_json(
+            "nodeoverlays",
+            Some("spotplan.dev/plan=web,app.kubernetes.io/managed-by=spotplan-controller"),
+        );
+        (o.len() == overlays).then_some(o)
+    });
+    for theirs in &written {
+        let name = theirs["metadata"]["name"].as_str().unwrap();
+        let mut rendered = rig
+            .get_json("nodeoverlay", &format!("git-{name}"))
+            .expect(name);
+        rendered["spec"]["requirements"][0]["values"] = serde_json::json!(["web"]);
+        assert_eq!(rendered["spec"], theirs["spec"], "{name}");
     }
 }
 

@@ -18,6 +18,7 @@ pub const PARTS: &[&str] = &[
     "hadolint",
     "lua5.1",
     "promtool",
+    "fleet-harness",
 ];
 
 /// Whether the person running the tests asked to go on without `part`.
