@@ -785,4 +785,22 @@ fn the_peer_is_the_real_spot_optimizer_at_each_snapshot() {
             "{date}: {got} $/h, the price file gives {count} x {price}"
         );
     }
+    // At every snapshot: the pick's band there and at the next one, from the files.
+    let mut checked = 0;
+    for (k, step) in peer.iter().enumerate() {
+        let Some(ty) = step["instance_type"].as_str() else {
+            continue;
+        };
+        let band = raw_band(&SNAPS[k], "us-east-1", ty).unwrap_or(4);
+        assert_eq!(step["band"].as_u64(), Some(band), "{step}");
+        checked += 1;
+        if let Some(next) = SNAPS.get(k + 1) {
+            let b = raw_band(next, "us-east-1", ty).unwrap_or(4);
+            assert_eq!(step["band_next"].as_u64(), Some(b), "{step}");
+        }
+    }
+    assert!(
+        banded > 0,
+        "some pick above band 0, or the band check proves little"
+    );
 }
