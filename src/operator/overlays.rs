@@ -13,7 +13,9 @@ use kube::runtime::reflector::{self, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use serde_json::Value;
-use spotplan_api::build::overlays::{OverlayDelete, OverlayWrite, Support};
+use spotplan_api::build::overlays::{
+    OverlayDelete, OverlayWrite, SPEC_HASH_FIELD, Support, spec_hash,
+};
 use spotplan_api::karpenter::nodeoverlay_resource;
 use spotplan_api::names::{FIELD_MANAGER, MANAGED_BY_LABEL};
 use std::sync::Arc;
@@ -82,14 +84,37 @@ pub(crate) fn watch(
             Api::<DynamicObject>::all_with(client.clone(), &nodeoverlay_resource()),
             config,
         )
-        .modify(|o: &mut DynamicObject| {
-            o.managed_fields_mut().clear();
-        }),
+        .modify(slim),
     )
     .default_backoff()
     .applied_objects()
     .boxed();
     (store, stream)
+}
+
+/// What the cache keeps of an overlay: its name, uid, labels, annotations and owner references,
+/// a hash of its spec instead of the spec, and of its status only Karpenter's conditions'
+/// type, status, reason and message.
+fn slim(o: &mut DynamicObject) {
+    o.managed_fields_mut().clear();
+    let m = &mut o.metadata;
+    (m.resource_version, m.creation_timestamp, m.generation) = (None, None, None);
+    let hash = spec_hash(&o.data["spec"]);
+    let conditions: Vec<Value> = o.data["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            serde_json::json!({
+                "type": c["type"], "status": c["status"],
+                "reason": c["reason"], "message": c["message"],
+            })
+        })
+        .collect();
+    o.data = serde_json::json!({
+        SPEC_HASH_FIELD: hash,
+        "status": {"conditions": conditions},
+    });
 }
 
 /// Writes one overlay the build found different.

@@ -32,8 +32,15 @@ pub(crate) async fn apply(ctx: &Context, read: &Read, desired: Desired) -> Resul
             Err(Stop::Transient(e)) => return Err(e),
         }
     }
-    for w in &desired.overlay_writes {
-        super::overlays::write(ctx, w).await?;
+    // A plan's overlays are independent of each other: written together.
+    if !desired.overlay_writes.is_empty() {
+        futures::future::try_join_all(
+            desired
+                .overlay_writes
+                .iter()
+                .map(|w| super::overlays::write(ctx, w)),
+        )
+        .await?;
         wrote = true;
     }
     for d in &desired.overlay_deletes {

@@ -133,6 +133,54 @@ pub struct Changes {
     pub pending: Vec<String>,
 }
 
+/// Where the shell's cache keeps a live overlay's [`spec_hash`] (it drops the spec itself: a
+/// pool's overlays list its types, and at a thousand plans the specs were most of the cache).
+pub const SPEC_HASH_FIELD: &str = "spotplanSpecHash";
+
+/// A hash of an overlay spec, the same for the same JSON whatever the order of its keys (the API
+/// server returns a custom resource's keys sorted). Compared within one process only.
+pub fn spec_hash(spec: &Value) -> String {
+    use std::hash::{Hash, Hasher};
+    fn walk(v: &Value, h: &mut std::collections::hash_map::DefaultHasher) {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                "{".hash(h);
+                for k in keys {
+                    k.hash(h);
+                    walk(&m[k], h);
+                }
+                "}".hash(h);
+            }
+            Value::Array(a) => {
+                "[".hash(h);
+                a.iter().for_each(|x| walk(x, h));
+                "]".hash(h);
+            }
+            other => other.to_string().hash(h),
+        }
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    walk(spec, &mut h);
+    format!("{:016x}", h.finish())
+}
+
+/// A live overlay's spec hash: the cache's, or computed from its spec.
+fn live_spec_hash(o: &DynamicObject) -> String {
+    match o.data[SPEC_HASH_FIELD].as_str() {
+        Some(h) => h.to_string(),
+        None => spec_hash(&o.data["spec"]),
+    }
+}
+
+/// Whether `live` already is `want`: the same spec, and our metadata on it.
+fn up_to_date(want: &DesiredOverlay, live: &DynamicObject) -> bool {
+    let meta = |v: &Value| json!({"metadata": v["metadata"].clone()});
+    spec_hash(&want.object["spec"]) == live_spec_hash(live)
+        && serde_json::to_value(live).is_ok_and(|v| json_subset(&meta(&want.object), &meta(&v)))
+}
+
 /// Compares `want` with the `live` overlays that carry the plan's names or owner reference.
 pub fn changes(want: &[DesiredOverlay], live: &[DynamicObject], uid: &str) -> Changes {
     let mut c = Changes::default();
@@ -144,8 +192,7 @@ pub fn changes(want: &[DesiredOverlay], live: &[DynamicObject], uid: &str) -> Ch
         match find(&w.name) {
             Some(l) if !ours(l, uid) => c.taken.push(w.name.clone()),
             Some(l) => {
-                let same = serde_json::to_value(l).is_ok_and(|v| json_subset(&w.object, &v));
-                if !same {
+                if !up_to_date(w, l) {
                     c.writes.push(OverlayWrite {
                         overlay: w.clone(),
                         live_uid: l.uid(),
