@@ -240,6 +240,17 @@ echo "# NodeClaims Karpenter launched for the workload's 4 pods:"
 claims
 primary=$(kubectl get spotplan "$PLAN" -o jsonpath='{.status.plan.primary}')
 count=$(kubectl get spotplan "$PLAN" -o jsonpath='{.status.plan.primaryCount}')
+echo
+echo "# Risk pricing: the NodeOverlays spotplan wrote for the spot NodePool $PLAN (Karpenter's verdict),"
+echo "# and which NodeClaims Karpenter launched with those prices (karpenter.sh/price-overlay-applied):"
+kubectl get spotplan "$PLAN" -o jsonpath='  {.status.conditions[?(@.type=="RiskPricing")].reason}: {.status.conditions[?(@.type=="RiskPricing")].message}{"\n"}'
+kubectl get nodeoverlays -l "spotplan.dev/plan=$PLAN" \
+  -o custom-columns='OVERLAY:.metadata.name,ADJUSTMENT:.spec.priceAdjustment,WEIGHT:.spec.weight,TYPES:.spec.requirements[?(@.key=="node.kubernetes.io/instance-type")].values,VALID:.status.conditions[?(@.type=="ValidationSucceeded")].status'
+kubectl get nodeclaims -l "spotplan.dev/plan=$PLAN" \
+  -o custom-columns='NODECLAIM:.metadata.name,NODEPOOL:.metadata.labels.karpenter\.sh/nodepool,PRICE_OVERLAY_APPLIED:.metadata.annotations.karpenter\.sh/price-overlay-applied'
+echo "# (The on-demand NodePool carries no premium, so its claims have no annotation. On AWS the"
+echo "# annotated claims' CreateFleet is capacity-optimized-prioritized in the plan's order; kwok"
+echo "# launches the cheapest raw price, so here the annotation is what shows.)"
 echo "# Why these counts: the plan sizes the whole request (64 vCPU / 256 GiB = $count x $primary);"
 echo "# Karpenter sizes nodes for pods: 4 pods of 7 vCPU / 28 GiB that may not share a node need 4"
 echo "# nodes. The on-demand base NodePool (higher weight, limits.cpu 16) takes the first 16 vCPU;"
