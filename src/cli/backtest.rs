@@ -326,11 +326,11 @@ fn print_table(title: &str, r: &Report, peer: Option<&PeerReport>, user_ceiling:
         r.realized_cheapest_three.over_band_2 * 100.0
     );
     println!(
-        "preferred type (what Karpenter asks AWS for first, {}): band {:.2} at the next snapshot ({:.0}% over band 2 or unknown)",
+        "preferred type (asked of AWS first, {}): band {:.2} at the next snapshot ({:.0}% over band 2)",
         if r.risk_pricing {
-            "lowest risk-priced $/h"
+            "risk-priced"
         } else {
-            "lowest raw $/h, --no-risk-pricing"
+            "raw price"
         },
         r.realized_preferred.mean_band,
         r.realized_preferred.over_band_2 * 100.0

@@ -7,15 +7,16 @@
 //!    band under `risk_adjusted_cost`, none under `cost` (the user's ceiling already bounds the
 //!    risk) or without prices.
 //! 2. In rank order, a type whose adjusted cost for the request (`count x unit price x (1 +
-//!    premium)`) would not exceed the one ranked before it is raised just enough to, then to the
-//!    next rung of [`LADDER`]. Types written but no longer in the plan (kept by the churn rule)
-//!    come after every planned type, so Karpenter asks for them last. So the adjusted costs
-//!    order the types exactly as the plan ranks them.
+//!    premium)`) would not exceed the one ranked before it gets a factor on top of its band
+//!    premium, just enough to come after it, which the types after it share (the ranking puts a
+//!    run of types after dearer ones: types in by widening, kept types). Types written but no
+//!    longer in the plan (kept by the churn rule) come after every planned type, so Karpenter
+//!    asks for them last. So the adjusted costs order the types exactly as the plan ranks them.
 //! 3. Learned evidence adds to a (type, zone): each recent interruption, launch failure or
 //!    rebalance recommendation of the plan's own nodes there ([`Learned`]).
 //! 4. Types sharing a premium form one [`Level`] (one NodeOverlay); a (type, zone) with its own
-//!    premium forms a zone level. Premiums are rungs of [`LADDER`], so the number of levels is
-//!    small and bounded whatever the number of types.
+//!    premium forms a zone level. Premiums differ by band and by factor only, so the levels are
+//!    few; past [`MAX_TYPE_LEVELS`] the dearest merge.
 //!
 //! Karpenter's format is a signed percentage (`+12.5%`, see [`adjustment`]); a percentage keeps
 //! the order in every zone, whatever each zone's raw price.
@@ -25,14 +26,6 @@ use crate::types::Band;
 use jiff::Timestamp;
 use std::collections::BTreeMap;
 use std::time::Duration;
-
-/// The premiums a type or a (type, zone) may carry, in tenths of a percent: every percent to
-/// 10%, then coarser steps. Band premiums of every mode are rungs.
-pub const LADDER: &[u32] = &[
-    0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 120, 150, 200, 250, 300, 350, 400, 450, 500, 600,
-    700, 800, 900, 1000, 1250, 1500, 2000, 2500, 3000, 4000, 5000, 7500, 10000, 15000, 20000,
-    30000, 50000, 100000,
-];
 
 /// Most type-level overlays per NodePool: past it, the dearest levels merge into one (their
 /// types then follow raw price among themselves) and [`Pricing::exact`] is false.
@@ -90,7 +83,7 @@ pub struct Priced {
     pub unit_usd_per_hour: Option<f64>,
     /// The premium the ranking gave it, tenths of a percent.
     pub ranked_premium: u32,
-    /// The premium written (a rung of [`LADDER`]), tenths of a percent.
+    /// The premium written, tenths of a percent.
     pub premium: u32,
     /// In the plan (false: kept by the churn rule, priced last).
     pub planned: bool,
@@ -181,15 +174,6 @@ pub fn apply_adjustment(price: f64, change: &str) -> Option<f64> {
         None => price + sign * rest.parse::<f64>().ok()?,
     };
     Some(adjusted.max(0.0))
-}
-
-/// The smallest rung at or above `tenths` (the top rung past the ladder).
-pub fn rung_at_least(tenths: f64) -> u32 {
-    LADDER
-        .iter()
-        .copied()
-        .find(|r| f64::from(*r) >= tenths)
-        .unwrap_or(*LADDER.last().expect("a ladder"))
 }
 
 /// The premium the ranking gave a type of `band`, tenths of a percent.
@@ -289,8 +273,8 @@ pub fn price(
     });
     types.extend(rest);
     let exact = order(&mut types);
-    let type_levels = type_levels(&mut types);
-    let exact = exact && type_levels.len() <= MAX_TYPE_LEVELS;
+    let (type_levels, merged) = type_levels(&mut types);
+    let exact = exact && !merged;
     let zone_premiums = zone_premiums(&types, reports, learned, now);
     let zone_levels = zone_levels(&zone_premiums);
     Pricing {
@@ -302,52 +286,58 @@ pub fn price(
     }
 }
 
-/// Raises premiums in order so adjusted totals strictly increase. Unpriced types go above every
-/// priced one. True when every priced type could be ordered.
+/// Raises premiums in order so adjusted totals strictly increase: a run of types the ranking
+/// put after a dearer one (types in by widening, kept types, a placement near-tie) shares one
+/// factor on top of its band premiums, carried on to the types after it, so the factors are few
+/// and the premiums stay grouped by band. Premiums are in tenths of a percent, rounded up.
+/// Unpriced types go above every priced one. True when every priced type could be ordered.
 fn order(types: &mut [Priced]) -> bool {
     let mut prev: Option<f64> = None;
+    let mut factor = 1.0f64;
     let mut top = 0u32;
     let mut exact = true;
+    let premium_with = |ranked: u32, factor: f64| -> u32 {
+        let p = ((1.0 + f64::from(ranked) / 1000.0) * factor - 1.0) * 1000.0;
+        // Rounded up to a tenth of a percent, past float noise.
+        (p - 1e-6).ceil().max(0.0) as u32
+    };
     for t in types.iter_mut() {
-        t.premium = rung_at_least(f64::from(t.premium));
         let Some(base) = t.unit_usd_per_hour.map(|p| p * f64::from(t.count)) else {
             continue;
         };
         if base <= 0.0 {
             continue;
         }
-        if let Some(prev) = prev {
-            // The smallest premium that puts this type strictly after the one before.
-            let need = (prev / base - 1.0) * 1000.0;
-            if t.adjusted_total().is_some_and(|a| a <= prev) {
-                let mut r = rung_at_least(need.max(0.0));
-                if base * (1.0 + f64::from(r) / 1000.0) <= prev {
-                    r = next_rung(r).unwrap_or(r);
-                }
-                t.premium = t.premium.max(r);
-            }
+        t.premium = premium_with(t.ranked_premium, factor);
+        // Strictly after, by more than float noise: Karpenter's own arithmetic must see it too.
+        let after = |a: f64, prev: f64| a > prev * (1.0 + 1e-9);
+        if let Some(prev) = prev
+            && t.adjusted_total().is_some_and(|a| !after(a, prev))
+        {
+            // The factor that puts this type strictly after the one before, with a margin of a
+            // tenth of a percent, rounded up to a tenth of a percent.
+            let ranked = base * (1.0 + f64::from(t.ranked_premium) / 1000.0);
+            let need = prev / ranked * 1.001;
+            factor = (need * 1000.0).ceil() / 1000.0;
+            t.premium = premium_with(t.ranked_premium, factor);
         }
         let total = t.adjusted_total().expect("priced");
-        if prev.is_some_and(|p| total <= p) {
+        if prev.is_some_and(|p| !after(total, p)) {
             exact = false;
         }
         prev = Some(total);
         top = top.max(t.premium);
     }
-    let last = next_rung(top).unwrap_or(top);
     for t in types.iter_mut().filter(|t| t.unit_usd_per_hour.is_none()) {
-        t.premium = t.premium.max(last);
+        t.premium = top + 100;
     }
     exact
 }
 
-fn next_rung(r: u32) -> Option<u32> {
-    LADDER.iter().copied().find(|x| *x > r)
-}
-
 /// Groups types by premium, cheapest level first; past [`MAX_TYPE_LEVELS`], the dearest merge
 /// into the last allowed level's premium.
-fn type_levels(types: &mut [Priced]) -> Vec<Level> {
+/// True with the levels when some were merged.
+fn type_levels(types: &mut [Priced]) -> (Vec<Level>, bool) {
     let mut by: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     for t in types.iter() {
         by.entry(t.premium)
@@ -362,7 +352,8 @@ fn type_levels(types: &mut [Priced]) -> Vec<Level> {
             zones: Vec::new(),
         })
         .collect();
-    if levels.len() > MAX_TYPE_LEVELS {
+    let merging = levels.len() > MAX_TYPE_LEVELS;
+    if merging {
         let merged: Vec<Level> = levels.split_off(MAX_TYPE_LEVELS - 1);
         let premium = merged.last().expect("merged").premium;
         let names: Vec<String> = merged.into_iter().flat_map(|l| l.types).collect();
@@ -381,7 +372,7 @@ fn type_levels(types: &mut [Priced]) -> Vec<Level> {
     for l in &mut levels {
         l.types.sort();
     }
-    levels
+    (levels, merging)
 }
 
 /// Premiums from the plan's own recent reports, per (type, zone), for listed types.
@@ -413,7 +404,7 @@ fn zone_premiums(
                 instance_type: ty.to_string(),
                 zone: zone.to_string(),
                 extra,
-                premium: rung_at_least(f64::from(t.premium + extra)),
+                premium: t.premium + extra,
                 interruptions,
                 rebalances,
                 until: super::after(last, learned.calm),
@@ -460,16 +451,5 @@ mod tests {
         assert_eq!(apply_adjustment(2.0, "-300%"), Some(0.0));
         assert_eq!(apply_adjustment(2.0, "3"), Some(3.0));
         assert_eq!(apply_adjustment(2.0, "x"), None);
-    }
-
-    #[test]
-    fn the_ladder_holds_every_band_premium_and_rises() {
-        assert!(LADDER.windows(2).all(|w| w[0] < w[1]));
-        for mode in crate::types::Mode::ALL {
-            for band in 0..=4 {
-                let t = ((mode.risk_multiplier(band) - 1.0) * 1000.0).round() as u32;
-                assert!(LADDER.contains(&t), "{mode} band {band}: {t}");
-            }
-        }
     }
 }
