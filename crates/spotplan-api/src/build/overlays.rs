@@ -258,3 +258,25 @@ fn validation(o: &DynamicObject) -> Validation {
         _ => Validation::Pending,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spec_hash_ignores_key_order_and_sees_every_value() {
+        // As spotplan builds it, and as the API server returns it (keys sorted).
+        let ours = json!({"requirements": [{"key": "k", "operator": "In", "values": ["a", "b"]}],
+            "priceAdjustment": "+5%", "weight": 20});
+        let server = json!({"priceAdjustment": "+5%",
+            "requirements": [{"operator": "In", "values": ["a", "b"], "key": "k"}], "weight": 20});
+        assert_eq!(spec_hash(&ours), spec_hash(&server));
+        for changed in [
+            json!({"requirements": [{"key": "k", "operator": "In", "values": ["a", "b"]}], "priceAdjustment": "+6%", "weight": 20}),
+            json!({"requirements": [{"key": "k", "operator": "In", "values": ["b", "a"]}], "priceAdjustment": "+5%", "weight": 20}),
+            json!({"requirements": [{"key": "k", "operator": "In", "values": ["a", "b"]}], "priceAdjustment": "+5%", "weight": 21}),
+        ] {
+            assert_ne!(spec_hash(&ours), spec_hash(&changed), "{changed}");
+        }
+    }
+}
