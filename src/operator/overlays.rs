@@ -9,7 +9,7 @@ use super::error::Error;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions};
-use kube::runtime::reflector::{self, Store, reflector};
+use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use serde_json::Value;
@@ -18,6 +18,8 @@ use spotplan_api::build::overlays::{
 };
 use spotplan_api::karpenter::nodeoverlay_resource;
 use spotplan_api::names::{FIELD_MANAGER, MANAGED_BY_LABEL};
+use spotplan_core::policy::pricing::{MAX_TYPE_LEVELS, MAX_ZONE_LEVELS};
+use spotplan_core::render::overlay::overlay_name;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -159,21 +161,16 @@ pub(crate) async fn delete(ctx: &Context, d: &OverlayDelete) -> Result<bool, Err
     }
 }
 
-/// The live overlays of a plan: owned by its uid, or holding one of its spot NodePool's overlay
-/// names.
-pub(crate) fn live_of(store: &Store<DynamicObject>, uid: &str, pool: &str) -> Vec<DynamicObject> {
-    let prefix = format!("{pool}-risk-");
-    store
-        .state()
-        .iter()
-        .filter(|o| {
-            spotplan_api::build::overlays::ours(o, uid)
-                || o.metadata
-                    .name
-                    .as_deref()
-                    .is_some_and(|n| n.starts_with(&prefix))
-        })
-        .map(|o| (**o).clone())
+/// The live overlays that hold the plan's spot NodePool `pool`'s overlay names: looked up by
+/// name (a pool's names are bounded), never by scanning every overlay in the cache. The build
+/// decides which are the plan's (owner reference) and which someone else holds.
+pub(crate) fn live_of(store: &Store<DynamicObject>, pool: &str) -> Vec<DynamicObject> {
+    let names = (0..MAX_TYPE_LEVELS)
+        .map(|n| overlay_name(pool, false, n))
+        .chain((0..MAX_ZONE_LEVELS).map(|n| overlay_name(pool, true, n)));
+    names
+        .filter_map(|name| store.get(&ObjectRef::new_with(&name, nodeoverlay_resource())))
+        .map(|o| (*o).clone())
         .collect()
 }
 

@@ -102,7 +102,7 @@ pub(crate) async fn read(ctx: &Context, cached: &SpotPlan) -> Result<Read, Actio
             })
         })
         .collect();
-    let overlays = super::overlays::live_of(&ctx.overlays.store, &uid, &names.spot);
+    let overlays = super::overlays::live_of(&ctx.overlays.store, &names.spot);
     let mut signals = ctx.signals.for_plan(&names, &owned);
     signals.seen_before = ctx.memory.seen_before(&plan.name_any());
     Ok(Read {

@@ -304,7 +304,9 @@ fn plan<'a>(
     let uid = sp.uid().unwrap_or_default();
     let spot_live = live(o, &names.spot);
     check_owned(&names.spot, spot_live, &uid)?;
-    let decision = list_step(o, settings, &spec, &plan, market, spot_live)?;
+    let applies = overlays::applies(sp.spec.risk_pricing, o.overlays.support);
+    let priced = applies == overlays::Applies::Yes;
+    let decision = list_step(o, settings, &spec, (&plan, priced), market, spot_live)?;
     let types: Vec<String> = decision.types.iter().cloned().collect();
     let floor = spec.on_demand_base.map(|b| {
         let before = live(o, &names.on_demand)
@@ -338,12 +340,12 @@ fn plan<'a>(
     }
     let risk = risk(
         o,
+        applies,
         &pools.owner,
         &names,
         (&spec, &plan, market),
         &types,
-        &shift,
-        &launch_failures,
+        (&shift, &launch_failures),
     );
     Ok(Planned {
         spec,
@@ -364,15 +366,14 @@ fn plan<'a>(
 /// deleted when risk pricing does not apply.
 fn risk(
     o: &Observed,
+    applies: overlays::Applies,
     owner: &Owner,
     names: &PoolNames,
     (spec, plan, market): (&PlanSpec, &Plan, &MarketData),
     types: &[String],
-    shift: &ShiftDecision,
-    launch_failures: &LaunchFailures,
+    (shift, launch_failures): (&ShiftDecision, &LaunchFailures),
 ) -> Risk {
     let uid = owner.uid;
-    let applies = overlays::applies(o.plan.spec.risk_pricing, o.overlays.support);
     if applies != overlays::Applies::Yes {
         return Risk {
             applies,
@@ -383,27 +384,18 @@ fn risk(
             },
         };
     }
-    let report = |what: pricing::Evidence| {
-        move |i: &Interruption| pricing::Report {
-            instance_type: i.instance_type.clone(),
-            zone: i.zone.clone(),
-            at: i.at,
-            what,
-        }
+    let report = |i: &Interruption| pricing::Report {
+        instance_type: i.instance_type.clone(),
+        zone: i.zone.clone(),
+        at: i.at,
     };
     let reports: Vec<pricing::Report> = shift
         .state
         .log
         .entries
         .iter()
-        .map(report(pricing::Evidence::Interruption))
-        .chain(
-            launch_failures
-                .log
-                .entries
-                .iter()
-                .map(report(pricing::Evidence::LaunchFailure)),
-        )
+        .chain(&launch_failures.log.entries)
+        .map(report)
         .collect();
     let kept = pricing::kept(&spec.request, market, plan, types);
     let priced = pricing::price(
@@ -711,7 +703,7 @@ fn list_step(
     o: &Observed,
     settings: &Settings,
     spec: &PlanSpec,
-    plan: &Plan,
+    (plan, priced): (&Plan, bool),
     market: &MarketData,
     spot_live: Option<&DynamicObject>,
 ) -> Result<ListDecision, NotReady> {
@@ -754,8 +746,7 @@ fn list_step(
             confirm: settings.confirm_over_ceiling,
             settle: settings.settle_over_default_cap,
             cap: spec.request.max_types.min(limits::MAX_WRITTEN_TYPES),
-            priced: overlays::applies(o.plan.spec.risk_pricing, o.overlays.support)
-                == overlays::Applies::Yes,
+            priced,
         },
     )
     .map_err(|e| NotReady::from_plan_error(&e))

@@ -572,62 +572,55 @@ fn set_risk_pricing(status: &mut SpotPlanStatus, p: &Planned, g: Option<i64>, no
                 .map(|i| spotplan_core::render::overlay::overlay_name(&p.names.spot, true, i)),
         )
         .collect();
-    if !c.taken.is_empty() {
-        set_condition(
-            conds,
-            conditions::RISK_PRICING,
-            false,
+    let (state, reason, message) = if !c.taken.is_empty() {
+        (
+            "False",
             "OverlayNameTaken",
-            &format!(
+            format!(
                 "NodeOverlay {} exists and is not owned by this SpotPlan; spotplan never writes over it: rename or delete it",
                 c.taken.join(", ")
             ),
-            g,
-            now,
-        );
+        )
     } else if !c.refused.is_empty() {
-        set_condition(
-            conds,
-            conditions::RISK_PRICING,
-            false,
+        (
+            "False",
             "OverlayConflict",
-            &format!(
+            format!(
                 "Karpenter did not apply: {}; spotplan does not change its overlays' weights to win: change or remove the other overlay (same weight, same offerings), or set spec.riskPricing: Disabled",
                 c.refused.join("; ")
             ),
-            g,
-            now,
-        );
+        )
     } else if !c.pending.is_empty() {
-        set_condition_to(
-            conds,
-            conditions::RISK_PRICING,
+        (
             "Unknown",
             "AwaitingKarpenter",
-            &format!(
+            format!(
                 "waiting for Karpenter to validate NodeOverlay {}",
                 c.pending.join(", ")
             ),
-            g,
-            now,
-        );
+        )
     } else {
-        set_condition(
-            conds,
-            conditions::RISK_PRICING,
-            true,
+        (
+            "True",
             "Applied",
-            &format!(
+            format!(
                 "{} NodeOverlays price {} types of NodePool {} in the plan's order ({} zone premiums in force)",
                 overlays.len(),
                 pricing.types.len(),
                 p.names.spot,
                 pricing.zone_premiums.len()
             ),
-            g,
-            now,
-        );
-    }
+        )
+    };
+    set_condition_to(
+        conds,
+        conditions::RISK_PRICING,
+        state,
+        reason,
+        &message,
+        g,
+        now,
+    );
     status.risk_pricing = Some(crate::crd::RiskPricingStatus {
         overlays,
         exact_order: pricing.exact,

@@ -12,8 +12,8 @@
 //!    run of types after dearer ones: types in by widening, kept types). Types written but no
 //!    longer in the plan (kept by the churn rule) come after every planned type, so Karpenter
 //!    asks for them last. So the adjusted costs order the types exactly as the plan ranks them.
-//! 3. Learned evidence adds to a (type, zone): each recent interruption, launch failure or
-//!    rebalance recommendation of the plan's own nodes there ([`Learned`]).
+//! 3. Learned evidence adds to a (type, zone): each recent interruption or launch failure of the
+//!    plan's own nodes there ([`Learned`]).
 //! 4. Types sharing a premium form one [`Level`] (one NodeOverlay); a (type, zone) with its own
 //!    premium forms a zone level. Premiums differ by band and by factor only, so the levels are
 //!    few; past [`MAX_TYPE_LEVELS`] the dearest merge.
@@ -33,21 +33,13 @@ pub const MAX_TYPE_LEVELS: usize = 12;
 /// Most zone overlays per NodePool (the strongest evidence first).
 pub const MAX_ZONE_LEVELS: usize = 12;
 
-/// What the plan's own nodes reported in one (type, zone), per NodeClaim.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Evidence {
-    Interruption,
-    LaunchFailure,
-    Rebalance,
-}
-
-/// One report of the plan's own nodes.
+/// One report of the plan's own nodes: an interruption or a launch failure of a NodeClaim in a
+/// (type, zone).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
     pub instance_type: String,
     pub zone: String,
     pub at: Timestamp,
-    pub what: Evidence,
 }
 
 /// How learned evidence prices a (type, zone).
@@ -55,8 +47,6 @@ pub struct Report {
 pub struct Learned {
     /// Premium per interruption or launch failure, tenths of a percent.
     pub per_interruption: u32,
-    /// Premium per rebalance recommendation (a weaker, earlier signal), tenths of a percent.
-    pub per_rebalance: u32,
     /// A report counts while younger than this: the premium falls once the (type, zone) has
     /// been calm this long.
     pub calm: Duration,
@@ -65,10 +55,9 @@ pub struct Learned {
 }
 
 /// Defaults (README, "Risk pricing"): an interruption costs a type 10% in its zone for a day,
-/// a rebalance recommendation 2%, at most 50%.
+/// at most 50%.
 pub const DEFAULT_LEARNED: Learned = Learned {
     per_interruption: 100,
-    per_rebalance: 20,
     calm: Duration::from_secs(24 * 3600),
     cap: 500,
 };
@@ -107,7 +96,6 @@ pub struct ZonePremium {
     /// The written premium there (type's + extra, up a rung).
     pub premium: u32,
     pub interruptions: u32,
-    pub rebalances: u32,
     /// When it falls if nothing new is reported.
     pub until: Timestamp,
 }
@@ -383,30 +371,24 @@ fn zone_premiums(
     now: Timestamp,
 ) -> Vec<ZonePremium> {
     let from = super::before(now, learned.calm);
-    let mut by: BTreeMap<(&str, &str), (u32, u32, Timestamp)> = BTreeMap::new();
+    let mut by: BTreeMap<(&str, &str), (u32, Timestamp)> = BTreeMap::new();
     for r in reports.iter().filter(|r| r.at > from && r.at <= now) {
         let e = by
             .entry((r.instance_type.as_str(), r.zone.as_str()))
-            .or_insert((0, 0, r.at));
-        match r.what {
-            Evidence::Interruption | Evidence::LaunchFailure => e.0 += 1,
-            Evidence::Rebalance => e.1 += 1,
-        }
-        e.2 = e.2.max(r.at);
+            .or_insert((0, r.at));
+        e.0 += 1;
+        e.1 = e.1.max(r.at);
     }
     by.into_iter()
-        .filter_map(|((ty, zone), (interruptions, rebalances, last))| {
+        .filter_map(|((ty, zone), (interruptions, last))| {
             let t = types.iter().find(|t| t.instance_type == ty)?;
-            let extra = (interruptions * learned.per_interruption
-                + rebalances * learned.per_rebalance)
-                .min(learned.cap);
+            let extra = (interruptions * learned.per_interruption).min(learned.cap);
             (extra > 0).then(|| ZonePremium {
                 instance_type: ty.to_string(),
                 zone: zone.to_string(),
                 extra,
                 premium: t.premium + extra,
                 interruptions,
-                rebalances,
                 until: super::after(last, learned.calm),
             })
         })
