@@ -19,30 +19,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 
-fn tool(name: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("SPOTPLAN_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache"));
-            cache.join("spotplan/tools/bin")
-        });
-    let path = dir.join(name);
-    if path.exists() {
-        return Some(path);
-    }
-    parts::missing(
-        "karpenter_aws",
-        "fleet-harness",
-        &format!(
-            "{name} is not built at {} (scripts/build-tools.sh fleet-harness)",
-            path.display()
-        ),
-    );
-    None
-}
-
 fn spotplan(args: &[&str]) -> Vec<u8> {
     let out = Command::new(env!("CARGO_BIN_EXE_spotplan"))
         .args(args)
@@ -76,24 +52,14 @@ fn input(moto: &Moto, extra: &[&str]) -> Value {
         .iter()
         .filter(|i| i["kind"] == "NodeOverlay")
         .collect();
-    let listed: Vec<&str> = pool["spec"]["template"]["spec"]["requirements"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["key"] == "node.kubernetes.io/instance-type")
-        .unwrap()["values"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let listed = common::nodepool_types(pool);
     let mut kwok_args = vec!["render", "--format", "kwok-instance-types"];
     kwok_args.extend(&REQUEST[..2]);
     let kwok: Vec<Value> = serde_json::from_slice(&spotplan(&kwok_args)).unwrap();
     let types: Vec<Value> = listed
         .iter()
         .map(|name| {
-            let t = kwok.iter().find(|t| t["name"] == *name).unwrap();
+            let t = kwok.iter().find(|t| t["name"] == name.as_str()).unwrap();
             let offerings: Vec<Value> = t["offerings"]
                 .as_array()
                 .unwrap()
@@ -112,7 +78,7 @@ fn input(moto: &Moto, extra: &[&str]) -> Value {
                     })
                 })
                 .collect();
-            let t_moto = &common::indep::TYPES[*name];
+            let t_moto = &common::indep::TYPES[name.as_str()];
             json!({
                 "name": name, "arch": t["architecture"], "vcpus": t_moto.vcpus,
                 "memoryMiB": t_moto.memory_mib, "offerings": offerings,
@@ -199,7 +165,7 @@ fn overrides(form: &BTreeMap<String, String>) -> Vec<(String, String, Option<f64
 
 #[test]
 fn createfleet_asks_aws_for_the_plans_order() {
-    let Some(harness) = tool("fleet-harness") else {
+    let Some(harness) = parts::tool("karpenter_aws", "fleet-harness") else {
         return;
     };
     let Some(moto) = Moto::start("karpenter_aws") else {

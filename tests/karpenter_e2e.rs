@@ -20,6 +20,24 @@ use std::time::Duration;
 
 const T: Duration = Duration::from_secs(120);
 
+/// The kwok provider's node class every NodePool here refers to.
+const KWOK_NODE_CLASS: &str =
+    "apiVersion: karpenter.kwok.sh/v1alpha1\nkind: KWOKNodeClass\nmetadata: {name: default}\n";
+
+/// A control NodePool without spotplan's list (pods select it with `pool: control`): what
+/// Karpenter does with no plan, and no overlay of a plan's.
+const CONTROL_NODEPOOL: &str = "apiVersion: karpenter.sh/v1
+kind: NodePool
+metadata: {name: control}
+spec:
+  template:
+    metadata: {labels: {pool: control}}
+    spec:
+      nodeClassRef: {group: karpenter.kwok.sh, kind: KWOKNodeClass, name: default}
+      requirements:
+      - {key: karpenter.sh/capacity-type, operator: In, values: [spot]}
+";
+
 fn plan(name: &str, extra: &str) -> String {
     format!(
         "apiVersion: spotplan.dev/v1alpha1
@@ -133,7 +151,7 @@ fn karpenter_launches_only_planned_types() {
 
     let karpenter = rig.karpenter(&types_file);
     let _controller = rig.controller("admin", &[]);
-    assert!(rig.apply("apiVersion: karpenter.kwok.sh/v1alpha1\nkind: KWOKNodeClass\nmetadata: {name: default}\n").0);
+    assert!(rig.apply(KWOK_NODE_CLASS).0);
 
     // 1. A plan's pods land only on the plan's types, on spot.
     rig.apply(&plan("e2e", ""));
@@ -153,18 +171,7 @@ fn karpenter_launches_only_planned_types() {
 
     // 2. Control: the same pods on a NodePool without spotplan's list. Karpenter picks types the
     //    plan leaves out, or the test above would prove nothing.
-    let control = "apiVersion: karpenter.sh/v1
-kind: NodePool
-metadata: {name: control}
-spec:
-  template:
-    metadata: {labels: {pool: control}}
-    spec:
-      nodeClassRef: {group: karpenter.kwok.sh, kind: KWOKNodeClass, name: default}
-      requirements:
-      - {key: karpenter.sh/capacity-type, operator: In, values: [spot]}
-";
-    assert!(rig.apply(control).0);
+    assert!(rig.apply(CONTROL_NODEPOOL).0);
     rig.apply(&deployment("control", "pool: control", 4));
     let unrestricted = eventually(T, "4 labelled NodeClaims for the control NodePool", || {
         let c = claims(&rig, "control")?;
@@ -352,7 +359,7 @@ fn interruptions_shift_to_on_demand_and_back() {
     let _kwok = rig.kwok();
     let _lifecycle = node_lifecycle(&rig);
     let mut controller = rig.controller("admin", &[]);
-    assert!(rig.apply("apiVersion: karpenter.kwok.sh/v1alpha1\nkind: KWOKNodeClass\nmetadata: {name: default}\n").0);
+    assert!(rig.apply(KWOK_NODE_CLASS).0);
     let long = Duration::from_secs(240);
 
     rig.apply(&plan(
@@ -637,7 +644,7 @@ fn a_type_interrupted_twice_in_a_zone_is_demoted_then_restored() {
     let _kwok = rig.kwok();
     let _lifecycle = node_lifecycle(&rig);
     let controller = rig.controller("admin", &[]);
-    assert!(rig.apply("apiVersion: karpenter.kwok.sh/v1alpha1\nkind: KWOKNodeClass\nmetadata: {name: default}\n").0);
+    assert!(rig.apply(KWOK_NODE_CLASS).0);
     rig.apply(&plan(
         "demoter",
         "  minNarrowInterval: 1s\n  capacity: {onDemandShift: {interruptions: 50, window: 30s, calm: 45s}}\n",
@@ -701,16 +708,8 @@ fn a_type_interrupted_twice_in_a_zone_is_demoted_then_restored() {
     });
     assert!(demoted_event.1.contains(&ty), "{demoted_event:?}");
     let pool_types = |rig: &Rig| -> BTreeSet<String> {
-        rig.get_json("nodepool", "demoter").unwrap()["spec"]["template"]["spec"]["requirements"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["key"] == "node.kubernetes.io/instance-type")
-            .unwrap()["values"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().to_string())
+        common::nodepool_types(&rig.get_json("nodepool", "demoter").unwrap())
+            .into_iter()
             .collect()
     };
     eventually(T, "the NodePool's list without the demoted type", || {
@@ -784,25 +783,14 @@ fn risk_pricing_overlays_reach_karpenters_choice_for_the_plans_pool_only() {
     let (types_file, _) = kwok_instance_types(&rig);
     let _karpenter = rig.karpenter(&types_file);
     let _controller = rig.controller("admin", &[]);
-    assert!(rig.apply("apiVersion: karpenter.kwok.sh/v1alpha1\nkind: KWOKNodeClass\nmetadata: {name: default}\n").0);
+    assert!(rig.apply(KWOK_NODE_CLASS).0);
     // No ceiling of the plan's own: the mode's band premiums rank it, so there are levels.
     let priced = plan("priced", "").replace("  maxInterruptionBand: 2\n", "");
     assert!(rig.apply(&priced).0);
     let plain =
         plan("plain", "  riskPricing: Disabled\n").replace("  maxInterruptionBand: 2\n", "");
     assert!(rig.apply(&plain).0);
-    let control = "apiVersion: karpenter.sh/v1
-kind: NodePool
-metadata: {name: control}
-spec:
-  template:
-    metadata: {labels: {pool: control}}
-    spec:
-      nodeClassRef: {group: karpenter.kwok.sh, kind: KWOKNodeClass, name: default}
-      requirements:
-      - {key: karpenter.sh/capacity-type, operator: In, values: [spot]}
-";
-    assert!(rig.apply(control).0);
+    assert!(rig.apply(CONTROL_NODEPOOL).0);
 
     // Karpenter validates every overlay, and the plan reports it.
     let sp = eventually(T, "RiskPricing=True on priced", || {

@@ -6,6 +6,7 @@ mod common;
 mod parts;
 mod rig;
 
+use common::nodepool_types as types_of;
 use rig::{
     Rig, T, bind_controller_role, condition, eventually, not_ready, pending_claim, plan_yaml,
     ready, writes_by,
@@ -13,23 +14,6 @@ use rig::{
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::Duration;
-
-fn types_of(np: &Value) -> Vec<String> {
-    np["spec"]["template"]["spec"]["requirements"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["key"] == "node.kubernetes.io/instance-type")
-        .map(|r| {
-            r["values"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_str().unwrap().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 /// The Events about one object, in every namespace.
 fn events_of(rig: &Rig, name: &str) -> Vec<Value> {

@@ -26,27 +26,9 @@ fn this_test() -> String {
         .to_string()
 }
 
-/// A tool from the test tools (helm, kubeconform...). Missing, it fails the test, or returns
-/// None in a partial run without it.
+/// A tool from the test tools (helm, kubeconform...), or None in a partial run without it.
 fn tool(name: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("SPOTPLAN_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache"));
-            cache.join("spotplan/tools/bin")
-        });
-    let path = dir.join(name);
-    if path.exists() {
-        return Some(path);
-    }
-    let why = format!(
-        "{name} is not built at {} (scripts/build-tools.sh)",
-        path.display()
-    );
-    parts::missing(&this_test(), name, &why);
-    None
+    parts::tool(&this_test(), name)
 }
 
 fn run(cmd: &mut Command) -> (bool, String) {

@@ -422,17 +422,7 @@ fn nodepools_for_git_carry_the_plan_and_no_ownership() {
             .get("app.kubernetes.io/managed-by")
             .is_none()
     );
-    let types: Vec<&str> = spot["spec"]["template"]["spec"]["requirements"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["key"] == "node.kubernetes.io/instance-type")
-        .unwrap()["values"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let types = common::nodepool_types(spot);
     assert_eq!(types, planned);
     // Beside them, the NodeOverlays that price the plan's order (risk pricing): pinned to the
     // spot NodePool, for spot offerings, every listed type in one; no ownership marks. The

@@ -211,3 +211,18 @@ pub fn history_files(from: &str) -> Vec<(String, PathBuf)> {
 pub fn history_dir() -> PathBuf {
     shared_dir().join("data/spot-advisor/history")
 }
+
+/// The instance types a NodePool's requirements list (`node.kubernetes.io/instance-type In`),
+/// read from its JSON; empty without that requirement.
+pub fn nodepool_types(np: &serde_json::Value) -> Vec<String> {
+    np["spec"]["template"]["spec"]["requirements"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["key"] == "node.kubernetes.io/instance-type")
+        .and_then(|r| r["values"].as_array())
+        .into_iter()
+        .flatten()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 use std::io::Write;
+use std::path::PathBuf;
 
 /// The parts a test can need, by the name `SPOTPLAN_PARTIAL` uses.
 pub const PARTS: &[&str] = &[
@@ -46,4 +47,28 @@ pub fn missing(test: &str, part: &str, why: &str) {
         let why = why.replace('\n', " ");
         writeln!(f, "{test}\t{part}\t{why}").expect("write SPOTPLAN_SKIP_LOG");
     }
+}
+
+/// A tool built by `scripts/build-tools.sh` (helm, kubeconform, fleet-harness...), from
+/// `$SPOTPLAN_TOOLS` or the cache. Missing, it fails `test` (the tool is the part), or returns
+/// None in a partial run without it.
+pub fn tool(test: &str, name: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("SPOTPLAN_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache"));
+            cache.join("spotplan/tools/bin")
+        });
+    let path = dir.join(name);
+    if path.exists() {
+        return Some(path);
+    }
+    let why = format!(
+        "{name} is not built at {} (scripts/build-tools.sh {name})",
+        path.display()
+    );
+    missing(test, name, &why);
+    None
 }
