@@ -391,91 +391,6 @@ fn image_build_and_binary() {
     }
 }
 
-/// Runs the operator exactly as the chart's rendered Deployment would: its args, env (fieldRefs
-/// resolved as the kubelet would), port, the ConfigMap volume as files, and the chart's own
-/// ServiceAccount token.
-fn run_as_deployed(rig: &Rig, manifest: &[Value], ns: &str, token: &str) -> rig::Controller {
-    let deploy = manifest
-        .iter()
-        .find(|d| d["kind"] == "Deployment")
-        .expect("a Deployment");
-    let pod = &deploy["spec"]["template"]["spec"];
-    let c = &pod["containers"][0];
-    let port = c["ports"][0]["containerPort"].as_u64().unwrap();
-    // Volumes: emptyDir -> a temp dir; configMap -> its files written out (binaryData decoded).
-    let mut mounts = Vec::new();
-    for m in c["volumeMounts"].as_array().unwrap() {
-        let vol = pod["volumes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|v| v["name"] == m["name"])
-            .unwrap();
-        let dir = rig
-            .dir
-            .path()
-            .join(format!("vol-{}", m["name"].as_str().unwrap()));
-        std::fs::create_dir_all(&dir).unwrap();
-        if let Some(cm) = vol["configMap"]["name"].as_str() {
-            let obj: Value = serde_json::from_str(&rig.kubectl(&[
-                "get",
-                "configmap",
-                cm,
-                "-n",
-                ns,
-                "-o",
-                "json",
-            ]))
-            .unwrap();
-            for (k, v) in obj["binaryData"].as_object().into_iter().flatten() {
-                let b64 = rig.dir.path().join(format!("{k}.b64"));
-                std::fs::write(&b64, v.as_str().unwrap()).unwrap();
-                let out = Command::new("base64").arg("-d").arg(&b64).output().unwrap();
-                assert!(out.status.success());
-                std::fs::write(dir.join(k), out.stdout).unwrap();
-            }
-        }
-        mounts.push((m["mountPath"].as_str().unwrap().to_string(), dir));
-    }
-    let remap = |v: &str| -> String {
-        for (path, dir) in &mounts {
-            if let Some(rest) = v.strip_prefix(path.as_str()) {
-                return format!("{}{rest}", dir.display());
-            }
-        }
-        v.to_string()
-    };
-    let mut env: Vec<(String, String)> = Vec::new();
-    for e in c["env"].as_array().unwrap() {
-        let name = e["name"].as_str().unwrap().to_string();
-        let value = match e["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
-            Some("metadata.name") => "spotplan-7d9f-abcde".to_string(),
-            Some("metadata.namespace") => ns.to_string(),
-            Some(other) => panic!("unexpected fieldRef {other}"),
-            None => remap(e["value"].as_str().unwrap()),
-        };
-        env.push((name, value));
-    }
-    // The pod listens on all interfaces at the container port; here, loopback on a port the
-    // controller picks.
-    for (k, v) in env.iter_mut() {
-        if k == "SPOTPLAN_LISTEN" {
-            assert_eq!(*v, format!("0.0.0.0:{port}"));
-            *v = "127.0.0.1:0".to_string();
-        }
-    }
-    let kc = rig.kubeconfig_with_token(token);
-    let args: Vec<String> = c["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(args, vec!["controller".to_string()]);
-    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    rig.controller_cmd(&kc, &args, &env_refs)
-}
-
 #[test]
 fn helm_install_runs_the_operator_as_deployed() {
     let Some(rig) = Rig::start("helm") else {
@@ -484,29 +399,7 @@ fn helm_install_runs_the_operator_as_deployed() {
     let Some(helm) = tool("helm") else { return };
     let ns = "spotplan-system";
     rig.kubectl(&["create", "namespace", ns]);
-    // Air-gapped market data: the shared snapshots, gzipped into a ConfigMap (binaryData).
-    let gz = |src: &Path, name: &str| {
-        let dst = rig.dir.path().join(name);
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        std::io::Write::write_all(&mut enc, &std::fs::read(src).unwrap()).unwrap();
-        std::fs::write(&dst, enc.finish().unwrap()).unwrap();
-        assert!(
-            std::fs::metadata(&dst).unwrap().len() < 1024 * 1024,
-            "{name} must fit a ConfigMap"
-        );
-        dst
-    };
-    let adv = gz(&rig.advisor, "spot-advisor-data.json.gz");
-    let pr = gz(&rig.prices, "prices.csv.gz");
-    rig.kubectl(&[
-        "create",
-        "configmap",
-        "market-data",
-        "-n",
-        ns,
-        &format!("--from-file=spot-advisor-data.json.gz={}", adv.display()),
-        &format!("--from-file=prices.csv.gz={}", pr.display()),
-    ]);
+    rig.air_gapped_market_data(ns);
     let kc = rig.kubeconfig.display().to_string();
     let install = |extra: &[&str]| {
         let mut c = Command::new(&helm);
@@ -562,7 +455,11 @@ fn helm_install_runs_the_operator_as_deployed() {
         .kubectl(&["create", "token", &sa, "-n", ns, "--duration", "1h"])
         .trim()
         .to_string();
-    let controller = run_as_deployed(&rig, &manifest, ns, &token);
+    let deployment = manifest
+        .iter()
+        .find(|d| d["kind"] == "Deployment")
+        .expect("a Deployment");
+    let controller = rig.run_as_deployed(deployment, ns, &token);
     let example = std::fs::read_to_string(root().join("examples/web-on-demand-base.yaml")).unwrap();
     assert!(rig.apply(&example).0);
     let sp = eventually(T, "the example SpotPlan Ready", || {

@@ -271,6 +271,117 @@ impl Rig {
     }
 }
 
+impl Rig {
+    /// Runs the operator exactly as the chart's rendered Deployment would: its args, env (fieldRefs
+    /// resolved as the kubelet would), port, the ConfigMap volume as files, and the chart's own
+    /// ServiceAccount token.
+    pub fn run_as_deployed(&self, deploy: &Value, ns: &str, token: &str) -> Controller {
+        let pod = &deploy["spec"]["template"]["spec"];
+        let c = &pod["containers"][0];
+        let port = c["ports"][0]["containerPort"].as_u64().unwrap();
+        // Volumes: emptyDir -> a temp dir; configMap -> its files written out (binaryData decoded).
+        let mut mounts = Vec::new();
+        for m in c["volumeMounts"].as_array().unwrap() {
+            let vol = pod["volumes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|v| v["name"] == m["name"])
+                .unwrap();
+            let dir = self
+                .dir
+                .path()
+                .join(format!("vol-{}", m["name"].as_str().unwrap()));
+            std::fs::create_dir_all(&dir).unwrap();
+            if let Some(cm) = vol["configMap"]["name"].as_str() {
+                let obj: Value = serde_json::from_str(&self.kubectl(&[
+                    "get",
+                    "configmap",
+                    cm,
+                    "-n",
+                    ns,
+                    "-o",
+                    "json",
+                ]))
+                .unwrap();
+                for (k, v) in obj["binaryData"].as_object().into_iter().flatten() {
+                    let b64 = self.dir.path().join(format!("{k}.b64"));
+                    std::fs::write(&b64, v.as_str().unwrap()).unwrap();
+                    let out = Command::new("base64").arg("-d").arg(&b64).output().unwrap();
+                    assert!(out.status.success());
+                    std::fs::write(dir.join(k), out.stdout).unwrap();
+                }
+            }
+            mounts.push((m["mountPath"].as_str().unwrap().to_string(), dir));
+        }
+        let remap = |v: &str| -> String {
+            for (path, dir) in &mounts {
+                if let Some(rest) = v.strip_prefix(path.as_str()) {
+                    return format!("{}{rest}", dir.display());
+                }
+            }
+            v.to_string()
+        };
+        let mut env: Vec<(String, String)> = Vec::new();
+        for e in c["env"].as_array().unwrap() {
+            let name = e["name"].as_str().unwrap().to_string();
+            let value = match e["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
+                Some("metadata.name") => "spotplan-7d9f-abcde".to_string(),
+                Some("metadata.namespace") => ns.to_string(),
+                Some(other) => panic!("unexpected fieldRef {other}"),
+                None => remap(e["value"].as_str().unwrap()),
+            };
+            env.push((name, value));
+        }
+        // The pod listens on all interfaces at the container port; here, loopback on a port the
+        // controller picks.
+        for (k, v) in env.iter_mut() {
+            if k == "SPOTPLAN_LISTEN" {
+                assert_eq!(*v, format!("0.0.0.0:{port}"));
+                *v = "127.0.0.1:0".to_string();
+            }
+        }
+        let kc = self.kubeconfig_with_token(token);
+        let args: Vec<String> = c["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(args, vec!["controller".to_string()]);
+        let env_refs: Vec<(&str, &str)> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        self.controller_cmd(&kc, &args, &env_refs)
+    }
+
+    /// Air-gapped market data as an operator would ship it: the rig's snapshots, gzipped into
+    /// ConfigMap `market-data` (binaryData) in `ns`, which must exist.
+    pub fn air_gapped_market_data(&self, ns: &str) {
+        let gz = |src: &Path, name: &str| {
+            let dst = self.dir.path().join(name);
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            std::io::Write::write_all(&mut enc, &std::fs::read(src).unwrap()).unwrap();
+            std::fs::write(&dst, enc.finish().unwrap()).unwrap();
+            assert!(
+                std::fs::metadata(&dst).unwrap().len() < 1024 * 1024,
+                "{name} must fit a ConfigMap"
+            );
+            dst
+        };
+        let adv = gz(&self.advisor, "spot-advisor-data.json.gz");
+        let pr = gz(&self.prices, "prices.csv.gz");
+        self.kubectl(&[
+            "create",
+            "configmap",
+            "market-data",
+            "-n",
+            ns,
+            &format!("--from-file=spot-advisor-data.json.gz={}", adv.display()),
+            &format!("--from-file=prices.csv.gz={}", pr.display()),
+        ]);
+    }
+}
+
 impl Drop for Rig {
     fn drop(&mut self) {
         let _ = Command::new("bash")
