@@ -117,6 +117,24 @@ build_fleet_harness() {
   stamp fleet-harness "$want"
 }
 
+# tools/argocd-rig: Argo CD's application controller and repo server (tests/argocd.rs,
+# scripts/argocd.sh), built inside Argo CD's pinned module so its go.mod, go.sum and replace
+# directives apply as in Argo CD's own build. Its API server, UI, Dex and notifications are left out.
+build_argocd() {
+  # The stamp covers this function and the command's source, so changing either rebuilds.
+  local want; want="$ARGOCD_VERSION/$(cat "$SPOTPLAN_ROOT/scripts/build-tools.sh" "$SPOTPLAN_ROOT/tools/argocd-rig/main.go" | sed -n '/^build_argocd/,/^}/p;/^package main/,$p' | sha256sum | cut -c1-16)"
+  stamp_ok argocd-rig "$want" && return
+  log "building Argo CD $ARGOCD_VERSION (application controller, repo server)"
+  local src; src=$(module_dir "github.com/argoproj/argo-cd/v3@$ARGOCD_VERSION")
+  local d="$SPOTPLAN_CACHE/gowork/argocd"
+  rm -rf "$d"; cp -r "$src" "$d"; chmod -R u+w "$d"
+  mkdir -p "$d/spotplanrig"; cp "$SPOTPLAN_ROOT/tools/argocd-rig/main.go" "$d/spotplanrig/"
+  ( cd "$d" && CGO_ENABLED=0 go build -trimpath -o "$TOOLS_BIN/argocd-rig" \
+      -ldflags "-s -w -X github.com/argoproj/argo-cd/v3/common.version=$(cat VERSION)" ./spotplanrig )
+  rm -rf "$d"
+  stamp argocd-rig "$want"
+}
+
 build_kubeconform() {
   stamp_ok kubeconform "$KUBECONFORM_VERSION" && return
   log "building kubeconform $KUBECONFORM_VERSION"
@@ -136,13 +154,14 @@ build_python() {
   touch "$PYVENV/.complete"
 }
 
-# Debian packages: lua5.1 (Argo CD runs health checks in gopher-lua, Lua 5.1) and curl/openssl
-# for the control plane scripts.
+# Debian packages: lua5.1 (Argo CD runs health checks in gopher-lua, Lua 5.1), curl/openssl for
+# the control plane scripts, Redis for Argo CD (scripts/argocd.sh).
 build_apt() {
   local missing=()
   command -v lua5.1 >/dev/null || missing+=(lua5.1)
   command -v openssl >/dev/null || missing+=(openssl)
   command -v curl >/dev/null || missing+=(curl)
+  command -v redis-server >/dev/null || missing+=(redis-server)
   [ ${#missing[@]} -eq 0 ] && return
   command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get to install them"
   log "installing Debian packages: ${missing[*]}"
@@ -159,13 +178,13 @@ main() {
   local what=("${@:-all}")
   for w in "${what[@]}"; do
     case "$w" in
-      all) build_apt; build_python; build_kube; build_etcd; build_karpenter; build_kwok; build_helm; build_kubeconform; build_promtool; build_fleet_harness ;;
-      go) build_kube; build_etcd; build_karpenter; build_kwok; build_helm; build_kubeconform; build_promtool; build_fleet_harness ;;
+      all) build_apt; build_python; build_kube; build_etcd; build_karpenter; build_kwok; build_helm; build_kubeconform; build_promtool; build_fleet_harness; build_argocd ;;
+      go) build_kube; build_etcd; build_karpenter; build_kwok; build_helm; build_kubeconform; build_promtool; build_fleet_harness; build_argocd ;;
       python) build_python ;;
       apt) build_apt ;;
       kube) build_kube ;; etcd) build_etcd ;; karpenter) build_karpenter ;; kwok) build_kwok ;;
       helm) build_helm ;; kubeconform) build_kubeconform ;; promtool) build_promtool ;;
-      fleet-harness) build_fleet_harness ;;
+      fleet-harness) build_fleet_harness ;; argocd) build_argocd ;;
       moddir) shift; module_dir "$1"; return ;;
       *) die "unknown tool '$w' (all|go|python|kube|etcd|karpenter|helm|kubeconform|promtool|fleet-harness)" ;;
     esac

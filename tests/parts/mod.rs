@@ -20,6 +20,7 @@ pub const PARTS: &[&str] = &[
     "lua5.1",
     "promtool",
     "fleet-harness",
+    "argocd-rig",
 ];
 
 /// Whether the person running the tests asked to go on without `part`.
