@@ -16,6 +16,8 @@ use std::time::Duration;
 pub struct Moto {
     child: Child,
     pub url: String,
+    /// moto's working directory (and its recorder's file), removed after moto stops.
+    _dir: tempfile::TempDir,
 }
 
 impl Drop for Moto {
@@ -59,7 +61,12 @@ impl Moto {
 
     fn spawn(test: &str, mut cmd: Command) -> Moto {
         let exe = format!("{cmd:?}");
+        // moto's request recorder writes where it is told, else into its working directory:
+        // both are a directory of this moto's own, never the source tree.
+        let dir = tempfile::Builder::new().prefix("moto-").tempdir().unwrap();
         let mut child = cmd
+            .current_dir(dir.path())
+            .env("MOTO_RECORDER_FILEPATH", dir.path().join("recording.jsonl"))
             .args(["-H", "127.0.0.1", "-p", "0"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -70,6 +77,7 @@ impl Moto {
             Ok(port) => Moto {
                 child,
                 url: format!("http://127.0.0.1:{port}"),
+                _dir: dir,
             },
             Err(e) => {
                 let _ = child.kill();
