@@ -160,11 +160,19 @@ echo $! > "$DEMO/karpenter.pid"
 stages=(); for f in "$TOOLS_BIN"/kwok-stages/*.yaml; do stages+=(--config "$f"); done
 "$TOOLS_BIN/kwok" --kubeconfig "$KUBECONFIG" --manage-all-nodes --server-address "127.0.0.1:$((PORT + 3))" "${stages[@]}" >"$DEMO/kwok.log" 2>&1 &
 echo $! > "$DEMO/kwok.pid"
+# The not-ready taint of a Node KWOK marked Ready goes, by a patch conditional on the Node's
+# resourceVersion: Karpenter edits the same taint list, and a blind write could restore its
+# karpenter.sh/unregistered taint (tests/karpenter_e2e.rs, node_lifecycle).
 ( while true; do
-    for n in $(kubectl get nodes -o jsonpath='{range .items[?(@.spec.taints[*].key=="node.kubernetes.io/not-ready")]}{.metadata.name}{" "}{end}' 2>/dev/null); do
-      kubectl get node "$n" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' | grep -q True \
-        && kubectl taint node "$n" node.kubernetes.io/not-ready- >/dev/null 2>&1
-    done
+    kubectl get nodes -o json 2>/dev/null | python3 -c '
+import json, sys
+for n in json.load(sys.stdin)["items"]:
+    taints = n["spec"].get("taints", [])
+    kept = [t for t in taints if t["key"] != "node.kubernetes.io/not-ready"]
+    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", []))
+    if ready and len(kept) < len(taints):
+        print(n["metadata"]["name"], json.dumps({"metadata": {"resourceVersion": n["metadata"]["resourceVersion"]}, "spec": {"taints": kept}}))
+' | while read -r n patch; do kubectl patch node "$n" --type merge -p "$patch" >/dev/null 2>&1; done
     sleep 1
   done ) >"$DEMO/lifecycle.log" 2>&1 & echo $! > "$DEMO/lifecycle.pid"
 kubectl apply -f - >/dev/null <<'NC'

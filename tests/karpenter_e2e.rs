@@ -272,6 +272,11 @@ fn karpenter_launches_only_planned_types() {
 /// kube-controller-manager runs without (it would evict pods from fake nodes): once KWOK has
 /// marked a Node Ready, its `node.kubernetes.io/not-ready` taint goes, so Karpenter sees it
 /// initialized and can drift and replace it.
+///
+/// The patch carries the resourceVersion it was computed from, so it applies only to the Node
+/// as read: Karpenter removes its own `karpenter.sh/unregistered` taint from the same list, and
+/// an unconditional write of the list read a moment before put that taint back, leaving the
+/// NodeClaim uninitialized for good (seen under load). A conflict is retried on the next tick.
 fn node_lifecycle(rig: &Rig) -> rig::Repeating {
     let (kubectl, kubeconfig) = (rig.tools.join("kubectl"), rig.kubeconfig.clone());
     let run = move |args: &[&str]| {
@@ -293,14 +298,31 @@ fn node_lifecycle(rig: &Rig) -> rig::Repeating {
                 .into_iter()
                 .flatten()
                 .any(|c| c["type"] == "Ready" && c["status"] == "True");
-            let tainted = n["spec"]["taints"]
+            let taints: Vec<&Value> = n["spec"]["taints"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .any(|t| t["key"] == "node.kubernetes.io/not-ready");
-            if ready && tainted {
+                .collect();
+            let kept: Vec<&Value> = taints
+                .iter()
+                .copied()
+                .filter(|t| t["key"] != "node.kubernetes.io/not-ready")
+                .collect();
+            if ready && kept.len() < taints.len() {
                 let name = n["metadata"]["name"].as_str().unwrap_or_default();
-                run(&["taint", "node", name, "node.kubernetes.io/not-ready-"]);
+                let patch = serde_json::json!({
+                    "metadata": {"resourceVersion": n["metadata"]["resourceVersion"]},
+                    "spec": {"taints": kept},
+                });
+                run(&[
+                    "patch",
+                    "node",
+                    name,
+                    "--type",
+                    "merge",
+                    "-p",
+                    &patch.to_string(),
+                ]);
             }
         }
     })
