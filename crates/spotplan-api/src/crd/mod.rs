@@ -41,10 +41,13 @@ pub fn crd_yaml() -> String {
     crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["x-kubernetes-validations"] =
         object_rules();
     // Deleting the CRD deletes every SpotPlan, so (garbage collection) every NodePool, so
-    // Karpenter drains every node: neither Helm nor Argo CD may delete or prune it.
+    // Karpenter drains every node: neither Helm nor Argo CD may delete or prune it. Argo CD
+    // applies it a wave ahead of everything else and waits for it to be Established, so a first
+    // sync's SpotPlans find their kind (in one wave, they raced it and failed: tests/argocd.rs).
     crd["metadata"]["annotations"] = serde_json::json!({
         "helm.sh/resource-policy": "keep",
         "argocd.argoproj.io/sync-options": "Prune=false,Delete=false",
+        "argocd.argoproj.io/sync-wave": "-1",
     });
     unwrap_descriptions(&mut crd);
     format!(
