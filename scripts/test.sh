@@ -5,8 +5,8 @@
 #   scripts/test.sh --no-lint          # skip fmt/clippy (quicker local loop)
 #   scripts/test.sh --partial helm,lua5.1
 #       a partial run: tests that need a part named here (control-plane, venv, helm,
-#       kubeconform, hadolint, lua5.1, or all) end early when it is missing, instead of
-#       failing; the closing summary lists each one as skipped. Same as SPOTPLAN_PARTIAL=...
+#       kubeconform, hadolint, lua5.1, promtool, fleet-harness, argocd-rig, or all) end early
+#       when it is missing, instead of failing; the closing summary lists each one as skipped. Same as SPOTPLAN_PARTIAL=...
 # Without --partial, a test whose part is missing fails: a pass always means it ran.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -17,7 +17,7 @@ lint=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --no-lint) lint=0; shift ;;
-    --partial) [ $# -ge 2 ] || die "--partial needs a list of parts (control-plane,venv,helm,kubeconform,hadolint,lua5.1 or all)"
+    --partial) [ $# -ge 2 ] || die "--partial needs a list of parts (control-plane,venv,helm,kubeconform,hadolint,lua5.1,promtool,fleet-harness,argocd-rig or all)"
                export SPOTPLAN_PARTIAL="$2"; shift 2 ;;
     *) die "unknown argument $1 (use --no-lint, --partial PARTS)" ;;
   esac
@@ -50,10 +50,28 @@ fi
 
 phase "cargo test"
 SPOTPLAN_SKIP_LOG=$(mktemp); export SPOTPLAN_SKIP_LOG
-out=$(mktemp)
+out=$(mktemp); out2=$(mktemp)
 set +e
-cargo test --release --workspace --no-fail-fast 2>&1 | tee "$out"
+cargo test --release --workspace --no-run 2>&1 | tail -3
+# Two lanes once everything is built: the rig tests spend most of their time waiting on the
+# control plane, Karpenter and Argo CD, so the three longest test files run beside the rest.
+# Each lane is a plain `cargo test`; every test of the workspace is in exactly one of them.
+long=(operator quickstart karpenter_e2e)
+for d in crates/*/tests; do [ -e "$d" ] && die "$d: add its tests to a lane below"; done
+rest=()
+for f in tests/*.rs; do
+  t=$(basename "$f" .rs)
+  [[ " ${long[*]} " == *" $t "* ]] || rest+=(--test "$t")
+done
+cargo test --release -p spotplan --no-fail-fast "${long[@]/#/--test=}" > "$out2" 2>&1 &
+lane=$!
+{ cargo test --release --workspace --no-fail-fast --lib --bins "${rest[@]}"; r1=$?
+  cargo test --release --workspace --no-fail-fast --doc; r2=$?
+  exit $(( r1 | r2 )); } 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
+wait "$lane"; rc2=$?
+cat "$out2"; cat "$out2" >> "$out"
+[ "$rc" = 0 ] && rc=$rc2
 set -e
 phase_end
 
@@ -73,5 +91,5 @@ skipped=$(sort -u "$SPOTPLAN_SKIP_LOG" | grep -c . || true)
   fi
   sort -u "$SPOTPLAN_SKIP_LOG" | awk -F '\t' '{ printf "  skipped: %s (no %s): %s\n", $1, $2, $3 }'
 } >&2
-rm -f "$out" "$SPOTPLAN_SKIP_LOG"
+rm -f "$out" "$out2" "$SPOTPLAN_SKIP_LOG"
 [ "$rc" = 0 ] || die "cargo test failed (exit $rc): see the failures above"
