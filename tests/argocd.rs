@@ -11,7 +11,7 @@
 mod parts;
 mod rig;
 
-use rig::{Background, Controller, Rig, condition, eventually, root};
+use rig::{Background, Controller, Rig, condition, docs, eventually, root, this_test};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,21 +21,7 @@ const T: Duration = Duration::from_secs(120);
 const NS: &str = "spotplan-system";
 const ARGO_USER: &str = "system:serviceaccount:argocd:argocd-application-controller";
 const CRD: &str = "spotplans.spotplan.dev";
-
-fn this_test() -> String {
-    std::thread::current()
-        .name()
-        .unwrap_or("argocd")
-        .to_string()
-}
-
-fn docs(yaml: &str) -> Vec<Value> {
-    serde_saphyr::from_multiple::<Value>(yaml)
-        .unwrap()
-        .into_iter()
-        .filter(|d| !d.is_null())
-        .collect()
-}
+const WEB: &str = "examples/argocd/gitops/spotplan/plans/web.yaml";
 
 /// The rig with Argo CD, a KWOK node for the chart's pods, and two Git repositories: `spotplan`
 /// (this tree's chart, as spotplan's repository serves it) and `gitops` (a user's repository,
@@ -73,27 +59,8 @@ impl GitOps {
         parts::tool(test, "argocd-rig")?;
         // From empty: the chart brings the SpotPlan CRD.
         rig.kubectl(&["delete", "crd", CRD, "--wait=true"]);
-        let out = Command::new("bash")
-            .arg(root().join("scripts/argocd.sh"))
-            .arg("up")
-            .env("SPOTPLAN_TESTENV_DIR", &rig.state)
-            .output()
-            .expect("run scripts/argocd.sh");
-        if !out.status.success() {
-            let why = format!(
-                "scripts/argocd.sh up failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            parts::missing(test, "argocd-rig", &why);
-            return None;
-        }
-        let env = String::from_utf8_lossy(&out.stdout).to_string();
-        let get = |key: &str| {
-            env.lines()
-                .find_map(|l| l.strip_prefix(&format!("export {key}=")))
-                .unwrap_or_else(|| panic!("scripts/argocd.sh printed no {key}: {env}"))
-                .to_string()
-        };
+        let env = rig::up("scripts/argocd.sh", &rig.state, test, "argocd-rig")?;
+        let get = |key: &str| env.get(key);
         let kwok = rig.kwok();
         // A node for the chart's pods (KWOK marks it Ready and runs its pods). The rig runs no
         // node lifecycle controller to lift the not-ready taint a new Node gets; lift it here.
@@ -224,6 +191,21 @@ impl GitOps {
             None,
         );
         ok.then(|| serde_json::from_str(&out).unwrap())
+    }
+
+    /// Deletes the Application and waits until it is gone (with its finalizer, until Argo CD
+    /// has deleted what it cascades to).
+    fn delete_app(&self) {
+        self.rig.kubectl(&[
+            "delete",
+            "applications.argoproj.io",
+            "spotplan",
+            "-n",
+            "argocd",
+            "--wait=true",
+            "--timeout=120s",
+        ]);
+        assert!(self.app().is_none());
     }
 
     fn app(&self) -> Option<Value> {
@@ -364,6 +346,18 @@ fn summary(app: &Value) -> String {
     )
 }
 
+/// Argo CD with the user's repository holding two plans: `web` (the example's, deletionPolicy
+/// Delete by default) and `batch` (the CI runners example, deletionPolicy Orphan).
+fn start_with_two_plans(test: &str) -> Option<GitOps> {
+    let web = std::fs::read_to_string(root().join(WEB)).unwrap();
+    let batch = plan(
+        "examples/ci-runners.yaml",
+        "batch",
+        "deletionPolicy: Orphan",
+    );
+    GitOps::start(test, &[("web", web), ("batch", batch)])
+}
+
 /// An example SpotPlan file under another name, with `extra` added to its spec.
 fn plan(example: &str, name: &str, extra: &str) -> String {
     let text = std::fs::read_to_string(root().join(example)).unwrap();
@@ -400,20 +394,8 @@ fn pools_of(rig: &Rig, plan: &str) -> Vec<(String, String, String)> {
 
 /// Writes (2xx create, update, patch, delete) to NodePools in audit events, as (user, verb, name).
 fn nodepool_writes(events: &[Value]) -> Vec<(String, String, String)> {
-    events
-        .iter()
-        .filter(|e| e["stage"] == "ResponseComplete" && e["objectRef"]["resource"] == "nodepools")
-        .filter(|e| {
-            e["responseStatus"]["code"]
-                .as_u64()
-                .is_some_and(|c| c < 300)
-        })
-        .filter(|e| {
-            matches!(
-                e["verb"].as_str(),
-                Some("create" | "update" | "patch" | "delete")
-            )
-        })
+    rig::successful_writes(events)
+        .filter(|e| e["objectRef"]["resource"] == "nodepools")
         .map(|e| {
             let s = |v: &Value| v.as_str().unwrap_or("").to_string();
             (
@@ -434,16 +416,7 @@ fn wait_ready(rig: &Rig, plan: &str) -> Value {
 
 #[test]
 fn first_sync_from_empty_settles_without_drift_and_follows_git() {
-    let test = this_test();
-    let web =
-        std::fs::read_to_string(root().join("examples/argocd/gitops/spotplan/plans/web.yaml"))
-            .unwrap();
-    let batch = plan(
-        "examples/ci-runners.yaml",
-        "batch",
-        "deletionPolicy: Orphan",
-    );
-    let Some(g) = GitOps::start(&test, &[("web", web.clone()), ("batch", batch)]) else {
+    let Some(g) = start_with_two_plans(&this_test()) else {
         return;
     };
     let rig = &g.rig;
@@ -689,16 +662,7 @@ fn first_sync_from_empty_settles_without_drift_and_follows_git() {
 
 #[test]
 fn deleting_the_application_keeps_capacity_unless_the_user_opts_in() {
-    let test = this_test();
-    let web =
-        std::fs::read_to_string(root().join("examples/argocd/gitops/spotplan/plans/web.yaml"))
-            .unwrap();
-    let batch = plan(
-        "examples/ci-runners.yaml",
-        "batch",
-        "deletionPolicy: Orphan",
-    );
-    let Some(g) = GitOps::start(&test, &[("web", web), ("batch", batch)]) else {
+    let Some(g) = start_with_two_plans(&this_test()) else {
         return;
     };
     let rig = &g.rig;
@@ -728,37 +692,25 @@ fn deleting_the_application_keeps_capacity_unless_the_user_opts_in() {
         assert!(ok, "{kind}/{name} is there");
         out
     };
-    let before = (
-        uid("crd", CRD),
-        uid("spotplan", "web"),
-        uid("spotplan", "batch"),
-        uid("deployment", "spotplan"),
-        pools_of(rig, "web"),
-        pools_of(rig, "batch"),
-    );
+    let state = || {
+        (
+            uid("crd", CRD),
+            uid("spotplan", "web"),
+            uid("spotplan", "batch"),
+            uid("deployment", "spotplan"),
+            pools_of(rig, "web"),
+            pools_of(rig, "batch"),
+        )
+    };
+    let before = state();
     assert!(!before.4.is_empty() && !before.5.is_empty());
 
     // The shipped example: deleting the Application deletes the Application only.
-    rig.kubectl(&[
-        "delete",
-        "applications.argoproj.io",
-        "spotplan",
-        "-n",
-        "argocd",
-        "--wait=true",
-    ]);
-    assert!(g.app().is_none());
+    g.delete_app();
     rig.gc_barrier();
-    let after = (
-        uid("crd", CRD),
-        uid("spotplan", "web"),
-        uid("spotplan", "batch"),
-        uid("deployment", "spotplan"),
-        pools_of(rig, "web"),
-        pools_of(rig, "batch"),
-    );
     assert_eq!(
-        after, before,
+        state(),
+        before,
         "the CRD, the SpotPlans, their NodePools and the controller stay"
     );
 
@@ -775,15 +727,7 @@ fn deleting_the_application_keeps_capacity_unless_the_user_opts_in() {
             .contains("resources-finalizer")
     );
     assert_eq!(uid("spotplan", "web"), before.1, "adopted, not recreated");
-    rig.kubectl(&[
-        "delete",
-        "applications.argoproj.io",
-        "spotplan",
-        "-n",
-        "argocd",
-        "--wait=true",
-        "--timeout=120s",
-    ]);
+    g.delete_app();
     eventually(T, "the SpotPlans deleted", || {
         (rig.get_json("spotplan", "web").is_none() && rig.get_json("spotplan", "batch").is_none())
             .then_some(())

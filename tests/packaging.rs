@@ -5,7 +5,7 @@
 mod parts;
 mod rig;
 
-use rig::{Rig, condition, eventually};
+use rig::{Rig, condition, docs, eventually, this_test};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -16,14 +16,6 @@ const T: Duration = Duration::from_secs(60);
 
 fn root() -> PathBuf {
     rig::root()
-}
-
-/// The running test's name (libtest names each test's thread after it).
-fn this_test() -> String {
-    std::thread::current()
-        .name()
-        .unwrap_or("packaging")
-        .to_string()
 }
 
 /// A tool from the test tools (helm, kubeconform...), or None in a partial run without it.
@@ -67,14 +59,6 @@ fn helm_template(helm: &Path, values: &[&str]) -> (bool, String) {
             String::from_utf8_lossy(&out.stderr).into()
         },
     )
-}
-
-fn docs(yaml: &str) -> Vec<Value> {
-    serde_saphyr::from_multiple::<Value>(yaml)
-        .unwrap()
-        .into_iter()
-        .filter(|d| !d.is_null())
-        .collect()
 }
 
 fn kubeconform(input: &str) -> (bool, String) {

@@ -34,28 +34,8 @@ impl Rig {
             .tempdir()
             .unwrap();
         let state = dir.path().join("env");
-        let out = Command::new("bash")
-            .arg(root().join("scripts/testenv.sh"))
-            .arg("up")
-            .env("SPOTPLAN_TESTENV_DIR", &state)
-            .output()
-            .expect("run scripts/testenv.sh");
-        if !out.status.success() {
-            let why = format!(
-                "{test}: scripts/testenv.sh up failed: {}{}",
-                String::from_utf8_lossy(&out.stderr),
-                String::from_utf8_lossy(&out.stdout)
-            );
-            parts::missing(test, "control-plane", &why);
-            return None;
-        }
-        let env = String::from_utf8_lossy(&out.stdout).to_string();
-        let get = |key: &str| {
-            env.lines()
-                .find_map(|l| l.strip_prefix(&format!("export {key}=")))
-                .map(|v| v.trim_end_matches(":$PATH").to_string())
-                .unwrap_or_else(|| panic!("testenv printed no {key}: {env}"))
-        };
+        let env = up("scripts/testenv.sh", &state, test, "control-plane")?;
+        let get = |key: &str| env.get(key).trim_end_matches(":$PATH").to_string();
         // If this test process dies without running Drop, a watchdog still stops the rig. It
         // outlives this process on purpose, so nobody waits for it.
         let pid = std::process::id();
@@ -392,6 +372,55 @@ impl Drop for Rig {
     }
 }
 
+/// Runs `script up` (scripts/testenv.sh, scripts/argocd.sh) for the environment in `state`, and
+/// returns the variables it exports. If it fails, the test fails, or, in a partial run without
+/// `part`, the skip is logged and None returned.
+pub fn up(script: &str, state: &Path, test: &str, part: &str) -> Option<Exports> {
+    let out = Command::new("bash")
+        .arg(root().join(script))
+        .arg("up")
+        .env("SPOTPLAN_TESTENV_DIR", state)
+        .output()
+        .unwrap_or_else(|e| panic!("run {script}: {e}"));
+    if !out.status.success() {
+        let why = format!(
+            "{test}: {script} up failed: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        parts::missing(test, part, &why);
+        return None;
+    }
+    Some(Exports(String::from_utf8_lossy(&out.stdout).to_string()))
+}
+
+/// The `export KEY=value` lines a script printed.
+pub struct Exports(String);
+
+impl Exports {
+    pub fn get(&self, key: &str) -> String {
+        self.0
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("export {key}=")))
+            .unwrap_or_else(|| panic!("no {key} exported: {}", self.0))
+            .to_string()
+    }
+}
+
+/// The running test's name (libtest names each test's thread after it).
+pub fn this_test() -> String {
+    std::thread::current().name().unwrap_or("test").to_string()
+}
+
+/// The documents of a YAML stream, empty ones left out.
+pub fn docs(yaml: &str) -> Vec<Value> {
+    serde_saphyr::from_multiple::<Value>(yaml)
+        .unwrap()
+        .into_iter()
+        .filter(|d| !d.is_null())
+        .collect()
+}
+
 /// Runs a command to completion, failing the test with its stderr unless it succeeds; its stdout.
 pub fn run_ok(mut cmd: Command) -> Vec<u8> {
     let out = cmd.output().expect("spawn command");
@@ -605,14 +634,11 @@ pub fn writes_by(events: &[Value], user: &str) -> Vec<(String, String, String)> 
         .collect()
 }
 
-/// Successful writes (2xx) of `resource`/`name` in the audit events, by any client but kubectl
-/// (the controller's own), as (verb, user agent).
-pub fn controller_writes_of(events: &[Value], resource: &str, name: &str) -> Vec<(String, String)> {
+/// The audit events of successful (2xx) writes: create, update, patch, delete.
+pub fn successful_writes(events: &[Value]) -> impl Iterator<Item = &Value> {
     events
         .iter()
         .filter(|e| e["stage"] == "ResponseComplete")
-        .filter(|e| e["objectRef"]["resource"] == resource && e["objectRef"]["name"] == name)
-        .filter(|e| e["objectRef"]["subresource"].is_null())
         .filter(|e| {
             e["responseStatus"]["code"]
                 .as_u64()
@@ -624,6 +650,14 @@ pub fn controller_writes_of(events: &[Value], resource: &str, name: &str) -> Vec
                 Some("create" | "update" | "patch" | "delete")
             )
         })
+}
+
+/// Successful writes (2xx) of `resource`/`name` in the audit events, by any client but kubectl
+/// (the controller's own), as (verb, user agent).
+pub fn controller_writes_of(events: &[Value], resource: &str, name: &str) -> Vec<(String, String)> {
+    successful_writes(events)
+        .filter(|e| e["objectRef"]["resource"] == resource && e["objectRef"]["name"] == name)
+        .filter(|e| e["objectRef"]["subresource"].is_null())
         .filter(|e| !e["userAgent"].as_str().unwrap_or("").starts_with("kubectl"))
         .map(|e| {
             (
