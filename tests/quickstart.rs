@@ -143,12 +143,24 @@ fn the_readme_quickstart_runs_and_the_demo_meets_its_on_demand_floor() {
         .current_dir(&root)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str()))));
     let said = String::from_utf8_lossy(&out.stdout);
+    // The demo's logs die with its directory: a failure carries their ends.
+    let tail = |name: &str| {
+        let text = std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        format!(
+            "--- {name} (last 25 lines)\n{}",
+            lines[lines.len().saturating_sub(25)..].join("\n")
+        )
+    };
     assert!(
         out.status.success(),
-        "a quickstart command failed; the last one run: {}",
+        "a quickstart command failed; the last one run: {}\n{}\n{}\n{}",
         said.lines()
             .rfind(|l| l.starts_with(">>> "))
-            .unwrap_or("none")
+            .unwrap_or("none"),
+        tail("karpenter.log"),
+        tail("kwok.log"),
+        tail("lifecycle.log")
     );
     for c in &commands {
         assert!(
