@@ -11,7 +11,7 @@
 mod parts;
 mod rig;
 
-use rig::{Background, Controller, Rig, condition, docs, eventually, root, this_test};
+use rig::{Background, Controller, Rig, condition, docs, eventually, ready, root, this_test};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -66,15 +66,12 @@ impl GitOps {
         // node lifecycle controller to lift the not-ready taint a new Node gets; lift it here.
         let node = "apiVersion: v1\nkind: Node\nmetadata:\n  name: rig-node-0\n  labels: {kubernetes.io/hostname: rig-node-0, kubernetes.io/os: linux}\n  annotations: {kwok.x-k8s.io/node: fake}\nstatus:\n  allocatable: {cpu: \"32\", memory: 128Gi, pods: \"110\"}\n  capacity: {cpu: \"32\", memory: 128Gi, pods: \"110\"}\n";
         assert!(rig.apply(node).0);
-        let _ = rig.kubectl_raw(
-            &[
-                "taint",
-                "node",
-                "rig-node-0",
-                "node.kubernetes.io/not-ready:NoSchedule-",
-            ],
-            None,
-        );
+        rig.kubectl(&[
+            "taint",
+            "node",
+            "rig-node-0",
+            "node.kubernetes.io/not-ready:NoSchedule-",
+        ]);
         // The air-gapped data the values point at, as a user would create it beside the app.
         rig.kubectl(&["create", "namespace", NS]);
         rig.air_gapped_market_data(NS);
@@ -178,7 +175,8 @@ impl GitOps {
                 l.contains("\"level\":\"error\"")
                     || l.contains("\"level\":\"warning\"")
                     || l.contains("failed")
-                    || l.contains("etry")
+                    || l.contains("retry")
+                    || l.contains("Retrying")
             })
             .filter(|l| !l.contains("server.secretkey"))
             .collect::<Vec<_>>()
@@ -186,11 +184,7 @@ impl GitOps {
     }
 
     fn deployment(&self) -> Option<Value> {
-        let (ok, out, _) = self.rig.kubectl_raw(
-            &["get", "deployment", "spotplan", "-n", NS, "-o", "json"],
-            None,
-        );
-        ok.then(|| serde_json::from_str(&out).unwrap())
+        self.rig.get_json_in(NS, "deployment", "spotplan")
     }
 
     /// Deletes the Application and waits until it is gone (with its finalizer, until Argo CD
@@ -209,19 +203,8 @@ impl GitOps {
     }
 
     fn app(&self) -> Option<Value> {
-        let (ok, out, _) = self.rig.kubectl_raw(
-            &[
-                "get",
-                "applications.argoproj.io",
-                "spotplan",
-                "-n",
-                "argocd",
-                "-o",
-                "json",
-            ],
-            None,
-        );
-        ok.then(|| serde_json::from_str(&out).unwrap())
+        self.rig
+            .get_json_in("argocd", "applications.argoproj.io", "spotplan")
     }
 
     /// Asks Argo CD to refresh (compare Git with the cluster again), and returns the app once it
@@ -407,11 +390,14 @@ fn nodepool_writes(events: &[Value]) -> Vec<(String, String, String)> {
         .collect()
 }
 
-fn wait_ready(rig: &Rig, plan: &str) -> Value {
-    eventually(T, &format!("SpotPlan {plan} Ready"), || {
-        let sp = rig.get_json("spotplan", plan)?;
-        (condition(&sp, "Ready")?.0 == "True").then_some(sp)
-    })
+/// Waits until the SpotPlans `plans` are deleted.
+fn gone(rig: &Rig, plans: &[&str]) {
+    eventually(T, &format!("SpotPlans {plans:?} deleted"), || {
+        plans
+            .iter()
+            .all(|p| rig.get_json("spotplan", p).is_none())
+            .then_some(())
+    });
 }
 
 #[test]
@@ -439,15 +425,12 @@ fn first_sync_from_empty_settles_without_drift_and_follows_git() {
         g.argo_problems()
     );
     let audit = rig.audit();
+    // Where in the audit log Argo CD first wrote `resource` for real (not a dry run).
     let by_argo = |resource: &str| {
-        audit.iter().position(|e| {
+        rig::successful_writes(&audit).position(|e| {
             e["user"]["username"] == ARGO_USER
-                && e["stage"] == "ResponseComplete"
                 && e["objectRef"]["resource"] == resource
                 && matches!(e["verb"].as_str(), Some("create" | "patch"))
-                && e["responseStatus"]["code"]
-                    .as_u64()
-                    .is_some_and(|c| c < 300)
                 && !e["requestURI"].as_str().unwrap_or("").contains("dryRun")
         })
     };
@@ -467,8 +450,8 @@ fn first_sync_from_empty_settles_without_drift_and_follows_git() {
 
     // The controller as deployed: the plans turn Ready, and the app Synced and Healthy.
     let mut controller = g.controller();
-    let ready = wait_ready(rig, "web");
-    wait_ready(rig, "batch");
+    let web = ready(rig, "web");
+    ready(rig, "batch");
     let app = g.until("Synced and Healthy", |a| {
         sync_status(a) == "Synced" && health(a) == "Healthy"
     });
@@ -476,7 +459,7 @@ fn first_sync_from_empty_settles_without_drift_and_follows_git() {
     assert_eq!(h, "Healthy");
     assert_eq!(
         msg,
-        condition(&ready, "Ready").unwrap().2,
+        condition(&web, "Ready").unwrap().2,
         "the plan's own message"
     );
     assert_eq!(
@@ -531,14 +514,7 @@ fn first_sync_from_empty_settles_without_drift_and_follows_git() {
     );
     assert_eq!(health(&app), "Degraded", "{}", summary(&app));
     g.commit(
-        &[(
-            "spotplan/plans/bad.yaml",
-            Some(plan(
-                "examples/argocd/gitops/spotplan/plans/web.yaml",
-                "bad",
-                "",
-            )),
-        )],
+        &[("spotplan/plans/bad.yaml", Some(plan(WEB, "bad", "")))],
         "fix the bad plan",
     );
     g.until("Healthy after the fix", |a| {
@@ -548,22 +524,12 @@ fn first_sync_from_empty_settles_without_drift_and_follows_git() {
     });
 
     // A chart upgrade through Git: the controller rolls; no SpotPlan's NodePools are touched.
-    let deploy_gen = |rig: &Rig| -> u64 {
-        let (_, out, _) = rig.kubectl_raw(
-            &[
-                "get",
-                "deployment",
-                "spotplan",
-                "-n",
-                NS,
-                "-o",
-                "jsonpath={.metadata.generation}",
-            ],
-            None,
-        );
-        out.trim().parse::<u64>().unwrap()
+    let deploy_gen = || {
+        g.deployment().unwrap()["metadata"]["generation"]
+            .as_u64()
+            .unwrap()
     };
-    let gen_before = deploy_gen(rig);
+    let gen_before = deploy_gen();
     let pools_before = [
         pools_of(rig, "web"),
         pools_of(rig, "batch"),
@@ -581,7 +547,7 @@ fn first_sync_from_empty_settles_without_drift_and_follows_git() {
         sync_status(a) == "Synced"
             && health(a) == "Healthy"
             && resource(a, "Deployment", "spotplan").is_some_and(|r| r.1 == "Healthy")
-            && deploy_gen(rig) > gen_before
+            && deploy_gen() > gen_before
     });
     let (_, out, _) = rig.kubectl_raw(
         &[
@@ -638,10 +604,7 @@ fn first_sync_from_empty_settles_without_drift_and_follows_git() {
     g.until("the removed plans pruned", |a| {
         sync_status(a) == "Synced" && resource(a, "SpotPlan", "web").is_none()
     });
-    eventually(T, "the pruned SpotPlans gone", || {
-        (rig.get_json("spotplan", "web").is_none() && rig.get_json("spotplan", "batch").is_none())
-            .then_some(())
-    });
+    gone(rig, &["web", "batch"]);
     rig.gc_barrier();
     assert!(
         pools_of(rig, "web").is_empty(),
@@ -671,26 +634,16 @@ fn deleting_the_application_keeps_capacity_unless_the_user_opts_in() {
         a["status"]["operationState"]["phase"] == "Succeeded"
     });
     let controller = g.controller();
-    wait_ready(rig, "web");
-    wait_ready(rig, "batch");
+    ready(rig, "web");
+    ready(rig, "batch");
     g.until("Synced and Healthy", |a| {
         sync_status(a) == "Synced" && health(a) == "Healthy"
     });
     let uid = |kind: &str, name: &str| -> String {
-        let (ok, out, _) = rig.kubectl_raw(
-            &[
-                "get",
-                kind,
-                name,
-                "-n",
-                NS,
-                "-o",
-                "jsonpath={.metadata.uid}",
-            ],
-            None,
-        );
-        assert!(ok, "{kind}/{name} is there");
-        out
+        let obj = rig
+            .get_json_in(NS, kind, name)
+            .unwrap_or_else(|| panic!("{kind}/{name} is there"));
+        obj["metadata"]["uid"].as_str().unwrap().to_string()
     };
     let state = || {
         (
@@ -728,13 +681,12 @@ fn deleting_the_application_keeps_capacity_unless_the_user_opts_in() {
     );
     assert_eq!(uid("spotplan", "web"), before.1, "adopted, not recreated");
     g.delete_app();
-    eventually(T, "the SpotPlans deleted", || {
-        (rig.get_json("spotplan", "web").is_none() && rig.get_json("spotplan", "batch").is_none())
-            .then_some(())
-    });
+    gone(rig, &["web", "batch"]);
     rig.gc_barrier();
-    let (ok, _, _) = rig.kubectl_raw(&["get", "deployment", "spotplan", "-n", NS], None);
-    assert!(!ok, "the controller's Deployment is deleted");
+    assert!(
+        g.deployment().is_none(),
+        "the controller's Deployment is deleted"
+    );
     assert!(
         pools_of(rig, "web").is_empty(),
         "deletionPolicy Delete: web's NodePools go"

@@ -134,6 +134,12 @@ impl Rig {
         ok.then(|| serde_json::from_str(&out).unwrap())
     }
 
+    /// A namespaced object, or None when it is not there.
+    pub fn get_json_in(&self, ns: &str, kind: &str, name: &str) -> Option<Value> {
+        let (ok, out, _) = self.kubectl_raw(&["get", kind, name, "-n", ns, "-o", "json"], None);
+        ok.then(|| serde_json::from_str(&out).unwrap())
+    }
+
     pub fn list_json(&self, kind: &str, selector: Option<&str>) -> Vec<Value> {
         let mut args = vec!["get", kind, "-o", "json"];
         if let Some(s) = selector {
