@@ -11,7 +11,6 @@ cargo build -q --release --bin spotplan
 WORK=$(mktemp -d)
 cleanup() { for p in ${MOTO_PID:-} ${STUB_PID:-}; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 MOTO_PORT=$(free_port)
 "$PYVENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$WORK/moto.log" 2>&1 & MOTO_PID=$!
 python3 bench/pricing_stub.py "$SHARED_DIR/data/on-demand-prices/karpenter_ondemand_linux_2026-07-20.json" "$WORK/stub.port" & STUB_PID=$!

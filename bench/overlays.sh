@@ -12,7 +12,6 @@ cd "$SPOTPLAN_ROOT"
 N=${1:-100}
 bash scripts/build-tools.sh karpenter kwok >/dev/null
 cargo build -q --release --bin spotplan
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 
 metric() { # the overlay controller's reconcile count and time sum
   curl -s "127.0.0.1:$KPORT/metrics" | awk -v m="$1" '$1 ~ "^controller_runtime_reconcile_time_seconds_"m"\\{.*controller=\"nodeoverlay.controller\"" {s += $2} END {printf "%.6f", s}'

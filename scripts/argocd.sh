@@ -18,9 +18,6 @@ ENV_STATE="${SPOTPLAN_TESTENV_DIR:-$SPOTPLAN_CACHE/testenv/default}"
 STATE="$ENV_STATE/argocd"
 NS=argocd
 
-pid_alive() { [ -f "$STATE/$1.pid" ] && kill -0 "$(cat "$STATE/$1.pid")" 2>/dev/null; }
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1]);s.close()'; }
-
 print_env() {
   echo "export ARGOCD_NAMESPACE=$NS"
   echo "export ARGOCD_GIT_ROOT=$STATE/git"

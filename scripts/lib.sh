@@ -18,3 +18,7 @@ PYVENV="$SPOTPLAN_CACHE/venv/py-$(python3 -c 'import sys;print("%d.%d"%sys.versi
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 need() { command -v "$1" >/dev/null 2>&1 || die "$1 is required but not on PATH ($2)"; }
+# A free loopback port (bound and released: the caller's server may race another for it).
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1]);s.close()'; }
+# Whether process NAME of the caller's $STATE directory ($STATE/NAME.pid) is running.
+pid_alive() { [ -f "$STATE/$1.pid" ] && kill -0 "$(cat "$STATE/$1.pid")" 2>/dev/null; }

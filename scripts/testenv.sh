@@ -16,10 +16,6 @@ STATE="${SPOTPLAN_TESTENV_DIR:-$SPOTPLAN_CACHE/testenv/default}"
 PKI="$STATE/pki"
 KUBECONFIG_FILE="$STATE/admin.kubeconfig"
 
-pid_alive() { [ -f "$STATE/$1.pid" ] && kill -0 "$(cat "$STATE/$1.pid")" 2>/dev/null; }
-
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1]);s.close()'; }
-
 print_env() {
   echo "export KUBECONFIG=$KUBECONFIG_FILE"
   echo "export PATH=$TOOLS_BIN:\$PATH"
