@@ -122,7 +122,7 @@ build_fleet_harness() {
 # directives apply as in Argo CD's own build. Its API server, UI, Dex and notifications are left out.
 build_argocd() {
   # The stamp covers this function and the command's source, so changing either rebuilds.
-  local want; want="$ARGOCD_VERSION/$(cat "$SPOTPLAN_ROOT/scripts/build-tools.sh" "$SPOTPLAN_ROOT/tools/argocd-rig/main.go" | sed -n '/^build_argocd/,/^}/p;/^package main/,$p' | sha256sum | cut -c1-16)"
+  local want; want="$ARGOCD_VERSION/$({ declare -f build_argocd; cat "$SPOTPLAN_ROOT/tools/argocd-rig/main.go"; } | sha256sum | cut -c1-16)"
   stamp_ok argocd-rig "$want" && return
   log "building Argo CD $ARGOCD_VERSION (application controller, repo server)"
   local src; src=$(module_dir "github.com/argoproj/argo-cd/v3@$ARGOCD_VERSION")
@@ -186,7 +186,7 @@ main() {
       helm) build_helm ;; kubeconform) build_kubeconform ;; promtool) build_promtool ;;
       fleet-harness) build_fleet_harness ;; argocd) build_argocd ;;
       moddir) shift; module_dir "$1"; return ;;
-      *) die "unknown tool '$w' (all|go|python|kube|etcd|karpenter|helm|kubeconform|promtool|fleet-harness)" ;;
+      *) die "unknown tool '$w' (all|go|python|apt|kube|etcd|karpenter|kwok|helm|kubeconform|promtool|fleet-harness|argocd)" ;;
     esac
   done
 }

@@ -6,7 +6,8 @@
 #   scripts/test.sh --partial helm,lua5.1
 #       a partial run: tests that need a part named here (control-plane, venv, helm,
 #       kubeconform, hadolint, lua5.1, promtool, fleet-harness, argocd-rig, or all) end early
-#       when it is missing, instead of failing; the closing summary lists each one as skipped. Same as SPOTPLAN_PARTIAL=...
+#       when it is missing, instead of failing; the closing summary lists each one as skipped.
+#       Same as SPOTPLAN_PARTIAL=...
 # Without --partial, a test whose part is missing fails: a pass always means it ran.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
