@@ -93,7 +93,7 @@ pub struct ZonePremium {
     pub zone: String,
     /// Added to the type's premium, tenths of a percent.
     pub extra: u32,
-    /// The written premium there (type's + extra, up a rung).
+    /// The written premium there: the type's plus `extra`.
     pub premium: u32,
     pub interruptions: u32,
     /// When it falls if nothing new is reported.
@@ -289,6 +289,8 @@ fn order(types: &mut [Priced]) -> bool {
         // Rounded up to a tenth of a percent, past float noise.
         (p - 1e-6).ceil().max(0.0) as u32
     };
+    // Strictly after, by more than float noise: Karpenter's own arithmetic must see it too.
+    let after = |a: f64, prev: f64| a > prev * (1.0 + 1e-9);
     for t in types.iter_mut() {
         let Some(base) = t.unit_usd_per_hour.map(|p| p * f64::from(t.count)) else {
             continue;
@@ -297,8 +299,6 @@ fn order(types: &mut [Priced]) -> bool {
             continue;
         }
         t.premium = premium_with(t.ranked_premium, factor);
-        // Strictly after, by more than float noise: Karpenter's own arithmetic must see it too.
-        let after = |a: f64, prev: f64| a > prev * (1.0 + 1e-9);
         if let Some(prev) = prev
             && t.adjusted_total().is_some_and(|a| !after(a, prev))
         {
