@@ -1660,6 +1660,171 @@ fn launch_failures_are_recorded_per_type_and_zone() {
     });
 }
 
+/// A Karpenter `priceAdjustment` ("+12.5%") as a number.
+fn pct(adjustment: &Value) -> f64 {
+    let s = adjustment
+        .as_str()
+        .unwrap_or_else(|| panic!("{adjustment}"));
+    s.trim_end_matches('%').parse().unwrap()
+}
+
+/// Karpenter's rebalance recommendations (karpenter-provider-aws v1.14.1
+/// `RebalanceRecommendation`: a Normal Event, reason SpotRebalanceRecommendation, on a NodeClaim
+/// that stays) price their (type, zone) dearer in the plan's own NodeOverlays by the README's
+/// +2.5% each, counted once per NodeClaim however often Karpenter repeats them; they never
+/// shift the plan, though its threshold is one interruption; a recommendation someone else
+/// wrote, or one for another NodePool's claim, counts for nothing. The positive control: one
+/// interruption on the same (type, zone) adds the README's +10% and shifts the plan.
+#[test]
+fn rebalance_recommendations_price_a_zone_and_never_shift() {
+    let Some(rig) = Rig::start("rebalance") else {
+        return;
+    };
+    let controller = rig.controller("admin", &[]);
+    let (ok, out) = rig.apply(&plan_yaml(
+        "wary",
+        "  capacity: {onDemandShift: {interruptions: 1}}\n",
+    ));
+    assert!(ok, "{out}");
+    let sp = ready(&rig, "wary");
+    let rp = &sp["status"]["riskPricing"];
+    let first = &rp["types"][0];
+    let ty = first["name"].as_str().unwrap_or_else(|| panic!("{rp}"));
+    let own = pct(&first["priceAdjustment"]);
+    assert!(rp["zonePremiums"].is_null(), "{rp}");
+    let zone = "us-east-1a";
+    let uid_of = |name: &str| {
+        rig.get_json("nodeclaim", name).unwrap()["metadata"]["uid"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    for (name, pool) in [
+        ("wary-r1", "wary"),
+        ("wary-r2", "wary"),
+        ("wary-r3", "wary"),
+        ("else-r1", "else"),
+    ] {
+        let (ok, out) = rig.apply(&pending_claim(&rig, name, pool, &[ty], zone));
+        assert!(ok, "{out}");
+    }
+    let said = "Spot rebalance recommendation was triggered";
+    let recommend = "SpotRebalanceRecommendation";
+    rig.karpenter_event("wary-r1", &uid_of("wary-r1"), recommend, said, 1);
+    rig.karpenter_event("wary-r1", &uid_of("wary-r1"), recommend, said, 2);
+    rig.karpenter_event("wary-r2", &uid_of("wary-r2"), recommend, said, 1);
+    rig.karpenter_event("else-r1", &uid_of("else-r1"), recommend, said, 1);
+    let forged = rig::ClaimEvent {
+        reporter: "someone".into(),
+        ..rig::ClaimEvent::karpenter("wary-r3", &uid_of("wary-r3"), recommend, said, 1)
+    };
+    let (ok, out) = rig.apply(&forged.yaml());
+    assert!(ok, "{out}");
+    let sp = eventually(T, "two rebalance recommendations in status", || {
+        let sp = rig.get_json("spotplan", "wary")?;
+        (sp["status"]["rebalanceLog"].as_array()?.len() == 2).then_some(sp)
+    });
+    assert_eq!(
+        counts(&sp, "observedRebalances"),
+        vec![(ty.to_string(), zone.to_string(), 2)],
+        "{}",
+        sp["status"]
+    );
+    let zp = &sp["status"]["riskPricing"]["zonePremiums"];
+    assert_eq!(zp.as_array().map(Vec::len), Some(1), "{zp}");
+    assert_eq!(
+        (zp[0]["instanceType"].as_str(), zp[0]["zone"].as_str()),
+        (Some(ty), Some(zone))
+    );
+    assert_eq!(zp[0]["rebalances"], 2, "{zp}");
+    assert!(zp[0]["interruptions"] == 0, "{zp}");
+    let priced = pct(&zp[0]["priceAdjustment"]);
+    assert!(
+        (priced - (own + 5.0)).abs() < 0.05,
+        "{own} + 2 x 2.5 != {priced}: {zp}"
+    );
+    // No shift: the threshold is one interruption, and recommendations are not interruptions.
+    assert_eq!(
+        condition(&sp, "ShiftedToOnDemand").unwrap().0,
+        "False",
+        "{}",
+        sp["status"]
+    );
+    assert!(
+        sp["status"]["observedInterruptions"].is_null(),
+        "{}",
+        sp["status"]
+    );
+    assert!(rig.get_json("nodepool", "wary-shift").is_none());
+    // Karpenter gets it as a zone overlay of the plan's spot NodePool.
+    let overlays = rig.list_json("nodeoverlays", Some("spotplan.dev/plan=wary"));
+    let zonal = overlays
+        .iter()
+        .find(|o| {
+            let reqs = o["spec"]["requirements"].as_array().unwrap();
+            let has = |k: &str, v: &str| {
+                reqs.iter().any(|r| {
+                    r["key"] == k
+                        && r["operator"] == "In"
+                        && r["values"].as_array().unwrap().iter().any(|x| x == v)
+                })
+            };
+            has("topology.kubernetes.io/zone", zone)
+                && has("node.kubernetes.io/instance-type", ty)
+                && has("karpenter.sh/nodepool", "wary")
+        })
+        .unwrap_or_else(|| panic!("no zone overlay for {ty} in {zone}: {overlays:?}"));
+    assert!(
+        (pct(&zonal["spec"]["priceAdjustment"]) - priced).abs() < 1e-9,
+        "{zonal}"
+    );
+    // The Event follows the status write.
+    eventually(
+        T,
+        "a PremiumRaised Event naming both recommendations",
+        || {
+            events_of(&rig, "wary").iter().find_map(|e| {
+                let m = e["message"].as_str()?;
+                (e["reason"] == "PremiumRaised"
+                    && m.contains(ty)
+                    && m.contains("2 rebalance recommendations"))
+                .then_some(())
+            })
+        },
+    );
+    let m = controller.metrics();
+    let line = format!(
+        "spotplan_rebalances_total{{instance_type=\"{ty}\",plan=\"wary\",zone=\"{zone}\"}} 2"
+    );
+    assert!(m.contains(&line), "{m}");
+    // Only the plan's own, counted once: not the forged one, not another NodePool's.
+    assert_eq!(m.matches("spotplan_rebalances_total{").count(), 1, "{m}");
+
+    // The positive control: one interruption there adds +10% and shifts the plan.
+    rig.karpenter_event(
+        "wary-r1",
+        &uid_of("wary-r1"),
+        "SpotInterrupted",
+        "Spot interruption warning was triggered",
+        3,
+    );
+    let sp = eventually(T, "ShiftedToOnDemand=True after one interruption", || {
+        let sp = rig.get_json("spotplan", "wary")?;
+        (condition(&sp, "ShiftedToOnDemand")?.0 == "True").then_some(sp)
+    });
+    let zp = &sp["status"]["riskPricing"]["zonePremiums"][0];
+    assert_eq!(
+        (zp["interruptions"].as_i64(), zp["rebalances"].as_i64()),
+        (Some(1), Some(2)),
+        "{zp}"
+    );
+    let priced = pct(&zp["priceAdjustment"]);
+    assert!(
+        (priced - (own + 15.0)).abs() < 0.05,
+        "{own} + 10 + 5 != {priced}: {zp}"
+    );
+}
+
 /// A NodeClaim of `nodepool` interrupted and deleted while no controller ran: created the way
 /// Karpenter's provisioner names it (`generateName: <nodepool>-`), its SpotInterrupted Event
 /// written as Karpenter writes it, then deleted. Returns its uid.

@@ -25,6 +25,7 @@ pub struct Metrics {
     pub leader: IntGauge,
     pub interruptions: IntCounterVec,
     pub launch_failures: IntCounterVec,
+    pub rebalances: IntCounterVec,
     pub plan_shifted: GaugeVec,
 }
 
@@ -147,6 +148,14 @@ impl Metrics {
                 &["plan", "instance_type", "zone"],
             )
             .unwrap(),
+            rebalances: IntCounterVec::new(
+                Opts::new(
+                    "rebalances_total",
+                    "Spot rebalance recommendations for a plan's NodeClaims (SpotRebalanceRecommendation; one per NodeClaim), by type and zone",
+                ),
+                &["plan", "instance_type", "zone"],
+            )
+            .unwrap(),
             plan_shifted: plan(
                 "plan_shifted",
                 "1 while a plan's new capacity is shifted to on-demand (onDemandShift)",
@@ -172,6 +181,7 @@ impl Metrics {
             Box::new(m.leader.clone()),
             Box::new(m.interruptions.clone()),
             Box::new(m.launch_failures.clone()),
+            Box::new(m.rebalances.clone()),
             Box::new(m.plan_shifted.clone()),
         ] {
             m.registry.register(c).expect("metrics register once");

@@ -37,7 +37,8 @@ use kube::{Api, Client, ResourceExt};
 use spotplan_api::build;
 use spotplan_api::karpenter::{
     EVENT_REPORTER, INSUFFICIENT_CAPACITY, LABEL_CAPACITY_TYPE, LABEL_INSTANCE_TYPE,
-    LABEL_NODEPOOL, LABEL_ZONE, SPOT_INTERRUPTED, nodeclaim_resource, nodepool_resource,
+    LABEL_NODEPOOL, LABEL_ZONE, SPOT_INTERRUPTED, SPOT_REBALANCE, nodeclaim_resource,
+    nodepool_resource,
 };
 use spotplan_api::names::PoolNames;
 use spotplan_core::policy::shift::{Interruption, UNKNOWN};
@@ -61,20 +62,25 @@ pub(crate) struct OwnedPool<'a> {
 #[derive(Clone)]
 pub(crate) struct Signals {
     claims: Claims,
+    /// Warning Events on NodeClaims: interruptions and launch failures.
     events: Store<Event>,
+    /// Karpenter's rebalance recommendations (Normal Events, watched by their reason alone so
+    /// no other Normal Event is held).
+    rebalances: Store<Event>,
     namespace: Arc<str>,
 }
 
 impl Signals {
     /// The signal for a plan whose NodePools are `names`, of which it owns `owned`:
-    /// interruptions of its spot NodeClaims, launch failures of all of them, and how many
-    /// NodeClaims its shift NodePool still has.
+    /// interruptions and rebalance recommendations of its spot NodeClaims, launch failures of
+    /// all of them, and how many NodeClaims its shift NodePool still has.
     pub fn for_plan(&self, names: &PoolNames, owned: &[OwnedPool]) -> build::Signals {
         let spot: Vec<&OwnedPool> = owned.iter().filter(|p| p.name == names.spot).collect();
         let all: Vec<&OwnedPool> = owned.iter().collect();
         build::Signals {
-            interruptions: self.counted(SPOT_INTERRUPTED, &spot, Some("spot")),
-            launch_failures: self.counted(INSUFFICIENT_CAPACITY, &all, None),
+            interruptions: self.counted(&self.events, SPOT_INTERRUPTED, &spot, Some("spot")),
+            launch_failures: self.counted(&self.events, INSUFFICIENT_CAPACITY, &all, None),
+            rebalances: self.counted(&self.rebalances, SPOT_REBALANCE, &spot, Some("spot")),
             shift_nodes: self
                 .claims
                 .synced()
@@ -83,10 +89,11 @@ impl Signals {
         }
     }
 
-    /// Events of `reason` that count (see the module docs) for NodeClaims of `pools` (of
-    /// `capacity` type, if given), one entry per Event.
+    /// Events of `reason` in `store` that count (see the module docs) for NodeClaims of `pools`
+    /// (of `capacity` type, if given), one entry per Event.
     fn counted(
         &self,
+        store: &Store<Event>,
         reason: &str,
         pools: &[&OwnedPool],
         capacity: Option<&str>,
@@ -94,7 +101,7 @@ impl Signals {
         if pools.is_empty() {
             return Vec::new();
         }
-        self.events
+        store
             .state()
             .iter()
             .filter(|e| e.reason.as_deref() == Some(reason) && self.karpenters(e))
@@ -173,13 +180,19 @@ pub(crate) fn watch(
 ) -> (Signals, BoxStream<'static, Result<Event, watcher::Error>>) {
     let claims = Claims::default();
     spawn_claims_watch(client, claims.clone(), synced);
-    let (events, stream) = events(client, namespace);
+    let (events, warnings) = event_watch(client, namespace, "type=Warning");
+    let (rebalances, recommended) =
+        event_watch(client, namespace, &format!("reason={SPOT_REBALANCE}"));
     let signals = Signals {
         claims,
         events,
+        rebalances,
         namespace: namespace.into(),
     };
-    (signals, stream)
+    (
+        signals,
+        futures::stream::select(warnings, recommended).boxed(),
+    )
 }
 
 /// What a NodeClaim says about itself.
@@ -381,11 +394,12 @@ fn spawn_claims_watch(
     });
 }
 
-/// Warning Events on NodeClaims in `namespace` (a cache read by every reconcile), and the stream
-/// that brings their plans back.
-fn events(
+/// Events on NodeClaims in `namespace` that match `only` (a field selector), as a cache read by
+/// every reconcile, and the stream that brings their plans back.
+fn event_watch(
     client: &Client,
     namespace: &str,
+    only: &str,
 ) -> (
     Store<Event>,
     BoxStream<'static, Result<Event, watcher::Error>>,
@@ -396,7 +410,7 @@ fn events(
         watcher(
             Api::<Event>::namespaced(client.clone(), namespace),
             watcher::Config::default()
-                .fields("involvedObject.kind=NodeClaim,type=Warning")
+                .fields(&format!("involvedObject.kind=NodeClaim,{only}"))
                 .any_semantic(),
         )
         .modify(|e: &mut Event| e.managed_fields_mut().clear()),

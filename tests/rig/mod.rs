@@ -929,6 +929,8 @@ pub struct ClaimEvent {
     pub claim: String,
     pub uid: String,
     pub reason: String,
+    /// Warning, or Normal for a rebalance recommendation (as Karpenter records them).
+    pub event_type: String,
     pub message: String,
     pub n: u32,
     pub namespace: String,
@@ -944,6 +946,12 @@ impl ClaimEvent {
             claim: claim.into(),
             uid: uid.into(),
             reason: reason.into(),
+            event_type: if reason == "SpotRebalanceRecommendation" {
+                "Normal"
+            } else {
+                "Warning"
+            }
+            .into(),
             message: message.into(),
             n,
             namespace: "default".into(),
@@ -960,7 +968,7 @@ kind: Event
 metadata: {{name: {claim}.{lower}-{n}, namespace: {ns}}}
 involvedObject: {{apiVersion: karpenter.sh/v1, kind: NodeClaim, name: {claim}, uid: {uid}{involved}}}
 reason: {reason}
-type: Warning
+type: {event_type}
 message: \"{message}\"
 source: {{component: {reporter}}}
 reportingComponent: {reporter}
@@ -979,6 +987,7 @@ count: 1
             ns = self.namespace,
             uid = self.uid,
             reason = self.reason,
+            event_type = self.event_type,
             message = self.message,
             reporter = self.reporter,
         )

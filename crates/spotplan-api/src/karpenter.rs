@@ -13,6 +13,9 @@ pub const LABEL_ZONE: &str = "topology.kubernetes.io/zone";
 /// The event reason of a spot interruption notice (karpenter-provider-aws's interruption
 /// controller).
 pub const SPOT_INTERRUPTED: &str = "SpotInterrupted";
+/// The event reason of a spot rebalance recommendation (karpenter-provider-aws's interruption
+/// controller; a Normal Event, and the NodeClaim stays).
+pub const SPOT_REBALANCE: &str = "SpotRebalanceRecommendation";
 /// The event reason of a NodeClaim the cloud provider had no capacity for (Karpenter's launch
 /// controller).
 pub const INSUFFICIENT_CAPACITY: &str = "InsufficientCapacityError";

@@ -103,6 +103,11 @@ fn record(ctx: &Context, sp: &SpotPlan, standing: &Standing) {
             .with_label_values(&[&name, &i.instance_type, &i.zone])
             .inc();
     }
+    for i in &g.new_rebalances {
+        m.rebalances
+            .with_label_values(&[&name, &i.instance_type, &i.zone])
+            .inc();
+    }
     m.plan_shifted
         .with_label_values(&[&name])
         .set(if g.shifted { 1.0 } else { 0.0 });

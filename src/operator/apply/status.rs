@@ -112,6 +112,11 @@ fn without_list_keys(path: &str) -> String {
 }
 
 /// Publishes an Event about `sp`, in the background (Events are best effort).
+///
+/// kube's `Recorder` folds every Event with the same reason and action into one series and keeps
+/// the first note, so a second `PremiumRaised` with new figures would only bump the count of the
+/// first. The action carries a digest of the note: the same message repeated still folds into a
+/// series, and a new message is an Event of its own.
 pub(crate) fn publish(ctx: &Context, sp: &SpotPlan, note: &Note) {
     let event = Event {
         type_: match note.severity {
@@ -120,7 +125,7 @@ pub(crate) fn publish(ctx: &Context, sp: &SpotPlan, note: &Note) {
         },
         reason: note.reason.into(),
         note: Some(note.message.chars().take(1000).collect()),
-        action: "Reconcile".into(),
+        action: action(&note.message),
         secondary: None,
     };
     let (recorder, reference, plan) = (ctx.recorder.clone(), sp.object_ref(&()), sp.name_any());
@@ -131,9 +136,25 @@ pub(crate) fn publish(ctx: &Context, sp: &SpotPlan, note: &Note) {
     });
 }
 
+/// "Reconcile/<digest of the message>" (see [`publish`]).
+fn action(message: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    message.hash(&mut h);
+    format!("Reconcile/{:016x}", h.finish())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn distinct_messages_are_distinct_actions_and_repeats_are_one() {
+        let a = action("r7g.8xlarge in us-east-1a: +7.5%");
+        assert_eq!(a, action("r7g.8xlarge in us-east-1a: +7.5%"));
+        assert_ne!(a, action("r7g.8xlarge in us-east-1a: +7.5% -> +10%"));
+        assert!(a.starts_with("Reconcile/") && a.len() <= 128, "{a}");
+    }
 
     #[test]
     fn undeclared_status_fields_are_named() {

@@ -125,6 +125,23 @@ pub(crate) fn shift_moves(p: &Planned) -> Vec<Note> {
         .collect()
 }
 
+/// What a zone premium was learned from: "2 interruptions or launch failures, 1 rebalance
+/// recommendation".
+fn evidence(z: &spotplan_core::policy::pricing::ZonePremium) -> String {
+    let mut parts = Vec::new();
+    if z.interruptions > 0 {
+        parts.push(format!(
+            "{} interruptions or launch failures",
+            z.interruptions
+        ));
+    }
+    if z.rebalances > 0 {
+        let s = if z.rebalances == 1 { "" } else { "s" };
+        parts.push(format!("{} rebalance recommendation{s}", z.rebalances));
+    }
+    parts.join(", ")
+}
+
 /// Learned (type, zone) premiums that rose or fell since the status last written: one Event
 /// each way, naming them.
 pub(crate) fn premiums(old: Option<&crate::crd::RiskPricingStatus>, p: &Planned) -> Vec<Note> {
@@ -166,15 +183,17 @@ pub(crate) fn premiums(old: Option<&crate::crd::RiskPricingStatus>, p: &Planned)
                 }
             }
             Some((_, _, w)) => raised.push(format!(
-                "{} in {}: {w} -> {is} ({} interruptions or launch failures{})",
+                "{} in {}: {w} -> {is} ({}{})",
                 z.instance_type,
                 z.zone,
-                z.interruptions,
+                evidence(z),
                 z.since_label()
             )),
             None => raised.push(format!(
-                "{} in {}: {is} ({} interruptions or launch failures of the plan's nodes there)",
-                z.instance_type, z.zone, z.interruptions
+                "{} in {}: {is} ({} of the plan's nodes there)",
+                z.instance_type,
+                z.zone,
+                evidence(z)
             )),
         }
     }

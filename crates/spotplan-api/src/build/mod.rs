@@ -74,10 +74,12 @@ pub struct Signals {
     pub interruptions: Vec<Interruption>,
     /// Launch failures for want of capacity of any of the plan's NodeClaims.
     pub launch_failures: Vec<Interruption>,
+    /// Rebalance recommendations for the plan's spot NodeClaims.
+    pub rebalances: Vec<Interruption>,
     /// NodeClaims alive in the shift NodePool; `None` until the NodeClaim cache is synced (a
     /// return never ends on a count that may be wrong).
     pub shift_nodes: Option<usize>,
-    /// The uids of `interruptions` and `launch_failures` at the last build whose status was
+    /// The uids of `interruptions`, `launch_failures` and `rebalances` at the last build whose status was
     /// written (each was recorded then, or known); `None` when this process has none (see
     /// `shift::Seen`).
     pub seen_before: Option<SeenBefore>,
@@ -88,6 +90,7 @@ pub struct Signals {
 pub struct SeenBefore {
     pub interruptions: BTreeSet<String>,
     pub launch_failures: BTreeSet<String>,
+    pub rebalances: BTreeSet<String>,
 }
 
 impl Signals {
@@ -97,6 +100,7 @@ impl Signals {
         SeenBefore {
             interruptions: uids(&self.interruptions),
             launch_failures: uids(&self.launch_failures),
+            rebalances: uids(&self.rebalances),
         }
     }
 }
@@ -164,9 +168,11 @@ pub struct Gauges {
     pub on_demand_usd_per_hour: Option<f64>,
     pub savings_pct: Option<f64>,
     pub shifted: bool,
-    /// Interruptions and launch failures new in this build (each counted once).
+    /// Interruptions, launch failures and rebalance recommendations new in this build (each
+    /// counted once).
     pub new_interruptions: Vec<Interruption>,
     pub new_launch_failures: Vec<Interruption>,
+    pub new_rebalances: Vec<Interruption>,
 }
 
 /// Where the plan stands after the build.
@@ -204,7 +210,8 @@ pub(crate) struct Planned<'a> {
     /// The on-demand floor, with `spec.capacity.onDemandBase`.
     pub floor: Option<base::Floor>,
     pub shift: ShiftDecision,
-    pub launch_failures: LaunchFailures,
+    pub launch_failures: Reported,
+    pub rebalances: Reported,
     pub risk: Risk,
 }
 
@@ -216,9 +223,9 @@ pub(crate) struct Risk {
     pub changes: overlays::Changes,
 }
 
-/// The plan's launch failures for want of capacity, one per NodeClaim, and the ones new in this
-/// build.
-pub(crate) struct LaunchFailures {
+/// Reports the plan keeps a log of besides its interruptions (launch failures for want of
+/// capacity, rebalance recommendations), one per NodeClaim, and the ones new in this build.
+pub(crate) struct Reported {
     pub log: shift::Log,
     pub recorded: Vec<Interruption>,
 }
@@ -296,7 +303,8 @@ fn plan<'a>(
         o.signals.shift_nodes.unwrap_or(usize::MAX),
         o.now,
     );
-    let launch_failures = launch_failures(o, &spec);
+    let launch_failures = reported(o, &spec, Log::LaunchFailures);
+    let rebalances = reported(o, &spec, Log::Rebalances);
     let (spec, mut plan) = plan_without_demoted(spec, &shift.state.demoted, market)?;
     if let Some(scores) = o.placement {
         plan.apply_placement_scores(scores);
@@ -345,7 +353,7 @@ fn plan<'a>(
         &names,
         (&spec, &plan, market),
         &types,
-        (&shift, &launch_failures),
+        (&shift, &launch_failures, &rebalances),
     );
     Ok(Planned {
         spec,
@@ -357,6 +365,7 @@ fn plan<'a>(
         floor,
         shift,
         launch_failures,
+        rebalances,
         risk,
     })
 }
@@ -371,7 +380,7 @@ fn risk(
     names: &PoolNames,
     (spec, plan, market): (&PlanSpec, &Plan, &MarketData),
     types: &[String],
-    (shift, launch_failures): (&ShiftDecision, &LaunchFailures),
+    (shift, launch_failures, rebalances): (&ShiftDecision, &Reported, &Reported),
 ) -> Risk {
     let uid = owner.uid;
     if applies != overlays::Applies::Yes {
@@ -384,10 +393,13 @@ fn risk(
             },
         };
     }
-    let report = |i: &Interruption| pricing::Report {
-        instance_type: i.instance_type.clone(),
-        zone: i.zone.clone(),
-        at: i.at,
+    let report = |evidence| {
+        move |i: &Interruption| pricing::Report {
+            instance_type: i.instance_type.clone(),
+            zone: i.zone.clone(),
+            at: i.at,
+            evidence,
+        }
     };
     let reports: Vec<pricing::Report> = shift
         .state
@@ -395,7 +407,14 @@ fn risk(
         .entries
         .iter()
         .chain(&launch_failures.log.entries)
-        .map(report)
+        .map(report(pricing::Evidence::Interruption))
+        .chain(
+            rebalances
+                .log
+                .entries
+                .iter()
+                .map(report(pricing::Evidence::Rebalance)),
+        )
         .collect();
     let kept = pricing::kept(&spec.request, market, plan, types);
     let priced = pricing::price(
@@ -474,6 +493,7 @@ fn ready(o: &Observed, p: Planned) -> Desired {
             shifted: matches!(p.shift.state.posture, Posture::Shifted { .. }),
             new_interruptions: p.shift.recorded.clone(),
             new_launch_failures: p.launch_failures.recorded.clone(),
+            new_rebalances: p.rebalances.recorded.clone(),
         }),
     }
 }
@@ -656,26 +676,44 @@ pub fn rejected(name: &str, message: &str) -> NotReady {
     )
 }
 
-/// The launch-failure log in status with what the cluster reported since, kept as long as the
-/// interruptions are.
-fn launch_failures(o: &Observed, spec: &PlanSpec) -> LaunchFailures {
+/// Which of the logs [`Reported`] is kept in.
+#[derive(Clone, Copy)]
+enum Log {
+    LaunchFailures,
+    Rebalances,
+}
+
+/// A log in status with what the cluster reported since, kept as long as the interruptions are.
+fn reported(o: &Observed, spec: &PlanSpec, which: Log) -> Reported {
     let old = o
         .plan
         .status
         .as_ref()
-        .map_or_else(shift::Log::default, |s| {
-            status::log_of(
+        .map_or_else(shift::Log::default, |s| match which {
+            Log::LaunchFailures => status::log_of(
                 &s.launch_failure_log,
                 &s.launch_failures_beyond_log,
                 s.launch_failure_log_trimmed_through.as_ref(),
-            )
+            ),
+            Log::Rebalances => status::log_of(
+                &s.rebalance_log,
+                &s.rebalances_beyond_log,
+                s.rebalance_log_trimmed_through.as_ref(),
+            ),
         });
-    let seen = shift::Seen {
-        now: &o.signals.launch_failures,
-        before: o.signals.seen_before.as_ref().map(|b| &b.launch_failures),
+    let before = o.signals.seen_before.as_ref();
+    let seen = match which {
+        Log::LaunchFailures => shift::Seen {
+            now: &o.signals.launch_failures,
+            before: before.map(|b| &b.launch_failures),
+        },
+        Log::Rebalances => shift::Seen {
+            now: &o.signals.rebalances,
+            before: before.map(|b| &b.rebalances),
+        },
     };
     let (log, recorded) = old.record(seen, o.now, shift::memory(spec.shift.as_ref()));
-    LaunchFailures { log, recorded }
+    Reported { log, recorded }
 }
 
 /// The plan without the demoted types; with them if leaving them out leaves nothing.

@@ -281,6 +281,11 @@ fn set_shift(
     status.launch_failures_beyond_log = f.beyond;
     status.launch_failure_log_trimmed_through = f.trimmed;
     status.observed_launch_failures = f.observed;
+    let r = log_fields(&p.rebalances.log);
+    status.rebalance_log = r.entries;
+    status.rebalances_beyond_log = r.beyond;
+    status.rebalance_log_trimmed_through = r.trimmed;
+    status.observed_rebalances = r.observed;
     status.demoted_instance_types = st.demoted.iter().cloned().collect();
     status.last_returned_to_spot = st.returned_at.map(|t| Time(whole_second(t)));
     let shift_status = |posture: &str, since| {
@@ -641,6 +646,7 @@ fn set_risk_pricing(status: &mut SpotPlanStatus, p: &Planned, g: Option<i64>, no
                 zone: z.zone.clone(),
                 price_adjustment: adjustment(z.premium),
                 interruptions: i32::try_from(z.interruptions).unwrap_or(i32::MAX),
+                rebalances: i32::try_from(z.rebalances).unwrap_or(i32::MAX),
                 until: Time(whole_second(z.until)),
             })
             .collect(),

@@ -98,6 +98,22 @@ pub struct SpotPlanStatus {
     /// The last launch failure the log's limit pushed out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launch_failure_log_trimmed_through: Option<LogMark>,
+    /// Rebalance recommendations for the plan's spot NodeClaims (Karpenter's
+    /// SpotRebalanceRecommendation events), per instance type and zone, over the same memory as
+    /// `observedInterruptions`. They price a (type, zone) a little dearer in Karpenter's choice
+    /// (`riskPricing.zonePremiums`); they never shift the plan or drain a node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub observed_rebalances: Vec<ObservedInterruption>,
+    /// The rebalance recommendations behind those counts, one per NodeClaim: the newest 500.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rebalance_log: Vec<LoggedInterruption>,
+    /// Rebalance recommendations the log's limit pushed out, per instance type and zone
+    /// (included in `observedRebalances`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rebalances_beyond_log: Vec<ObservedInterruption>,
+    /// The last rebalance recommendation the log's limit pushed out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebalance_log_trimmed_through: Option<LogMark>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -288,5 +304,12 @@ pub struct ZonePremiumStatus {
     pub price_adjustment: String,
     /// Interruptions and launch failures within the calm period.
     pub interruptions: i32,
+    /// Rebalance recommendations within the calm period.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rebalances: i32,
     pub until: Time,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }

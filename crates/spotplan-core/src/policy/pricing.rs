@@ -13,7 +13,8 @@
 //!    longer in the plan (kept by the churn rule) come after every planned type, so Karpenter
 //!    asks for them last. So the adjusted costs order the types exactly as the plan ranks them.
 //! 3. Learned evidence adds to a (type, zone): each recent interruption or launch failure of the
-//!    plan's own nodes there ([`Learned`]).
+//!    plan's own nodes there, and a smaller amount for each rebalance recommendation, the weaker
+//!    and earlier signal ([`Learned`], [`Evidence`]).
 //! 4. Types sharing a premium form one [`Level`] (one NodeOverlay); a (type, zone) with its own
 //!    premium forms a zone level. Premiums differ by band and by factor only, so the levels are
 //!    few; past [`MAX_TYPE_LEVELS`] the dearest merge.
@@ -33,13 +34,25 @@ pub const MAX_TYPE_LEVELS: usize = 12;
 /// Most zone overlays per NodePool (the strongest evidence first).
 pub const MAX_ZONE_LEVELS: usize = 12;
 
-/// One report of the plan's own nodes: an interruption or a launch failure of a NodeClaim in a
-/// (type, zone).
+/// What a report says of a (type, zone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Evidence {
+    /// A spot interruption, or a launch that failed for want of capacity.
+    #[default]
+    Interruption,
+    /// A rebalance recommendation: AWS saw an elevated risk of interruption. It fires far more
+    /// often than interruptions do, so it weighs less, and it never shifts or drains anything.
+    Rebalance,
+}
+
+/// One report of the plan's own nodes: an interruption, a launch failure or a rebalance
+/// recommendation of a NodeClaim in a (type, zone).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
     pub instance_type: String,
     pub zone: String,
     pub at: Timestamp,
+    pub evidence: Evidence,
 }
 
 /// How learned evidence prices a (type, zone).
@@ -47,6 +60,8 @@ pub struct Report {
 pub struct Learned {
     /// Premium per interruption or launch failure, tenths of a percent.
     pub per_interruption: u32,
+    /// Premium per rebalance recommendation, tenths of a percent.
+    pub per_rebalance: u32,
     /// A report counts while younger than this: the premium falls once the (type, zone) has
     /// been calm this long.
     pub calm: Duration,
@@ -58,6 +73,7 @@ pub struct Learned {
 /// at most 50%.
 pub const DEFAULT_LEARNED: Learned = Learned {
     per_interruption: 100,
+    per_rebalance: 25,
     calm: Duration::from_secs(24 * 3600),
     cap: 500,
 };
@@ -95,7 +111,10 @@ pub struct ZonePremium {
     pub extra: u32,
     /// The written premium there: the type's plus `extra`.
     pub premium: u32,
+    /// Interruptions and launch failures in force.
     pub interruptions: u32,
+    /// Rebalance recommendations in force.
+    pub rebalances: u32,
     /// When it falls if nothing new is reported.
     pub until: Timestamp,
 }
@@ -371,24 +390,32 @@ fn zone_premiums(
     now: Timestamp,
 ) -> Vec<ZonePremium> {
     let from = super::before(now, learned.calm);
-    let mut by: BTreeMap<(&str, &str), (u32, Timestamp)> = BTreeMap::new();
+    // (interruptions, rebalances, the last report)
+    let mut by: BTreeMap<(&str, &str), (u32, u32, Timestamp)> = BTreeMap::new();
     for r in reports.iter().filter(|r| r.at > from && r.at <= now) {
         let e = by
             .entry((r.instance_type.as_str(), r.zone.as_str()))
-            .or_insert((0, r.at));
-        e.0 += 1;
-        e.1 = e.1.max(r.at);
+            .or_insert((0, 0, r.at));
+        match r.evidence {
+            Evidence::Interruption => e.0 += 1,
+            Evidence::Rebalance => e.1 += 1,
+        }
+        e.2 = e.2.max(r.at);
     }
     by.into_iter()
-        .filter_map(|((ty, zone), (interruptions, last))| {
+        .filter_map(|((ty, zone), (interruptions, rebalances, last))| {
             let t = types.iter().find(|t| t.instance_type == ty)?;
-            let extra = (interruptions * learned.per_interruption).min(learned.cap);
+            let extra = interruptions
+                .saturating_mul(learned.per_interruption)
+                .saturating_add(rebalances.saturating_mul(learned.per_rebalance))
+                .min(learned.cap);
             (extra > 0).then(|| ZonePremium {
                 instance_type: ty.to_string(),
                 zone: zone.to_string(),
                 extra,
                 premium: t.premium + extra,
                 interruptions,
+                rebalances,
                 until: super::after(last, learned.calm),
             })
         })
