@@ -112,7 +112,12 @@ EV
   echo; echo "# Waiting for calm (60s without an interruption), then the way back to spot, one node at a time..."
   if ! wait_until "the shift NodePool to go" 480 shift_pool_gone; then
     echo "# ShiftedToOnDemand: $(shift_condition)"
-    claims
+    echo "# Why not: each NodeClaim's lifecycle as Karpenter sees it, its nodes' taints, and"
+    echo "# Karpenter's disruption decisions"
+    kubectl get nodeclaims -o custom-columns='NODECLAIM:.metadata.name,POOL:.metadata.labels.karpenter\.sh/nodepool,CAPACITY:.metadata.labels.karpenter\.sh/capacity-type,LAUNCHED:.status.conditions[?(@.type=="Launched")].status,REGISTERED:.status.conditions[?(@.type=="Registered")].status,INITIALIZED:.status.conditions[?(@.type=="Initialized")].status,DRIFTED:.status.conditions[?(@.type=="Drifted")].status,DELETING:.metadata.deletionTimestamp' 2>&1 || true
+    kubectl get nodes -o custom-columns='NODE:.metadata.name,READY:.status.conditions[?(@.type=="Ready")].status,TAINTS:.spec.taints[*].key' 2>&1 || true
+    kubectl get nodepool "$PLAN-shift" -o jsonpath='{.spec.template.spec.requirements}{"\n"}{.spec.limits}{"\n"}{.status.conditions}{"\n"}' 2>&1 || true
+    grep -iE 'disrupt|drift|"level":"ERROR"|initialized|unable|cluster state' "$DEMO/karpenter.log" | tail -25 | cut -c1-400 || true
     die "the shift's nodes did not move back within 8 minutes (Karpenter drifts only initialized nodes: see $DEMO/karpenter.log and $DEMO/kwok.log)"
   fi
   echo "# ShiftedToOnDemand: $(shift_condition)"

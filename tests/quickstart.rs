@@ -152,9 +152,30 @@ fn the_readme_quickstart_runs_and_the_demo_meets_its_on_demand_floor() {
             lines[lines.len().saturating_sub(25)..].join("\n")
         )
     };
+    if !out.status.success() {
+        // The demo's directory goes with the test: its logs are kept for a look afterwards.
+        let keep = std::env::temp_dir().join(format!("spotplan-quickstart-{}", std::process::id()));
+        if std::fs::create_dir_all(&keep).is_ok() {
+            for name in [
+                "karpenter.log",
+                "kwok.log",
+                "controller.log",
+                "lifecycle.log",
+            ] {
+                let _ = std::fs::copy(dir.path().join(name), keep.join(name));
+            }
+            let _ = std::fs::write(keep.join("quickstart.out"), said.as_bytes());
+            eprintln!("the demo's logs are kept in {}", keep.display());
+        }
+    }
+    // The end of what the commands said comes last: where a long report is cut, its tail stays.
+    let said_tail = {
+        let lines: Vec<&str> = said.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    };
     assert!(
         out.status.success(),
-        "a quickstart command failed; the last one run: {}\n{}\n{}\n{}",
+        "a quickstart command failed; the last one run: {}\n{}\n{}\n{}\n--- the quickstart's last 60 lines\n{said_tail}",
         said.lines()
             .rfind(|l| l.starts_with(">>> "))
             .unwrap_or("none"),
