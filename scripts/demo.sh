@@ -167,8 +167,12 @@ stages=(); for f in "$TOOLS_BIN"/kwok-stages/*.yaml; do stages+=(--config "$f");
 echo $! > "$DEMO/kwok.pid"
 # The not-ready taint of a Node KWOK marked Ready goes, by a patch conditional on the Node's
 # resourceVersion: Karpenter edits the same taint list, and a blind write could restore its
-# karpenter.sh/unregistered taint (tests/karpenter_e2e.rs, node_lifecycle).
-( while true; do
+# karpenter.sh/unregistered taint (tests/karpenter_e2e.rs, node_lifecycle). A conflict is retried
+# on the next tick, so the loop must outlive a failed command: without `set +e` the script's
+# errexit and pipefail ended it at the first conflict, and under load no node was initialized
+# again (Karpenter drifts only initialized nodes, so the shift never came back).
+( set +e +o pipefail
+  while true; do
     kubectl get nodes -o json 2>/dev/null | python3 -c '
 import json, sys
 for n in json.load(sys.stdin)["items"]:
@@ -177,7 +181,10 @@ for n in json.load(sys.stdin)["items"]:
     ready = any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", []))
     if ready and len(kept) < len(taints):
         print(n["metadata"]["name"], json.dumps({"metadata": {"resourceVersion": n["metadata"]["resourceVersion"]}, "spec": {"taints": kept}}))
-' | while read -r n patch; do kubectl patch node "$n" --type merge -p "$patch" >/dev/null 2>&1; done
+' | while read -r n patch; do
+      kubectl patch node "$n" --type merge -p "$patch" >/dev/null 2>&1 \
+        || echo "$(date -u +%T) $n: taint patch not applied (a conflict?), retried next tick"
+    done
     sleep 1
   done ) >"$DEMO/lifecycle.log" 2>&1 & echo $! > "$DEMO/lifecycle.pid"
 kubectl apply -f - >/dev/null <<'NC'
