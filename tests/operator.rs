@@ -1674,7 +1674,7 @@ fn pct(adjustment: &Value) -> f64 {
 /// +2.5% each, counted once per NodeClaim however often Karpenter repeats them; they never
 /// shift the plan, though its threshold is one interruption; a recommendation someone else
 /// wrote, or one for another NodePool's claim, counts for nothing. The positive control: one
-/// interruption on the same (type, zone) adds the README's +10% and shifts the plan.
+/// interruption on the same (type, zone) adds the README's +5% and shifts the plan.
 #[test]
 fn rebalance_recommendations_price_a_zone_and_never_shift() {
     let Some(rig) = Rig::start("rebalance") else {
@@ -1800,7 +1800,7 @@ fn rebalance_recommendations_price_a_zone_and_never_shift() {
     // Only the plan's own, counted once: not the forged one, not another NodePool's.
     assert_eq!(m.matches("spotplan_rebalances_total{").count(), 1, "{m}");
 
-    // The positive control: one interruption there adds +10% and shifts the plan.
+    // The positive control: one interruption there adds +5% and shifts the plan.
     rig.karpenter_event(
         "wary-r1",
         &uid_of("wary-r1"),
@@ -1820,8 +1820,8 @@ fn rebalance_recommendations_price_a_zone_and_never_shift() {
     );
     let priced = pct(&zp["priceAdjustment"]);
     assert!(
-        (priced - (own + 15.0)).abs() < 0.05,
-        "{own} + 10 + 5 != {priced}: {zp}"
+        (priced - (own + 10.0)).abs() < 0.05,
+        "{own} + 5 + 2 x 2.5 != {priced}: {zp}"
     );
 }
 

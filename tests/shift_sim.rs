@@ -268,3 +268,107 @@ fn the_default_on_demand_shift_is_what_the_simulation_chooses() {
         o
     );
 }
+
+/// The README's rule for risk pricing's learned premiums, over the same mix, against the same
+/// stream with turnover and rebalance recommendations (`--simulate-learning`): among the
+/// policies whose moved nodes cost at most 0.5% extra on every request, the one that spares the
+/// most interruptions on average; within 0.1 percentage point of it, the smallest premium per
+/// interruption, then the shortest calm, then the smallest premium per rebalance
+/// recommendation. The product's `pricing::DEFAULT_LEARNED` must be it.
+#[test]
+fn the_default_learned_premiums_are_what_the_simulation_chooses() {
+    let runs: Vec<Vec<Value>> = MIX
+        .iter()
+        .map(|r| {
+            run(r, &["--simulate-learning"])["learning_simulation"]["outcomes"]
+                .as_array()
+                .unwrap()
+                .clone()
+        })
+        .collect();
+    struct Row {
+        policy: String,
+        per_interruption: f64,
+        calm: f64,
+        per_rebalance: f64,
+        spared: f64,
+        crunch_spared: f64,
+        extra: f64,
+        max_extra: f64,
+    }
+    let n = runs[0].len();
+    assert!(n > 50, "the grid: {n}");
+    assert_eq!(runs[0][0]["policy"], "off");
+    let mut rows: Vec<Row> = (1..n)
+        .map(|i| {
+            let col = |k: &str| runs.iter().map(|r| f(&r[i], k)).collect::<Vec<f64>>();
+            let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
+            let max = |v: Vec<f64>| v.into_iter().fold(f64::MIN, f64::max);
+            let policy = runs[0][i]["policy"].as_str().unwrap().to_string();
+            assert!(runs.iter().all(|r| r[i]["policy"] == policy.as_str()));
+            Row {
+                per_interruption: f(&runs[0][i], "per_interruption"),
+                calm: f(&runs[0][i], "calm_hours"),
+                per_rebalance: f(&runs[0][i], "per_rebalance"),
+                spared: mean(col("avoided")),
+                crunch_spared: mean(col("crunch_avoided")),
+                extra: mean(col("extra_cost")),
+                max_extra: max(col("extra_cost")),
+                policy,
+            }
+        })
+        .collect();
+    // What moved nodes cost is never negative, and no premium costs nothing while moving nodes.
+    assert!(rows.iter().all(|r| r.extra >= 0.0));
+    rows.sort_by(|a, b| b.spared.total_cmp(&a.spared));
+    println!("premiums              spared  in crunches  mean extra  max extra");
+    for r in rows.iter().take(15) {
+        println!(
+            "{:<20} {:>6.1}%  {:>10.1}%  {:>9.3}%  {:>8.3}%",
+            r.policy,
+            r.spared * 100.0,
+            r.crunch_spared * 100.0,
+            r.extra * 100.0,
+            r.max_extra * 100.0
+        );
+    }
+    // For the README: the chosen one without rebalance recommendations, and the old guess.
+    for name in ["+5%/3d/+0%", "+10%/1d/+0%", "+10%/1d/+2.5%"] {
+        if let Some(r) = rows.iter().find(|r| r.policy == name) {
+            println!(
+                "{name}: spares {:.1}%, {:.1}% in crunches, {:.3}% extra on average",
+                r.spared * 100.0,
+                r.crunch_spared * 100.0,
+                r.extra * 100.0
+            );
+        }
+    }
+    let eligible: Vec<&Row> = rows.iter().filter(|r| r.max_extra <= 0.005).collect();
+    let best = eligible.first().expect("an eligible policy").spared;
+    let chosen = eligible
+        .iter()
+        .filter(|r| r.spared >= best - 0.001)
+        .min_by(|a, b| {
+            a.per_interruption
+                .total_cmp(&b.per_interruption)
+                .then(a.calm.total_cmp(&b.calm))
+                .then(a.per_rebalance.total_cmp(&b.per_rebalance))
+        })
+        .unwrap();
+    let d = spotplan_core::policy::pricing::DEFAULT_LEARNED;
+    let default = spotplan_core::policy::shift_sim::learning_label(&d);
+    println!(
+        "chosen: {} (spares {:.1}%, {:.1}% in crunches, {:.3}% extra on average, at most {:.3}%); the default is {default}",
+        chosen.policy,
+        chosen.spared * 100.0,
+        chosen.crunch_spared * 100.0,
+        chosen.extra * 100.0,
+        chosen.max_extra * 100.0
+    );
+    assert!(chosen.spared > 0.0, "no premium spares anything");
+    assert_eq!(
+        chosen.policy, default,
+        "the simulation chooses {}, the code's default is {default}: update pricing::DEFAULT_LEARNED and the README",
+        chosen.policy
+    );
+}

@@ -77,6 +77,8 @@ struct Printed<'a> {
     peer: Option<&'a PeerReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     shift_simulation: Option<&'a shift::Simulated>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    learning_simulation: Option<&'a shift::Learning>,
 }
 
 pub async fn run(args: BacktestArgs) -> Result<(), CliError> {
@@ -109,6 +111,7 @@ pub async fn run(args: BacktestArgs) -> Result<(), CliError> {
         None => None,
     };
     let simulated = args.shift.run(&req, &snapshots, &report, priced)?;
+    let learning = args.shift.run_learning(&req, &snapshots, &report, priced)?;
     let title = describe(&req);
     if let Some(path) = &args.svg {
         chart::write(path, &title, &report, peer.as_ref()).map_err(|e| {
@@ -123,6 +126,7 @@ pub async fn run(args: BacktestArgs) -> Result<(), CliError> {
                 report: &report,
                 peer: peer.as_ref(),
                 shift_simulation: simulated.as_ref(),
+                learning_simulation: learning.as_ref(),
             })
             .expect("JSON")
         ),
@@ -130,6 +134,9 @@ pub async fn run(args: BacktestArgs) -> Result<(), CliError> {
             print_table(&title, &report, peer.as_ref(), req.max_band.is_some());
             if let Some(s) = &simulated {
                 shift::print(s);
+            }
+            if let Some(l) = &learning {
+                shift::print_learning(l);
             }
         }
     }

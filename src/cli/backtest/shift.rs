@@ -1,12 +1,14 @@
 //! `spotplan backtest --simulate-interruptions`: the on-demand shift rule run against a
-//! simulated interruption stream along the replay (`spotplan_core::policy::shift_sim`).
+//! simulated interruption stream along the replay (`spotplan_core::policy::shift_sim`); and
+//! `--simulate-learning`: risk pricing's learned (type, zone) premiums against the same stream
+//! with rebalance recommendations.
 
 use super::CliError;
 use clap::Args;
 use serde::Serialize;
 use spotplan_core::policy::backtest::{Report, Snapshot};
 use spotplan_core::policy::shift::ShiftSpec;
-use spotplan_core::policy::shift_sim::{self, Model, Outcome};
+use spotplan_core::policy::shift_sim::{self, LearningOutcome, Model, Outcome, Rebalances};
 
 #[derive(Args, Debug)]
 pub struct ShiftArgs {
@@ -37,6 +39,32 @@ pub struct ShiftArgs {
     /// Share of a pool's spot nodes one reclaim takes.
     #[arg(long, default_value_t = Model::default().reclaim_share)]
     pub reclaim_share: f64,
+    /// Simulate the same stream with rebalance recommendations, without the shift, and compare
+    /// risk pricing's learned (type, zone) premiums over a grid (per interruption, calm period,
+    /// per rebalance recommendation) with none. Needs --prices.
+    #[arg(long)]
+    pub simulate_learning: bool,
+    /// Rebalance recommendations per reclaim, in all (an assumption: AWS publishes no rate).
+    #[arg(long, default_value_t = Rebalances::default().per_reclaim)]
+    pub rebalances_per_reclaim: f64,
+    /// Share of reclaims a rebalance recommendation precedes.
+    #[arg(long, default_value_t = Rebalances::default().warned_share)]
+    pub rebalance_warned_share: f64,
+    /// How long before its reclaim a warning comes, at most, in hours.
+    #[arg(long, default_value_t = Rebalances::default().lead_hours)]
+    pub rebalance_lead_hours: f64,
+    /// Mean life of a spot node before the cluster replaces it (scaling, consolidation,
+    /// rollouts), in hours: the launches premiums steer besides replacements.
+    #[arg(long, default_value_t = Rebalances::default().node_life_hours)]
+    pub node_life_hours: f64,
+}
+
+/// What `-o json` adds for --simulate-learning.
+#[derive(Serialize)]
+pub struct Learning {
+    pub model: Model,
+    pub rebalances: Rebalances,
+    pub outcomes: Vec<LearningOutcome>,
 }
 
 /// What `-o json` adds.
@@ -57,6 +85,48 @@ impl ShiftArgs {
             reclaim_share: self.reclaim_share,
             ..Model::default()
         }
+    }
+
+    /// The learned-premium simulation, when asked for.
+    pub fn run_learning(
+        &self,
+        req: &spotplan_core::Request,
+        snapshots: &[Snapshot],
+        report: &Report,
+        priced: bool,
+    ) -> Result<Option<Learning>, CliError> {
+        if !self.simulate_learning {
+            return Ok(None);
+        }
+        if !priced {
+            return Err(CliError::usage(
+                "--prices",
+                "the learning simulation compares spot bills: pass a price CSV with --prices",
+            ));
+        }
+        let model = self.model();
+        let rebalances = Rebalances {
+            per_reclaim: self.rebalances_per_reclaim,
+            warned_share: self.rebalance_warned_share,
+            lead_hours: self.rebalance_lead_hours,
+            node_life_hours: self.node_life_hours,
+        };
+        let grid = shift_sim::learning_grid();
+        let outcomes = shift_sim::sweep_learning(req, snapshots, report, &grid, &model, &rebalances)
+            .map_err(|e| match e {
+                shift_sim::SimError::Model(m) => CliError::usage(
+                    "--trials/--crunch-*/--rebalance-*",
+                    format!(
+                        "{m}; and rebalances per reclaim >= the warned share, which is 0 to 1, and node life hours > 0"
+                    ),
+                ),
+                e => CliError::usage("--prices", e.to_string()),
+            })?;
+        Ok(Some(Learning {
+            model,
+            rebalances,
+            outcomes,
+        }))
     }
 
     /// The simulation, when asked for.
@@ -143,4 +213,36 @@ pub fn print(s: &Simulated) {
             o.mean_nodes, o.plan_months
         );
     }
+}
+
+pub fn print_learning(s: &Learning) {
+    let r = &s.rebalances;
+    println!(
+        "simulated learned premiums: the stream above with {} rebalance recommendation(s) per reclaim, {:.0}% of reclaims warned up to {} h ahead; spot nodes live {} h on average; no shift",
+        r.per_reclaim,
+        r.warned_share * 100.0,
+        r.lead_hours,
+        r.node_life_hours
+    );
+    let mut t = crate::cli::output::table(vec![
+        "per interruption/calm/per rebalance",
+        "interr./mo",
+        "spared",
+        "in crunches",
+        "extra $",
+        "moved/mo",
+        "rebalances/mo",
+    ]);
+    for o in &s.outcomes {
+        t.add_row(vec![
+            o.policy.clone(),
+            format!("{:.2}", o.interruptions_per_month),
+            pct(o.avoided),
+            pct(o.crunch_avoided),
+            pct(o.extra_cost),
+            format!("{:.2}", o.moved_per_month),
+            format!("{:.2}", o.rebalances_per_month),
+        ]);
+    }
+    println!("{t}");
 }

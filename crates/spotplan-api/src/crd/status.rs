@@ -56,7 +56,7 @@ pub struct SpotPlanStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub over_ceiling: Vec<OverCeiling>,
     /// Spot interruptions of the plan's NodeClaims per instance type and zone, counted from
-    /// Karpenter's SpotInterrupted events over the last max(window, calm, 24h) ("unknown" when
+    /// Karpenter's SpotInterrupted events over the last max(window, calm, 3 days) ("unknown" when
     /// the NodeClaim was gone before the controller started).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub observed_interruptions: Vec<ObservedInterruption>,

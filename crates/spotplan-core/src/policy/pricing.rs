@@ -69,12 +69,23 @@ pub struct Learned {
     pub cap: u32,
 }
 
-/// Defaults (README, "Risk pricing"): an interruption costs a type 10% in its zone for a day,
-/// at most 50%.
+impl Learned {
+    /// The premium `interruptions` and `rebalances` in force add, tenths of a percent.
+    pub fn extra(&self, interruptions: u32, rebalances: u32) -> u32 {
+        interruptions
+            .saturating_mul(self.per_interruption)
+            .saturating_add(rebalances.saturating_mul(self.per_rebalance))
+            .min(self.cap)
+    }
+}
+
+/// Defaults, chosen with the simulated interruption stream (README, "Risk pricing";
+/// `tests/shift_sim.rs` fails when its rule chooses otherwise): an interruption or launch failure
+/// costs a type 5% in its zone, a rebalance recommendation 2.5%, for three calm days, at most 50%.
 pub const DEFAULT_LEARNED: Learned = Learned {
-    per_interruption: 100,
+    per_interruption: 50,
     per_rebalance: 25,
-    calm: Duration::from_secs(24 * 3600),
+    calm: Duration::from_secs(3 * 24 * 3600),
     cap: 500,
 };
 
@@ -389,37 +400,56 @@ fn zone_premiums(
     learned: &Learned,
     now: Timestamp,
 ) -> Vec<ZonePremium> {
-    let from = super::before(now, learned.calm);
-    // (interruptions, rebalances, the last report)
-    let mut by: BTreeMap<(&str, &str), (u32, u32, Timestamp)> = BTreeMap::new();
-    for r in reports.iter().filter(|r| r.at > from && r.at <= now) {
-        let e = by
-            .entry((r.instance_type.as_str(), r.zone.as_str()))
-            .or_insert((0, 0, r.at));
-        match r.evidence {
-            Evidence::Interruption => e.0 += 1,
-            Evidence::Rebalance => e.1 += 1,
-        }
-        e.2 = e.2.max(r.at);
-    }
-    by.into_iter()
-        .filter_map(|((ty, zone), (interruptions, rebalances, last))| {
+    in_force(reports, learned, now)
+        .into_iter()
+        .filter_map(|((ty, zone), e)| {
             let t = types.iter().find(|t| t.instance_type == ty)?;
-            let extra = interruptions
-                .saturating_mul(learned.per_interruption)
-                .saturating_add(rebalances.saturating_mul(learned.per_rebalance))
-                .min(learned.cap);
+            let extra = learned.extra(e.interruptions, e.rebalances);
             (extra > 0).then(|| ZonePremium {
                 instance_type: ty.to_string(),
                 zone: zone.to_string(),
                 extra,
                 premium: t.premium + extra,
-                interruptions,
-                rebalances,
-                until: super::after(last, learned.calm),
+                interruptions: e.interruptions,
+                rebalances: e.rebalances,
+                until: super::after(e.last, learned.calm),
             })
         })
         .collect()
+}
+
+/// What is in force on a (type, zone): reports younger than the calm period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InForce {
+    pub interruptions: u32,
+    pub rebalances: u32,
+    /// The newest report: the premium falls `calm` after it.
+    pub last: Timestamp,
+}
+
+/// The reports in force at `now`, per (type, zone).
+pub fn in_force<'r>(
+    reports: &'r [Report],
+    learned: &Learned,
+    now: Timestamp,
+) -> BTreeMap<(&'r str, &'r str), InForce> {
+    let from = super::before(now, learned.calm);
+    let mut by: BTreeMap<(&str, &str), InForce> = BTreeMap::new();
+    for r in reports.iter().filter(|r| r.at > from && r.at <= now) {
+        let e = by
+            .entry((r.instance_type.as_str(), r.zone.as_str()))
+            .or_insert(InForce {
+                interruptions: 0,
+                rebalances: 0,
+                last: r.at,
+            });
+        match r.evidence {
+            Evidence::Interruption => e.interruptions += 1,
+            Evidence::Rebalance => e.rebalances += 1,
+        }
+        e.last = e.last.max(r.at);
+    }
+    by
 }
 
 /// Zone premiums grouped by (premium, zone), strongest first, at most [`MAX_ZONE_LEVELS`].

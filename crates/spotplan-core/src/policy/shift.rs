@@ -258,10 +258,11 @@ pub struct Observed {
     pub last_seen: Timestamp,
 }
 
-/// How long the log keeps an interruption.
+/// How long the log keeps an interruption: the shift's window and calm, and at least as long as
+/// risk pricing's learned premiums last.
 pub fn memory(spec: Option<&ShiftSpec>) -> Duration {
-    let day = Duration::from_secs(24 * 3600);
-    spec.map_or(day, |s| s.window.max(s.calm).max(day))
+    let least = super::pricing::DEFAULT_LEARNED.calm;
+    spec.map_or(least, |s| s.window.max(s.calm).max(least))
 }
 
 /// The posture, demotions and moves after `seen` interruptions at `now`. `shift_nodes` is how

@@ -35,8 +35,28 @@
 //! - **Randomness.** A pool's crunches and reclaim times come from its own generator, seeded
 //!   from [`Model::seed`], the trial and the pool's name, so every policy sees the same stream;
 //!   which nodes a reclaim takes is drawn from the reclaim's own seed.
+//!
+//! # Learned premiums ([`sweep_learning`])
+//! The same fleet and stream, without the shift, with risk pricing's learned (type, zone)
+//! premiums ([`pricing::in_force`], [`Learned::extra`], the functions the build calls):
+//! - every interrupted node is a report on its (type, zone);
+//! - **rebalance recommendations** ([`Rebalances`]): a share of reclaims is preceded, within a
+//!   lead time, by a recommendation on the pool; more come unfollowed, so that there are
+//!   [`Rebalances::per_reclaim`] for each reclaim in all. A recommendation reaches each spot
+//!   node of the pool with the reclaim share, one report per node. These are assumptions: AWS
+//!   publishes no rates;
+//! - **turnover**: besides replacements, the cluster replaces spot nodes for its own reasons
+//!   (scaling, consolidation, rollouts): each lives [`Rebalances::node_life_hours`] on average,
+//!   and its successor is placed like a replacement;
+//! - **placement**: the zone is the plain rule's (the workload's zone spread decides it); the
+//!   type is the plain rule's unless it carries a premium in that zone, then the type of the
+//!   phase's cheapest three with the lowest `cost x (1 + premium)` there, a type's cost being
+//!   for its share of the request relative to the plain type's;
+//! - **cost**: a moved node costs what its type costs over the plain type's, never less (the
+//!   plain split is a given), as a share of the spot bill without premiums.
 
 use super::backtest::{DAYS_PER_MONTH, Report, Snapshot};
+use super::pricing::{self, Evidence, Learned};
 use super::shift::{self, Interruption, Move, Posture, ShiftSpec, ShiftState};
 use crate::optimizer::{Request, node_count};
 use jiff::{SignedDuration, Timestamp};
@@ -229,6 +249,151 @@ pub fn sweep(
     Ok(out)
 }
 
+/// How rebalance recommendations come (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Rebalances {
+    /// Recommendations per reclaim, in all.
+    pub per_reclaim: f64,
+    /// Share of reclaims a recommendation precedes.
+    pub warned_share: f64,
+    /// How long before its reclaim a warning comes, at most (uniform), hours.
+    pub lead_hours: f64,
+    /// Mean life of a spot node before the cluster replaces it for its own reasons (scaling,
+    /// consolidation, rollouts), hours: the launches a premium steers besides replacements.
+    pub node_life_hours: f64,
+}
+
+impl Default for Rebalances {
+    fn default() -> Self {
+        Rebalances {
+            per_reclaim: 4.0,
+            warned_share: 0.5,
+            lead_hours: 2.0,
+            node_life_hours: 24.0,
+        }
+    }
+}
+
+/// One learned-premium policy's figures over all trials.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LearningOutcome {
+    /// `+P%/CALM/+R%` (`off` for none).
+    pub policy: String,
+    /// Tenths of a percent.
+    pub per_interruption: u32,
+    pub calm_hours: f64,
+    pub per_rebalance: u32,
+    pub interruptions_per_month: f64,
+    pub crunch_interruptions_per_month: f64,
+    /// Share of the run without premiums' interruptions spared.
+    pub avoided: f64,
+    pub crunch_avoided: f64,
+    /// What moved nodes cost over the plain choice, as a share of the run without premiums'
+    /// spot bill.
+    pub extra_cost: f64,
+    /// Replacements a premium sent elsewhere, a month.
+    pub moved_per_month: f64,
+    pub rebalances_per_month: f64,
+}
+
+/// `+10%/1d/+2.5%`.
+pub fn learning_label(l: &Learned) -> String {
+    format!(
+        "{}/{}/{}",
+        pricing::adjustment(l.per_interruption),
+        compact(l.calm),
+        pricing::adjustment(l.per_rebalance)
+    )
+}
+
+/// The learned-premium policies `--simulate-learning` compares: premiums per interruption and
+/// calm periods, each with premiums per rebalance recommendation below the interruption's.
+///
+/// The calm periods stop at three days on purpose. Past a crunch, a longer memory learns each
+/// type's long-run rate, which the model holds steady between snapshots, so in the model memory
+/// always pays; in the product that rate is what the type-level band premium already prices from
+/// the Spot Advisor, and a premium that outlives the evidence for a week would steer launches
+/// away from capacity that came back.
+pub fn learning_grid() -> Vec<Learned> {
+    let hours = |h: u64| Duration::from_secs(3600 * h);
+    let mut out = Vec::new();
+    for per_interruption in [25, 50, 100, 200, 400] {
+        for calm in [hours(1), hours(6), hours(24), hours(72)] {
+            for per_rebalance in [0, 10, 25, 50, 100] {
+                if per_rebalance < per_interruption {
+                    out.push(Learned {
+                        per_interruption,
+                        per_rebalance,
+                        calm,
+                        cap: pricing::DEFAULT_LEARNED.cap,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The run without premiums, then each of `policies`, over `report`'s steps, without the shift.
+pub fn sweep_learning(
+    req: &Request,
+    snapshots: &[Snapshot],
+    report: &Report,
+    policies: &[Learned],
+    model: &Model,
+    rebalances: &Rebalances,
+) -> Result<Vec<LearningOutcome>, SimError> {
+    model.check()?;
+    let ok = rebalances.per_reclaim >= rebalances.warned_share
+        && (0.0..=1.0).contains(&rebalances.warned_share)
+        && rebalances.lead_hours >= 0.0
+        && rebalances.node_life_hours > 0.0;
+    ok.then_some(()).ok_or(ModelError)?;
+    let world = World::new(req, snapshots, report, model)?;
+    let streams: Vec<(Vec<Rebalance>, Vec<Relaunch>)> = world
+        .trials
+        .iter()
+        .enumerate()
+        .map(|(t, (_, reclaims))| {
+            (
+                world.rebalances(t as u32, reclaims, rebalances),
+                world.relaunches(t as u32, rebalances.node_life_hours),
+            )
+        })
+        .collect();
+    let run = |l: Option<&Learned>| {
+        let mut tally = Tally::default();
+        for ((crunches, reclaims), (recs, relaunches)) in world.trials.iter().zip(&streams) {
+            let mut r = Run::new(&world, None, crunches);
+            r.learning = l;
+            r.go_with(reclaims, (recs, relaunches), &mut tally);
+        }
+        tally
+    };
+    let baseline = run(None);
+    let mut out = vec![baseline.learning_outcome(None, &baseline)];
+    for l in policies {
+        out.push(run(Some(l)).learning_outcome(Some(l), &baseline));
+    }
+    Ok(out)
+}
+
+/// A rebalance recommendation on a pool.
+#[derive(Clone, Copy)]
+struct Rebalance {
+    at: f64,
+    pool: usize,
+    seed: u64,
+}
+
+/// A spot node the cluster replaces for its own reasons: the one at `pick` (0 to 1) of the
+/// spot nodes in order.
+#[derive(Clone, Copy)]
+struct Relaunch {
+    at: f64,
+    pick: f64,
+}
+
 /// Crunches of one zone: [start, end) in hours from the replay's start.
 type Spans = Vec<(f64, f64)>;
 
@@ -380,6 +545,73 @@ impl<'a> World<'a> {
         (crunches, reclaims)
     }
 
+    /// One trial's rebalance recommendations: warnings before a share of `reclaims`, and
+    /// unfollowed ones at the rate that makes `per_reclaim` in all, from generators of their own
+    /// (the reclaim stream is the same with or without them).
+    fn rebalances(&self, trial: u32, reclaims: &[Reclaim], r: &Rebalances) -> Vec<Rebalance> {
+        let m = self.model;
+        let mut out = Vec::new();
+        for c in reclaims {
+            let mut rng = XorShiftRng::seed_from_u64(c.seed ^ 0x5eba_1a9c_e000_0001);
+            if uniform(&mut rng) < r.warned_share {
+                out.push(Rebalance {
+                    at: (c.at - uniform(&mut rng) * r.lead_hours).max(0.0),
+                    pool: c.pool,
+                    seed: rng.next_u64(),
+                });
+            }
+        }
+        let unfollowed = r.per_reclaim - r.warned_share;
+        let top = m.calm_reclaims_per_hour(BAND_MONTHLY_RATE[4]) * m.crunch_factor() * unfollowed;
+        for pool in 0..self.pools() {
+            let ty = pool / usize::from(m.zones);
+            let name = format!("{}/{}/{}/rebalance", trial, self.types[ty], pool);
+            let mut rng = XorShiftRng::seed_from_u64(m.seed ^ fnv1a(name.as_bytes()));
+            let mut t = 0.0;
+            loop {
+                t += exponential(&mut rng, top);
+                if t >= self.hours {
+                    break;
+                }
+                // At the pool's mean reclaim rate: unfollowed recommendations know no crunch.
+                let band_rate = self.rates[self.phase_at(t)][ty].0;
+                let rate = band_rate / HOURS_PER_MONTH / m.reclaim_share * unfollowed;
+                let (accept, seed) = (uniform(&mut rng), rng.next_u64());
+                if accept < rate / top {
+                    out.push(Rebalance { at: t, pool, seed });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.at.total_cmp(&b.at).then(a.pool.cmp(&b.pool)));
+        out
+    }
+
+    /// One trial's relaunches: a node's life is exponential with mean `life` hours, at the
+    /// replay's mean fleet size (the phases' allocations), from a generator of their own.
+    fn relaunches(&self, trial: u32, life: f64) -> Vec<Relaunch> {
+        let nodes = self
+            .phases
+            .iter()
+            .map(|p| p.alloc.iter().map(|a| f64::from(a.1)).sum::<f64>())
+            .sum::<f64>()
+            / self.phases.len() as f64;
+        let name = format!("{trial}/relaunch");
+        let mut rng = XorShiftRng::seed_from_u64(self.model.seed ^ fnv1a(name.as_bytes()));
+        let mut out = Vec::new();
+        let mut t = 0.0;
+        loop {
+            t += exponential(&mut rng, nodes / life);
+            if t >= self.hours {
+                break;
+            }
+            out.push(Relaunch {
+                at: t,
+                pick: uniform(&mut rng),
+            });
+        }
+        out
+    }
+
     fn at(&self, h: f64) -> Timestamp {
         let d = SignedDuration::from_secs_f64(h * 3600.0);
         self.start.checked_add(d).unwrap_or(Timestamp::MAX)
@@ -416,6 +648,8 @@ struct Node {
     ty: usize,
     zone: u8,
     on_demand: bool,
+    /// Spot $/h over what the plain choice would cost, for a node a learned premium moved.
+    extra: f64,
 }
 
 /// Sums over all trials of one policy.
@@ -433,6 +667,9 @@ struct Tally {
     spot_bill: f64,
     extra: f64,
     demotions: f64,
+    moved: f64,
+    moved_extra: f64,
+    rebalances: f64,
 }
 
 impl Tally {
@@ -466,6 +703,26 @@ impl Tally {
             demotions_per_month: self.demotions / months,
         }
     }
+
+    fn learning_outcome(&self, l: Option<&Learned>, baseline: &Tally) -> LearningOutcome {
+        let months = self.hours / HOURS_PER_MONTH;
+        let spared = |mine: f64, base: f64| {
+            if base > 0.0 { 1.0 - mine / base } else { 0.0 }
+        };
+        LearningOutcome {
+            policy: l.map_or_else(|| "off".to_string(), learning_label),
+            per_interruption: l.map_or(0, |l| l.per_interruption),
+            calm_hours: l.map_or(0.0, |l| l.calm.as_secs_f64() / 3600.0),
+            per_rebalance: l.map_or(0, |l| l.per_rebalance),
+            interruptions_per_month: self.interruptions / months,
+            crunch_interruptions_per_month: self.crunch_interruptions / months,
+            avoided: spared(self.interruptions, baseline.interruptions),
+            crunch_avoided: spared(self.crunch_interruptions, baseline.crunch_interruptions),
+            extra_cost: self.moved_extra / baseline.spot_bill.max(f64::MIN_POSITIVE),
+            moved_per_month: self.moved / months,
+            rebalances_per_month: self.rebalances / months,
+        }
+    }
 }
 
 /// One trial of one policy.
@@ -481,6 +738,9 @@ struct Run<'w, 'a> {
     wake: Option<f64>,
     drift: Option<f64>,
     shifted_at: Option<f64>,
+    /// Learned premiums steering replacements, and the reports they come from.
+    learning: Option<&'w Learned>,
+    reports: Vec<pricing::Report>,
 }
 
 impl<'w, 'a> Run<'w, 'a> {
@@ -497,6 +757,8 @@ impl<'w, 'a> Run<'w, 'a> {
             wake: None,
             drift: None,
             shifted_at: None,
+            learning: None,
+            reports: Vec::new(),
         };
         run.spread();
         run
@@ -519,14 +781,26 @@ impl<'w, 'a> Run<'w, 'a> {
                 ty,
                 zone: z,
                 on_demand: false,
+                extra: 0.0,
             });
             z = (z + 1) % zones;
         }
     }
 
-    fn go(mut self, reclaims: &[Reclaim], tally: &mut Tally) {
+    fn go(self, reclaims: &[Reclaim], tally: &mut Tally) {
+        self.go_with(reclaims, (&[], &[]), tally);
+    }
+
+    fn go_with(
+        mut self,
+        reclaims: &[Reclaim],
+        (rebalances, relaunches): (&[Rebalance], &[Relaunch]),
+        tally: &mut Tally,
+    ) {
         let end = self.world.hours;
         let mut next_reclaim = reclaims.iter().peekable();
+        let mut next_rebalance = rebalances.iter().peekable();
+        let mut next_relaunch = relaunches.iter().peekable();
         loop {
             let next_phase = self
                 .world
@@ -534,9 +808,13 @@ impl<'w, 'a> Run<'w, 'a> {
                 .get(self.phase + 1)
                 .map_or(f64::INFINITY, |p| p.start);
             let reclaim_at = next_reclaim.peek().map_or(f64::INFINITY, |r| r.at);
+            let rebalance_at = next_rebalance.peek().map_or(f64::INFINITY, |r| r.at);
+            let relaunch_at = next_relaunch.peek().map_or(f64::INFINITY, |r| r.at);
             let t = [
                 next_phase,
                 reclaim_at,
+                rebalance_at,
+                relaunch_at,
                 self.wake.unwrap_or(f64::INFINITY),
                 self.drift.unwrap_or(f64::INFINITY),
                 end,
@@ -554,6 +832,12 @@ impl<'w, 'a> Run<'w, 'a> {
             } else if t == reclaim_at {
                 let r = *next_reclaim.next().expect("peeked");
                 self.reclaim(&r, tally);
+            } else if t == rebalance_at {
+                let r = *next_rebalance.next().expect("peeked");
+                self.recommend(&r, tally);
+            } else if t == relaunch_at {
+                let r = *next_relaunch.next().expect("peeked");
+                self.relaunch(r.pick, tally);
             } else if self.drift == Some(t) {
                 self.drift = None;
                 self.drift_one();
@@ -580,6 +864,7 @@ impl<'w, 'a> Run<'w, 'a> {
             let (_, spot, od) = rates[n.ty];
             tally.node_hours += dt;
             tally.spot_bill += dt * spot;
+            tally.moved_extra += dt * n.extra;
             if n.on_demand {
                 tally.extra += dt * (od - spot).max(0.0);
             }
@@ -614,11 +899,12 @@ impl<'w, 'a> Run<'w, 'a> {
                     at,
                     uid: self.uid.to_string(),
                     instance_type: self.world.types[ty].clone(),
-                    zone: format!("z{zone}"),
+                    zone: zone_name(zone),
                 }
             })
             .collect();
         tally.interruptions += hit.len() as f64;
+        self.report(ty, zone, hit.len(), Evidence::Interruption);
         if r.in_crunch {
             tally.crunch_interruptions += hit.len() as f64;
         }
@@ -633,18 +919,77 @@ impl<'w, 'a> Run<'w, 'a> {
                     ty,
                     zone,
                     on_demand: true,
+                    extra: 0.0,
                 }
             } else {
-                self.place_spot(ty)
+                self.launch(ty, tally)
             };
             self.nodes.push(node);
+        }
+    }
+
+    /// A spot node in place of one of type `was`, counted when a premium moved it.
+    fn launch(&self, was: usize, tally: &mut Tally) -> Node {
+        let node = self.place_spot(was);
+        if self.learning.is_some() && (node.ty, node.zone) != self.plain_place(was) {
+            tally.moved += 1.0;
+        }
+        node
+    }
+
+    /// The spot node at `pick` replaced by a new launch.
+    fn relaunch(&mut self, pick: f64, tally: &mut Tally) {
+        let spot: Vec<usize> = (0..self.nodes.len())
+            .filter(|&k| !self.nodes[k].on_demand)
+            .collect();
+        if spot.is_empty() {
+            return;
+        }
+        let k = spot[((pick * spot.len() as f64) as usize).min(spot.len() - 1)];
+        let was = self.nodes.remove(k).ty;
+        let node = self.launch(was, tally);
+        self.nodes.push(node);
+    }
+
+    /// A rebalance recommendation: a report for each spot node of the pool it reaches.
+    fn recommend(&mut self, r: &Rebalance, tally: &mut Tally) {
+        let zones = usize::from(self.world.model.zones);
+        let (ty, zone) = (r.pool / zones, (r.pool % zones) as u8);
+        let mut rng = XorShiftRng::seed_from_u64(r.seed);
+        let share = self.world.model.reclaim_share;
+        let reached = self
+            .nodes
+            .iter()
+            .filter(|n| n.ty == ty && n.zone == zone && !n.on_demand)
+            .filter(|_| uniform(&mut rng) < share)
+            .count();
+        tally.rebalances += reached as f64;
+        self.report(ty, zone, reached, Evidence::Rebalance);
+    }
+
+    /// `n` reports on (type, zone) now, when premiums are learned; older than the calm period
+    /// they are dropped.
+    fn report(&mut self, ty: usize, zone: u8, n: usize, evidence: Evidence) {
+        let Some(l) = self.learning else {
+            return;
+        };
+        let at = self.world.at(self.now);
+        let from = super::before(at, l.calm);
+        self.reports.retain(|r| r.at > from);
+        for _ in 0..n {
+            self.reports.push(pricing::Report {
+                instance_type: self.world.types[ty].clone(),
+                zone: zone_name(zone),
+                at,
+                evidence,
+            });
         }
     }
 
     /// A spot node in place of one of type `was`: the same type when it is in the phase's
     /// cheapest three and not demoted, else the allowed type furthest below its share; in its
     /// zone with the fewest nodes of that type.
-    fn place_spot(&self, was: usize) -> Node {
+    fn plain_place(&self, was: usize) -> (usize, u8) {
         let alloc = &self.world.phases[self.phase].alloc;
         let demoted = |ty: usize| self.state.demoted.contains(&self.world.types[ty]);
         let count = |ty: usize| self.nodes.iter().filter(|n| n.ty == ty).count();
@@ -668,11 +1013,59 @@ impl<'w, 'a> Run<'w, 'a> {
                     .count()
             })
             .unwrap_or(0);
-        Node {
+        (ty, zone)
+    }
+
+    /// A spot node in place of one of type `was`: where [`Self::plain_place`] puts it, unless
+    /// a learned premium is in force there; then, in the same zone (the workload's zone spread
+    /// decides the zone), the type of the phase's cheapest three with the lowest adjusted cost
+    /// (see the module docs).
+    fn place_spot(&self, was: usize) -> Node {
+        let (ty, zone) = self.plain_place(was);
+        let node = |ty, extra| Node {
             ty,
             zone,
             on_demand: false,
+            extra,
+        };
+        let Some(l) = self.learning else {
+            return node(ty, 0.0);
+        };
+        let force = pricing::in_force(&self.reports, l, self.world.at(self.now));
+        let types = &self.world.types;
+        let zone_label = zone_name(zone);
+        let premium = |t: usize| {
+            force
+                .get(&(types[t].as_str(), zone_label.as_str()))
+                .map_or(0, |e| l.extra(e.interruptions, e.rebalances))
+        };
+        if premium(ty) == 0 {
+            return node(ty, 0.0);
         }
+        let rates = &self.world.rates[self.phase];
+        let alloc = &self.world.phases[self.phase].alloc;
+        // A type's cost for its share of the request, relative to the plain type's.
+        let share_cost = |t: usize| {
+            let n = alloc.iter().find(|a| a.0 == t).map_or(1, |a| a.1);
+            rates[t].1 * f64::from(n)
+        };
+        let plain = share_cost(ty).max(f64::MIN_POSITIVE);
+        let relative = |t: usize| share_cost(t) / plain;
+        let score = |t: usize| relative(t) * (1.0 + f64::from(premium(t)) / 1000.0);
+        let demoted = |t: usize| self.state.demoted.contains(&types[t]);
+        let mut best = (score(ty), ty);
+        for t in alloc
+            .iter()
+            .map(|a| a.0)
+            .filter(|&t| t != ty && !demoted(t))
+        {
+            if score(t) < best.0 * (1.0 - 1e-12) {
+                best = (score(t), t);
+            }
+        }
+        let t = best.1;
+        // Never a saving: the plain rule's split is a given, a move can only cost.
+        node(t, rates[ty].1 * (relative(t) - 1.0).max(0.0))
     }
 
     /// One of the shift's on-demand nodes replaced by spot.
@@ -735,6 +1128,11 @@ impl<'w, 'a> Run<'w, 'a> {
             (false, _) => None,
         };
     }
+}
+
+/// The zone's name in reports.
+fn zone_name(zone: u8) -> String {
+    format!("z{zone}")
 }
 
 /// An exponential wait (hours) at `rate` per hour; never for a zero rate.
