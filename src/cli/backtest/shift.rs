@@ -95,14 +95,12 @@ impl ShiftArgs {
         report: &Report,
         priced: bool,
     ) -> Result<Option<Learning>, CliError> {
-        if !self.simulate_learning {
+        if !asked(
+            self.simulate_learning,
+            priced,
+            "the learning simulation charges what moved nodes cost",
+        )? {
             return Ok(None);
-        }
-        if !priced {
-            return Err(CliError::usage(
-                "--prices",
-                "the learning simulation compares spot bills: pass a price CSV with --prices",
-            ));
         }
         let model = self.model();
         let rebalances = Rebalances {
@@ -137,14 +135,13 @@ impl ShiftArgs {
         report: &Report,
         priced: bool,
     ) -> Result<Option<Simulated>, CliError> {
-        if !self.simulate_interruptions && self.shifts.is_empty() {
+        let wanted = self.simulate_interruptions || !self.shifts.is_empty();
+        if !asked(
+            wanted,
+            priced,
+            "the interruption simulation charges on-demand hours",
+        )? {
             return Ok(None);
-        }
-        if !priced {
-            return Err(CliError::usage(
-                "--prices",
-                "the interruption simulation charges on-demand hours: pass a price CSV with --prices",
-            ));
         }
         let model = self.model();
         let specs = if self.shifts.is_empty() {
@@ -159,6 +156,18 @@ impl ShiftArgs {
             })?;
         Ok(Some(Simulated { model, outcomes }))
     }
+}
+
+/// Whether a simulation was asked for; an error naming --prices when it was and the replay is
+/// unpriced (`why` says what the prices are for).
+fn asked(wanted: bool, priced: bool, why: &str) -> Result<bool, CliError> {
+    if wanted && !priced {
+        return Err(CliError::usage(
+            "--prices",
+            format!("{why}: pass a price CSV with --prices"),
+        ));
+    }
+    Ok(wanted)
 }
 
 fn pct(v: f64) -> String {
