@@ -488,6 +488,12 @@ impl<'a> World<'a> {
         self.types.len() * usize::from(self.model.zones)
     }
 
+    /// A pool's (type, zone).
+    fn pool(&self, pool: usize) -> (usize, u8) {
+        let zones = usize::from(self.model.zones);
+        (pool / zones, (pool % zones) as u8)
+    }
+
     fn phase_at(&self, h: f64) -> usize {
         self.phases.partition_point(|p| p.start <= h).max(1) - 1
     }
@@ -515,11 +521,10 @@ impl<'a> World<'a> {
             .collect();
         let mut reclaims = Vec::new();
         for pool in 0..self.pools() {
-            let ty = pool / usize::from(m.zones);
-            let zone = pool % usize::from(m.zones);
+            let (ty, zone) = self.pool(pool);
             let name = format!("{}/{}/{}", trial, self.types[ty], zone);
             let mut rng = XorShiftRng::seed_from_u64(m.seed ^ fnv1a(name.as_bytes()));
-            let mine = &crunches[zone];
+            let mine = &crunches[usize::from(zone)];
             let mut t = 0.0;
             loop {
                 t += exponential(&mut rng, top);
@@ -564,7 +569,7 @@ impl<'a> World<'a> {
         let unfollowed = r.per_reclaim - r.warned_share;
         let top = m.calm_reclaims_per_hour(BAND_MONTHLY_RATE[4]) * m.crunch_factor() * unfollowed;
         for pool in 0..self.pools() {
-            let ty = pool / usize::from(m.zones);
+            let (ty, _) = self.pool(pool);
             let name = format!("{}/{}/{}/rebalance", trial, self.types[ty], pool);
             let mut rng = XorShiftRng::seed_from_u64(m.seed ^ fnv1a(name.as_bytes()));
             let mut t = 0.0;
@@ -673,11 +678,12 @@ struct Tally {
 }
 
 impl Tally {
+    fn months(&self) -> f64 {
+        self.hours / HOURS_PER_MONTH
+    }
+
     fn outcome(&self, spec: Option<ShiftSpec>, baseline: &Tally) -> Outcome {
-        let months = self.hours / HOURS_PER_MONTH;
-        let spared = |mine: f64, base: f64| {
-            if base > 0.0 { 1.0 - mine / base } else { 0.0 }
-        };
+        let months = self.months();
         let avoided_n = baseline.interruptions - self.interruptions;
         let fleet_rate = self.spot_bill / self.hours.max(f64::MIN_POSITIVE);
         Outcome {
@@ -705,10 +711,7 @@ impl Tally {
     }
 
     fn learning_outcome(&self, l: Option<&Learned>, baseline: &Tally) -> LearningOutcome {
-        let months = self.hours / HOURS_PER_MONTH;
-        let spared = |mine: f64, base: f64| {
-            if base > 0.0 { 1.0 - mine / base } else { 0.0 }
-        };
+        let months = self.months();
         LearningOutcome {
             policy: l.map_or_else(|| "off".to_string(), learning_label),
             per_interruption: l.map_or(0, |l| l.per_interruption),
@@ -875,8 +878,7 @@ impl<'w, 'a> Run<'w, 'a> {
     }
 
     fn reclaim(&mut self, r: &Reclaim, tally: &mut Tally) {
-        let zones = usize::from(self.world.model.zones);
-        let (ty, zone) = (r.pool / zones, (r.pool % zones) as u8);
+        let (ty, zone) = self.world.pool(r.pool);
         let mut rng = XorShiftRng::seed_from_u64(r.seed);
         let mut hit = Vec::new();
         for (k, n) in self.nodes.iter().enumerate() {
@@ -930,8 +932,8 @@ impl<'w, 'a> Run<'w, 'a> {
 
     /// A spot node in place of one of type `was`, counted when a premium moved it.
     fn launch(&self, was: usize, tally: &mut Tally) -> Node {
-        let node = self.place_spot(was);
-        if self.learning.is_some() && (node.ty, node.zone) != self.plain_place(was) {
+        let (node, moved) = self.place_spot(was);
+        if moved {
             tally.moved += 1.0;
         }
         node
@@ -953,8 +955,7 @@ impl<'w, 'a> Run<'w, 'a> {
 
     /// A rebalance recommendation: a report for each spot node of the pool it reaches.
     fn recommend(&mut self, r: &Rebalance, tally: &mut Tally) {
-        let zones = usize::from(self.world.model.zones);
-        let (ty, zone) = (r.pool / zones, (r.pool % zones) as u8);
+        let (ty, zone) = self.world.pool(r.pool);
         let mut rng = XorShiftRng::seed_from_u64(r.seed);
         let share = self.world.model.reclaim_share;
         let reached = self
@@ -991,7 +992,7 @@ impl<'w, 'a> Run<'w, 'a> {
     /// zone with the fewest nodes of that type.
     fn plain_place(&self, was: usize) -> (usize, u8) {
         let alloc = &self.world.phases[self.phase].alloc;
-        let demoted = |ty: usize| self.state.demoted.contains(&self.world.types[ty]);
+        let demoted = |ty: usize| self.demoted(ty);
         let count = |ty: usize| self.nodes.iter().filter(|n| n.ty == ty).count();
         let ty = if alloc.iter().any(|a| a.0 == was) && !demoted(was) {
             was
@@ -1019,14 +1020,17 @@ impl<'w, 'a> Run<'w, 'a> {
     /// A spot node in place of one of type `was`: where [`Self::plain_place`] puts it, unless
     /// a learned premium is in force there; then, in the same zone (the workload's zone spread
     /// decides the zone), the type of the phase's cheapest three with the lowest adjusted cost
-    /// (see the module docs).
-    fn place_spot(&self, was: usize) -> Node {
+    /// (see the module docs). True when a premium moved it off the plain type.
+    fn place_spot(&self, was: usize) -> (Node, bool) {
         let (ty, zone) = self.plain_place(was);
-        let node = |ty, extra| Node {
-            ty,
-            zone,
-            on_demand: false,
-            extra,
+        let node = |t, extra| {
+            let n = Node {
+                ty: t,
+                zone,
+                on_demand: false,
+                extra,
+            };
+            (n, t != ty)
         };
         let Some(l) = self.learning else {
             return node(ty, 0.0);
@@ -1052,12 +1056,11 @@ impl<'w, 'a> Run<'w, 'a> {
         let plain = share_cost(ty).max(f64::MIN_POSITIVE);
         let relative = |t: usize| share_cost(t) / plain;
         let score = |t: usize| relative(t) * (1.0 + f64::from(premium(t)) / 1000.0);
-        let demoted = |t: usize| self.state.demoted.contains(&types[t]);
         let mut best = (score(ty), ty);
         for t in alloc
             .iter()
             .map(|a| a.0)
-            .filter(|&t| t != ty && !demoted(t))
+            .filter(|&t| t != ty && !self.demoted(t))
         {
             if score(t) < best.0 * (1.0 - 1e-12) {
                 best = (score(t), t);
@@ -1068,11 +1071,15 @@ impl<'w, 'a> Run<'w, 'a> {
         node(t, rates[ty].1 * (relative(t) - 1.0).max(0.0))
     }
 
+    fn demoted(&self, ty: usize) -> bool {
+        self.state.demoted.contains(&self.world.types[ty])
+    }
+
     /// One of the shift's on-demand nodes replaced by spot.
     fn drift_one(&mut self) {
         if let Some(k) = self.nodes.iter().position(|n| n.on_demand) {
             let was = self.nodes.remove(k).ty;
-            let node = self.place_spot(was);
+            let (node, _) = self.place_spot(was);
             self.nodes.push(node);
         }
     }
@@ -1128,6 +1135,11 @@ impl<'w, 'a> Run<'w, 'a> {
             (false, _) => None,
         };
     }
+}
+
+/// The share of `base` that `mine` spared (0 when there was nothing to spare).
+fn spared(mine: f64, base: f64) -> f64 {
+    if base > 0.0 { 1.0 - mine / base } else { 0.0 }
 }
 
 /// The zone's name in reports.
