@@ -685,34 +685,39 @@ enum Log {
 
 /// A log in status with what the cluster reported since, kept as long as the interruptions are.
 fn reported(o: &Observed, spec: &PlanSpec, which: Log) -> Reported {
-    let old = o
-        .plan
-        .status
-        .as_ref()
-        .map_or_else(shift::Log::default, |s| match which {
-            Log::LaunchFailures => status::log_of(
-                &s.launch_failure_log,
-                &s.launch_failures_beyond_log,
-                s.launch_failure_log_trimmed_through.as_ref(),
-            ),
-            Log::Rebalances => status::log_of(
-                &s.rebalance_log,
-                &s.rebalances_beyond_log,
-                s.rebalance_log_trimmed_through.as_ref(),
-            ),
-        });
+    let status = o.plan.status.as_ref();
     let before = o.signals.seen_before.as_ref();
-    let seen = match which {
-        Log::LaunchFailures => shift::Seen {
-            now: &o.signals.launch_failures,
-            before: before.map(|b| &b.launch_failures),
-        },
-        Log::Rebalances => shift::Seen {
-            now: &o.signals.rebalances,
-            before: before.map(|b| &b.rebalances),
-        },
+    let (old, seen) = match which {
+        Log::LaunchFailures => (
+            status.map(|s| {
+                status::log_of(
+                    &s.launch_failure_log,
+                    &s.launch_failures_beyond_log,
+                    s.launch_failure_log_trimmed_through.as_ref(),
+                )
+            }),
+            shift::Seen {
+                now: &o.signals.launch_failures,
+                before: before.map(|b| &b.launch_failures),
+            },
+        ),
+        Log::Rebalances => (
+            status.map(|s| {
+                status::log_of(
+                    &s.rebalance_log,
+                    &s.rebalances_beyond_log,
+                    s.rebalance_log_trimmed_through.as_ref(),
+                )
+            }),
+            shift::Seen {
+                now: &o.signals.rebalances,
+                before: before.map(|b| &b.rebalances),
+            },
+        ),
     };
-    let (log, recorded) = old.record(seen, o.now, shift::memory(spec.shift.as_ref()));
+    let (log, recorded) =
+        old.unwrap_or_default()
+            .record(seen, o.now, shift::memory(spec.shift.as_ref()));
     Reported { log, recorded }
 }
 
