@@ -44,6 +44,12 @@ fn quickstart_commands(readme: &str) -> Vec<String> {
     commands
 }
 
+/// The last `n` lines of `text`.
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("run bash");
     eprintln!(
@@ -146,11 +152,7 @@ fn the_readme_quickstart_runs_and_the_demo_meets_its_on_demand_floor() {
     // The demo's logs die with its directory: a failure carries their ends.
     let tail = |name: &str| {
         let text = std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        format!(
-            "--- {name} (last 25 lines)\n{}",
-            lines[lines.len().saturating_sub(25)..].join("\n")
-        )
+        format!("--- {name} (last 25 lines)\n{}", last_lines(&text, 25))
     };
     if !out.status.success() {
         // The demo's directory goes with the test: its logs are kept for a look afterwards.
@@ -169,10 +171,7 @@ fn the_readme_quickstart_runs_and_the_demo_meets_its_on_demand_floor() {
         }
     }
     // The end of what the commands said comes last: where a long report is cut, its tail stays.
-    let said_tail = {
-        let lines: Vec<&str> = said.lines().collect();
-        lines[lines.len().saturating_sub(60)..].join("\n")
-    };
+    let said_tail = last_lines(&said, 60);
     assert!(
         out.status.success(),
         "a quickstart command failed; the last one run: {}\n{}\n{}\n{}\n--- the quickstart's last 60 lines\n{said_tail}",
