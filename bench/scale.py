@@ -143,6 +143,8 @@ def main():
         with open(path, "w") as f:
             f.write("\n---\n".join(plan(i) for i in range(c, a.n, chunks)) + "\n")
         files.append(path)
+    with open(f"/proc/{a.pid}/status") as f:
+        idle = next(int(l.split()[1]) for l in f if l.startswith("VmRSS")) / 1024
     start = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(chunks) as ex:
         list(ex.map(lambda p: subprocess.run([a.kubectl, "create", "-f", p], check=True, capture_output=True), files))
@@ -159,8 +161,13 @@ def main():
     elapsed = time.monotonic() - start
     time.sleep(2)
     m = metrics(a.port)
+    with open(os.path.join(a.work, "metrics.txt"), "w") as f:
+        f.write(m)
     with open(f"/proc/{a.pid}/status") as f:
         hwm = next(int(l.split()[1]) for l in f if l.startswith("VmHWM")) / 1024
+    with open(f"/proc/{a.pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     reconciles = metric_sum(m, "spotplan_reconciles_total{")
     pools = subprocess.run([a.kubectl, "get", "nodepools", "--no-headers"], capture_output=True, text=True).stdout.count("\n")
     # Cross-check with the API server once: every plan Ready=True in its status.
@@ -172,7 +179,8 @@ def main():
     print(f"  all Ready after          {elapsed:6.1f} s    goal <= 60 s")
     print(f"  reconcile p50            {quantile(m, 0.50) * 1000:6.1f} ms")
     print(f"  reconcile p99            {quantile(m, 0.99) * 1000:6.1f} ms   goal <= 100 ms")
-    print(f"  controller peak RSS      {hwm:6.1f} MiB  goal <= 64 MiB")
+    print(f"  controller peak RSS      {hwm:6.1f} MiB  goal <= 64 MiB ({idle:.1f} MiB before the plans)")
+    print(f"  controller CPU           {cpu:6.1f} s")
     print(f"  reconciles {int(reconciles)}, NodePools {pools}")
 
 

@@ -18,7 +18,7 @@ cleanup() {
 trap cleanup EXIT
 eval "$(bash scripts/testenv.sh up)"
 cargo build -q --release --bin spotplan
-WORK=$(dirname "$SPOTPLAN_TESTENV_DIR")
+WORK=$(dirname "$SPOTPLAN_TESTENV_DIR"); echo "work: $WORK (metrics.txt, controller.log)"
 cp "$SHARED_DIR/data/spot-advisor/spot-advisor-data_2025-06-28.json" "$WORK/advisor.json"
 cp "$SHARED_DIR/data/prices/ec2-linux-prices_2026-05.csv" "$WORK/prices.csv"
 PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')

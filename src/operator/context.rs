@@ -35,7 +35,7 @@ pub(crate) struct Context {
     /// SpotPlans as raw objects (for plans that do not deserialize).
     pub raw_plans: Api<DynamicObject>,
     /// Every NodePool in the cluster, from one watch.
-    pub nodepool_cache: Store<DynamicObject>,
+    pub nodepool_cache: Store<super::compact::Compact>,
     /// Set once that cache has its first full list: until then, a missing NodePool may just be
     /// one not seen yet.
     pub nodepools_synced: Arc<AtomicBool>,
@@ -57,11 +57,11 @@ pub(crate) struct Parts {
     pub leadership: Leadership,
     pub settings: Settings,
     pub placement_scores: bool,
-    pub nodepool_cache: Store<DynamicObject>,
+    pub nodepool_cache: Store<super::compact::Compact>,
     pub signals: Signals,
     /// Risk pricing's support, and whether the cluster serves NodeOverlays.
     pub overlay_support: (spotplan_api::build::overlays::Support, bool),
-    pub overlay_cache: Store<DynamicObject>,
+    pub overlay_cache: Store<super::compact::Compact>,
 }
 
 impl Context {

@@ -6,6 +6,7 @@
 //! `read` (caches) -> `build` (the pure SpotPlan API, `spotplan_api::build`) -> `apply`.
 
 mod apply;
+mod compact;
 mod context;
 mod error;
 mod health;

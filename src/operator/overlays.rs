@@ -4,6 +4,7 @@
 //! server-side apply that is not forced (a name someone else took first is refused, never taken
 //! over); a present one of the plan's by a forced apply carrying its uid; deletes carry the uid.
 
+use super::compact::{Compact, compacted, keep_conditions};
 use super::context::Context;
 use super::error::Error;
 use futures::StreamExt;
@@ -69,8 +70,8 @@ pub(crate) fn watch(
     client: &Client,
     served: bool,
 ) -> (
-    Store<DynamicObject>,
-    BoxStream<'static, Result<DynamicObject, watcher::Error>>,
+    Store<Compact>,
+    BoxStream<'static, Result<Compact, watcher::Error>>,
 ) {
     let writer = reflector::store::Writer::new(nodeoverlay_resource());
     let store = writer.as_reader();
@@ -82,11 +83,13 @@ pub(crate) fn watch(
         .labels(&format!("{MANAGED_BY_LABEL}={FIELD_MANAGER}"));
     let stream = reflector(
         writer,
-        watcher(
-            Api::<DynamicObject>::all_with(client.clone(), &nodeoverlay_resource()),
-            config,
-        )
-        .modify(slim),
+        compacted(
+            watcher(
+                Api::<DynamicObject>::all_with(client.clone(), &nodeoverlay_resource()),
+                config,
+            ),
+            slim,
+        ),
     )
     .default_backoff()
     .applied_objects()
@@ -101,21 +104,11 @@ fn slim(o: &mut DynamicObject) {
     o.managed_fields_mut().clear();
     let m = &mut o.metadata;
     (m.resource_version, m.creation_timestamp, m.generation) = (None, None, None);
+    keep_conditions(o);
     let hash = spec_hash(&o.data["spec"]);
-    let conditions: Vec<Value> = o.data["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|c| {
-            serde_json::json!({
-                "type": c["type"], "status": c["status"],
-                "reason": c["reason"], "message": c["message"],
-            })
-        })
-        .collect();
     o.data = serde_json::json!({
         SPEC_HASH_FIELD: hash,
-        "status": {"conditions": conditions},
+        "status": o.data["status"].take(),
     });
 }
 
@@ -164,13 +157,13 @@ pub(crate) async fn delete(ctx: &Context, d: &OverlayDelete) -> Result<bool, Err
 /// The live overlays that hold the plan's spot NodePool `pool`'s overlay names: looked up by
 /// name (a pool's names are bounded), never by scanning every overlay in the cache. The build
 /// decides which are the plan's (owner reference) and which someone else holds.
-pub(crate) fn live_of(store: &Store<DynamicObject>, pool: &str) -> Vec<DynamicObject> {
+pub(crate) fn live_of(store: &Store<Compact>, pool: &str) -> Vec<DynamicObject> {
     let names = (0..MAX_TYPE_LEVELS)
         .map(|n| overlay_name(pool, false, n))
         .chain((0..MAX_ZONE_LEVELS).map(|n| overlay_name(pool, true, n)));
     names
         .filter_map(|name| store.get(&ObjectRef::new_with(&name, nodeoverlay_resource())))
-        .map(|o| (*o).clone())
+        .map(|o| o.inflate())
         .collect()
 }
 
@@ -180,7 +173,7 @@ pub(crate) struct Overlays {
     /// The cluster serves them (and the cache is filled).
     pub served: bool,
     pub api: Api<DynamicObject>,
-    pub store: Store<DynamicObject>,
+    pub store: Store<Compact>,
     /// Set once the cache has its first full list.
     pub synced: Arc<AtomicBool>,
 }
@@ -189,7 +182,7 @@ impl Overlays {
     pub fn new(
         client: Client,
         (support, served): (Support, bool),
-        store: Store<DynamicObject>,
+        store: Store<Compact>,
     ) -> Overlays {
         Overlays {
             support,

@@ -89,7 +89,7 @@ pub(crate) async fn read(ctx: &Context, cached: &SpotPlan) -> Result<Read, Actio
             ctx.nodepool_cache
                 .get(&ObjectRef::new_with(name, nodepool_resource()))
         })
-        .map(|np| (*np).clone())
+        .map(|np| np.inflate())
         .collect();
     let uid = plan.uid().unwrap_or_default();
     let owned: Vec<OwnedPool> = nodepools

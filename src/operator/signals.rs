@@ -132,8 +132,8 @@ impl Signals {
     pub fn nodepool_of(
         &self,
         e: &Event,
-        nodepools: &Store<DynamicObject>,
-    ) -> Option<Arc<DynamicObject>> {
+        nodepools: &Store<super::compact::Compact>,
+    ) -> Option<Arc<super::compact::Compact>> {
         if !self.karpenters(e) {
             return None;
         }

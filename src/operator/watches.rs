@@ -1,6 +1,7 @@
 //! The controller's watches and their caches: SpotPlans (through `DeserializeGuard`, so one
 //! malformed object cannot stop the controller) and every Karpenter NodePool.
 
+use super::compact::{Compact, compacted, keep_conditions};
 use super::context::Context;
 use super::memory::Memory;
 use super::signals::Signals;
@@ -50,13 +51,13 @@ pub(crate) async fn check_crds(client: &Client) -> anyhow::Result<()> {
 /// The SpotPlan watch (with its store) and the NodePool store, whose watch drives it.
 pub(crate) struct Streams {
     plans: BoxStream<'static, Result<Plan, watcher::Error>>,
-    nodepools: BoxStream<'static, Result<DynamicObject, watcher::Error>>,
+    nodepools: BoxStream<'static, Result<Compact, watcher::Error>>,
 }
 
 /// Builds the watches. SpotPlans reconcile on spec (generation) changes and on first sight;
 /// our own status writes do not come back as work. NodePools: one cache of all of them, read
 /// by every reconcile (ownership, the live spec) instead of a GET each.
-pub(crate) fn streams(client: &Client) -> (Streams, Store<Plan>, Store<DynamicObject>) {
+pub(crate) fn streams(client: &Client) -> (Streams, Store<Plan>, Store<Compact>) {
     let (plan_store, plan_writer) = reflector::store();
     let plans = reflector(
         plan_writer,
@@ -74,19 +75,19 @@ pub(crate) fn streams(client: &Client) -> (Streams, Store<Plan>, Store<DynamicOb
     let nodepool_store = nodepool_writer.as_reader();
     let nodepools = reflector(
         nodepool_writer,
-        watcher(
-            Api::<DynamicObject>::all_with(client.clone(), &nodepool_resource()),
-            watcher::Config::default().any_semantic(),
-        )
-        .modify(|np: &mut DynamicObject| {
-            np.managed_fields_mut().clear();
-            // Of Karpenter's status, only its conditions matter (NodePoolsReady mirrors them).
-            if let Some(o) = np.data.as_object_mut()
-                && let Some(status) = o.get_mut("status").and_then(|s| s.as_object_mut())
-            {
-                status.retain(|k, _| k == "conditions");
-            }
-        }),
+        compacted(
+            watcher(
+                Api::<DynamicObject>::all_with(client.clone(), &nodepool_resource()),
+                watcher::Config::default().any_semantic(),
+            ),
+            |np| {
+                np.managed_fields_mut().clear();
+                let m = &mut np.metadata;
+                (m.resource_version, m.creation_timestamp, m.generation) = (None, None, None);
+                // Of Karpenter's status, only its conditions matter (NodePoolsReady mirrors them).
+                keep_conditions(np);
+            },
+        ),
     )
     .default_backoff();
     let nodepools = changes(nodepools).boxed();
@@ -98,14 +99,14 @@ pub(crate) fn streams(client: &Client) -> (Streams, Store<Plan>, Store<DynamicOb
 /// Karpenter changed (NodePoolsReady mirrors them), and every deleted one (a foreign NodePool
 /// that held a plan's name going away). Karpenter's other status updates do not count.
 fn changes(
-    events: impl futures::Stream<Item = Result<watcher::Event<DynamicObject>, watcher::Error>>
+    events: impl futures::Stream<Item = Result<watcher::Event<Compact>, watcher::Error>>
     + Send
     + 'static,
-) -> impl futures::Stream<Item = Result<DynamicObject, watcher::Error>> + Send + 'static {
+) -> impl futures::Stream<Item = Result<Compact, watcher::Error>> + Send + 'static {
     let mut seen: HashMap<String, u64> = HashMap::new();
     events
         .map(move |e| {
-            let out: Vec<Result<DynamicObject, watcher::Error>> = match e {
+            let out: Vec<Result<Compact, watcher::Error>> = match e {
                 Ok(watcher::Event::Apply(np) | watcher::Event::InitApply(np)) => {
                     let hash = owned_fields(&np);
                     let changed = seen.insert(np.uid().unwrap_or_default(), hash) != Some(hash);
@@ -124,7 +125,7 @@ fn changes(
 }
 
 /// A hash of what spotplan owns on a NodePool.
-fn owned_fields(np: &DynamicObject) -> u64 {
+fn owned_fields(np: &Compact) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     let m = &np.metadata;
@@ -136,17 +137,9 @@ fn owned_fields(np: &DynamicObject) -> u64 {
     for o in np.owner_references() {
         (&o.uid, &o.name, &o.kind, o.controller).hash(&mut h);
     }
-    np.data.get("spec").map(ToString::to_string).hash(&mut h);
-    // A condition's status, reason and message (not its heartbeat times).
-    for c in np.data["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        for k in ["type", "status", "reason", "message"] {
-            c[k].as_str().hash(&mut h);
-        }
-    }
+    // The spec, and Karpenter's conditions' type, status, reason and message (the cache keeps
+    // no more of its status).
+    np.body().hash(&mut h);
     h.finish()
 }
 
@@ -154,7 +147,7 @@ fn owned_fields(np: &DynamicObject) -> u64 {
 /// reconcile checks the uid), the owner-uid annotation's (a plan kept by `deletionPolicy:
 /// Orphan`, found by uid), and the plan whose NodePool name it has (a NodePool that lost every
 /// mark, or someone else's holding a plan's name). Never the editable plan label.
-fn plans_of(np: &DynamicObject, plans: &Store<Plan>, memory: &Memory) -> Vec<ObjectRef<Plan>> {
+fn plans_of(np: &Compact, plans: &Store<Plan>, memory: &Memory) -> Vec<ObjectRef<Plan>> {
     let mut names: BTreeSet<String> = np
         .owner_references()
         .iter()
@@ -180,7 +173,7 @@ fn plans_of(np: &DynamicObject, plans: &Store<Plan>, memory: &Memory) -> Vec<Obj
 
 /// The plan an overlay belongs to: its owner reference's (the reconcile checks the uid).
 /// Karpenter's status updates (validation, conflicts) bring the plan back too.
-fn overlay_owner(o: DynamicObject) -> Vec<ObjectRef<Plan>> {
+fn overlay_owner(o: Compact) -> Vec<ObjectRef<Plan>> {
     o.owner_references()
         .iter()
         .filter(|r| r.kind == "SpotPlan" && r.api_version.starts_with("spotplan.dev/"))
@@ -192,7 +185,7 @@ fn overlay_owner(o: DynamicObject) -> Vec<ObjectRef<Plan>> {
 pub(crate) struct Interruptions {
     pub events: BoxStream<'static, Result<k8s_openapi::api::core::v1::Event, watcher::Error>>,
     pub signals: Signals,
-    pub nodepools: Store<DynamicObject>,
+    pub nodepools: Store<Compact>,
 }
 
 /// The controller: SpotPlans, their NodePools (an edit to an owned one brings its plan back at
@@ -203,7 +196,7 @@ pub(crate) fn controller(
     plan_store: Store<Plan>,
     triggers: mpsc::UnboundedReceiver<()>,
     interruptions: Interruptions,
-    overlays: BoxStream<'static, Result<DynamicObject, watcher::Error>>,
+    overlays: BoxStream<'static, Result<Compact, watcher::Error>>,
     ctx: &Arc<Context>,
     concurrency: u16,
 ) -> Controller<Plan> {
