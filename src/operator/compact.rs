@@ -3,9 +3,8 @@
 //! serde_json's `Value` gives every JSON object a B-tree node of its own (about 600 bytes,
 //! whatever the object holds), so a NodePool kept as a `DynamicObject` took about 14 KB of heap
 //! for about 2 KB of JSON, and at 1,000 plans the two caches were most of the controller's
-//! memory. A [`Compact`] keeps the metadata (what ownership, the triggers and the hash of
-//! owned fields read) as it is, and the rest as its JSON text; a reconcile inflates the few
-//! objects it reads.
+//! memory. A [`Compact`] keeps the few metadata fields ownership and the triggers read as they
+//! are, and the rest as its JSON text; a reconcile inflates the few objects it reads.
 
 use futures::{Stream, TryStreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -14,8 +13,12 @@ use kube::core::{DynamicResourceScope, Resource, TypeMeta};
 use kube::runtime::watcher;
 use serde::{Deserialize, Deserializer};
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
-/// A watched object as a cache keeps it: its metadata, and everything else as JSON text.
+/// A watched object as a cache keeps it: of its metadata, what identifies it (name, namespace,
+/// uid), who owns it and whether it is being deleted; everything else (labels, annotations,
+/// spec, status) as JSON text. Its labels and annotations are read with [`Compact::labels`] and
+/// [`Compact::annotations`], which shadow `ResourceExt`'s (those would see none).
 #[derive(Clone, Debug)]
 pub(crate) struct Compact {
     types: Option<TypeMeta>,
@@ -26,27 +29,68 @@ pub(crate) struct Compact {
 impl Compact {
     /// The object as the build reads it.
     pub fn inflate(&self) -> DynamicObject {
-        DynamicObject {
-            types: self.types.clone(),
-            metadata: self.metadata.clone(),
-            // The text was written by `serde_json` from a `Value`, so it parses.
-            data: serde_json::from_str(&self.body).unwrap_or_default(),
-        }
+        // The text was written by `serde_json` from a `DynamicObject`, so it parses.
+        let mut o: DynamicObject =
+            serde_json::from_str(&self.body).unwrap_or_else(|_| DynamicObject {
+                types: None,
+                metadata: ObjectMeta::default(),
+                data: serde_json::Value::Null,
+            });
+        let (m, kept) = (&mut o.metadata, &self.metadata);
+        m.name.clone_from(&kept.name);
+        m.namespace.clone_from(&kept.namespace);
+        m.uid.clone_from(&kept.uid);
+        m.owner_references.clone_from(&kept.owner_references);
+        m.deletion_timestamp.clone_from(&kept.deletion_timestamp);
+        o.types.clone_from(&self.types);
+        o
     }
 
-    /// The JSON text of everything but the metadata (keys sorted, so equal objects give equal
-    /// text).
+    /// The JSON text of everything but the kept metadata (keys sorted, so equal objects give
+    /// equal text).
     pub fn body(&self) -> &str {
         &self.body
+    }
+
+    /// Its labels (parsed from the text). Nothing reads a cached object's labels today; this is
+    /// here so that nothing can read `ResourceExt`'s empty ones by mistake.
+    #[allow(dead_code)]
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        self.inflate().metadata.labels.unwrap_or_default()
+    }
+
+    /// Its annotations (parsed from the text).
+    pub fn annotations(&self) -> BTreeMap<String, String> {
+        self.inflate().metadata.annotations.unwrap_or_default()
     }
 }
 
 impl From<DynamicObject> for Compact {
     fn from(o: DynamicObject) -> Self {
+        let DynamicObject {
+            types,
+            mut metadata,
+            data,
+        } = o;
+        let kept = ObjectMeta {
+            name: metadata.name.take(),
+            namespace: metadata.namespace.take(),
+            uid: metadata.uid.take(),
+            owner_references: metadata.owner_references.take(),
+            deletion_timestamp: metadata.deletion_timestamp.take(),
+            ..ObjectMeta::default()
+        };
+        let rest = DynamicObject {
+            types: None,
+            metadata,
+            data,
+        };
         Compact {
-            types: o.types,
-            metadata: o.metadata,
-            body: o.data.to_string().into_boxed_str(),
+            types,
+            metadata: kept,
+            body: serde_json::to_string(&rest)
+                .unwrap_or_default()
+                .into_boxed_str(),
         }
     }
 }
@@ -170,6 +214,8 @@ mod tests {
             serde_json::to_value(&want).unwrap()
         );
         assert_eq!(c.metadata.name.as_deref(), Some("p"));
+        assert_eq!(c.labels().get("a").map(String::as_str), Some("b"));
+        assert!(c.metadata.labels.is_none());
         assert!(c.body().contains("\"weight\":3"));
         assert!(!c.body().contains("lastTransitionTime"));
     }
