@@ -124,6 +124,28 @@ def aws_check(a):
     print("  equal: a refresh is per region in use, never per SpotPlan")
 
 
+def api_server_writes(kubectl, work):
+    """The API server's own count and mean latency of each kind of write, from its metrics."""
+    text = subprocess.run([kubectl, "get", "--raw", "/metrics"], capture_output=True, text=True).stdout
+    with open(os.path.join(work, "apiserver-metrics.txt"), "w") as f:
+        f.write(text)
+    sums, counts = {}, {}
+    for line in text.splitlines():
+        for name, into in (("apiserver_request_duration_seconds_sum{", sums), ("apiserver_request_duration_seconds_count{", counts)):
+            if not line.startswith(name):
+                continue
+            labels = dict(kv.split("=", 1) for kv in line[len(name):line.index("}")].replace('"', "").split(","))
+            if labels.get("verb") not in ("POST", "PATCH", "PUT", "DELETE", "APPLY", "CREATE", "UPDATE"):
+                continue
+            key = (labels["verb"], labels.get("resource", "") + ("/" + labels["subresource"] if labels.get("subresource") else ""))
+            into[key] = into.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+    out = []
+    for key in sorted(counts, key=lambda k: -counts[k]):
+        if counts[key] >= 100:
+            out.append(f"  API server {key[0]:6} {key[1]:22} {int(counts[key]):6}  mean {1000 * sums[key] / counts[key]:6.1f} ms")
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1000)
@@ -170,6 +192,7 @@ def main():
     cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     reconciles = metric_sum(m, "spotplan_reconciles_total{")
     pools = subprocess.run([a.kubectl, "get", "nodepools", "--no-headers"], capture_output=True, text=True).stdout.count("\n")
+    overlays = subprocess.run([a.kubectl, "get", "nodeoverlays", "--no-headers"], capture_output=True, text=True).stdout.count("\n")
     # Cross-check with the API server once: every plan Ready=True in its status.
     out = subprocess.run([a.kubectl, "get", "spotplans", "-o",
                           "jsonpath={range .items[*]}{.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}"],
@@ -181,7 +204,9 @@ def main():
     print(f"  reconcile p99            {quantile(m, 0.99) * 1000:6.1f} ms   goal <= 100 ms")
     print(f"  controller peak RSS      {hwm:6.1f} MiB  goal <= 64 MiB ({idle:.1f} MiB before the plans)")
     print(f"  controller CPU           {cpu:6.1f} s")
-    print(f"  reconciles {int(reconciles)}, NodePools {pools}")
+    for line in api_server_writes(a.kubectl, a.work):
+        print(line)
+    print(f"  reconciles {int(reconciles)}, NodePools {pools}, NodeOverlays {overlays}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Scale benchmark of the operator (prints figures; not a pass/fail test): N distinct SpotPlans
 # (default 1000) applied at once to a fresh control plane; reports the time until all are
-# Ready, p50/p99 reconcile duration (from the controller's histogram) and the controller's peak
-# RSS. Goals: <= 60 s, p99 <= 100 ms, <= 64 MiB.
+# Ready, p50/p99 reconcile duration (from the controller's histogram), the controller's peak
+# RSS and CPU time, and the API server's own count and mean latency of each kind of write.
+# Goals: <= 60 s, p99 <= 100 ms, <= 64 MiB.
 #   bench/scale.sh [N]
 #   AWS=1 bench/scale.sh [N]   # live AWS data against moto over 3 regions: the API calls of a
 #                              # refresh with 3 plans and with N plans (they must be equal)
