@@ -484,6 +484,73 @@ proptest! {
     }
 }
 
+/// Every spot type moto lists, by name (the pool kept types are drawn from).
+static SPOT_TYPES: LazyLock<Vec<String>> = LazyLock::new(|| {
+    let mut v: Vec<String> = indep::TYPES
+        .values()
+        .filter(|t| t.spot)
+        .map(|t| t.name.clone())
+        .collect();
+    v.sort();
+    v
+});
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// Types written but no longer planned (kept by the churn rule) are last wherever Karpenter
+    /// compares them: for the request (adjusted price x count above every planned type's), and
+    /// node for node, above every planned type at least as large in vCPUs and memory, since a
+    /// NodeClaim that could take the kept type could take those too. Sizes and prices are read
+    /// from moto's files and the price file, not from the plan.
+    #[test]
+    fn kept_types_come_last_for_the_request_and_node_for_node(
+        req in request(),
+        extra in prop::sample::subsequence(SPOT_TYPES.clone(), 0..=40),
+    ) {
+        use spotplan::core::policy::pricing;
+        let Ok(plan) = optimize(&req, &MARKET) else { return Ok(()) };
+        let region = req.region.as_str();
+        let offered = indep::offered(region);
+        let mut listed: Vec<String> = plan.candidates.iter().map(|c| c.instance_type.clone()).collect();
+        let planned = listed.len();
+        for t in extra {
+            if offered.contains(&t) && indep::spot(region, &t).is_some() && !listed.contains(&t) {
+                listed.push(t);
+            }
+        }
+        let kept = pricing::kept(&req, &MARKET, &plan, &listed);
+        let p = pricing::price(&plan, &listed, &kept, &[], &pricing::DEFAULT_LEARNED, jiff::Timestamp::UNIX_EPOCH);
+        let adjustment: std::collections::BTreeMap<&str, String> = p
+            .type_levels
+            .iter()
+            .flat_map(|l| l.types.iter().map(move |t| (t.as_str(), l.adjustment())))
+            .collect();
+        prop_assert_eq!(adjustment.len(), listed.len());
+        let node = |t: &str| indep::spot(region, t).map(|u| karpenter_adjusted(u, &adjustment[t]));
+        let size = |t: &str| (indep::TYPES[t].vcpus, indep::TYPES[t].memory_mib);
+        let total = |t: &str| {
+            let c = plan.candidates.iter().find(|c| c.instance_type == t).map(|c| c.count);
+            let count = c.unwrap_or_else(|| kept.iter().find(|k| k.instance_type == t).unwrap().count);
+            node(t).map(|n| n * f64::from(count))
+        };
+        let dearest_planned = listed[..planned].iter().filter_map(|t| total(t)).fold(0.0, f64::max);
+        for k in &listed[planned..] {
+            let (Some(k_node), Some(k_total)) = (node(k), total(k)) else { continue };
+            prop_assert!(k_total > dearest_planned, "{k}: {k_total} for the request, not above {dearest_planned}");
+            let (kv, km) = size(k);
+            for q in &listed[..planned] {
+                let (qv, qm) = size(q);
+                if qv < kv || qm < km {
+                    continue;
+                }
+                let Some(q_node) = node(q) else { continue };
+                prop_assert!(k_node > q_node, "kept {k} ({}) costs {k_node} a node, not above planned {q} ({}) at {q_node}", adjustment[k.as_str()], adjustment[q.as_str()]);
+            }
+        }
+    }
+}
+
 /// The generator must not be degenerate: most requests must produce a plan, some must reach
 /// the bounds, or the property above proves little.
 #[test]

@@ -9,15 +9,19 @@
 //! 2. In rank order, a type whose adjusted cost for the request (`count x unit price x (1 +
 //!    premium)`) would not exceed the one ranked before it gets a factor on top of its band
 //!    premium, just enough to come after it, which the types after it share (the ranking puts a
-//!    run of types after dearer ones: types in by widening, kept types). Types written but no
-//!    longer in the plan (kept by the churn rule) come after every planned type, so Karpenter
-//!    asks for them last. So the adjusted costs order the types exactly as the plan ranks them.
-//! 3. Learned evidence adds to a (type, zone): each recent interruption or launch failure of the
+//!    run of types after dearer ones: types in by widening). So the adjusted costs order the
+//!    planned types exactly as the plan ranks them.
+//! 3. Types written but no longer in the plan (kept by the churn rule) share one premium, the
+//!    least that puts each after every planned type for the request, and one node of each after
+//!    one node of every planned type at least as large: whatever pods a NodeClaim holds,
+//!    Karpenter asks AWS for them last.
+//! 4. Learned evidence adds to a (type, zone): each recent interruption or launch failure of the
 //!    plan's own nodes there, and a smaller amount for each rebalance recommendation, the weaker
 //!    and earlier signal ([`Learned`], [`Evidence`]).
-//! 4. Types sharing a premium form one [`Level`] (one NodeOverlay); a (type, zone) with its own
+//! 5. Types sharing a premium form one [`Level`] (one NodeOverlay); a (type, zone) with its own
 //!    premium forms a zone level. Premiums differ by band and by factor only, so the levels are
-//!    few; past [`MAX_TYPE_LEVELS`] the dearest merge.
+//!    few; past [`MAX_TYPE_LEVELS`] the dearest planned ones merge, and the kept types' level
+//!    stays last.
 //!
 //! Karpenter's format is a signed percentage (`+12.5%`, see [`adjustment`]); a percentage keeps
 //! the order in every zone, whatever each zone's raw price.
@@ -103,6 +107,10 @@ pub struct Priced {
     pub premium: u32,
     /// In the plan (false: kept by the churn rule, priced last).
     pub planned: bool,
+    /// One node's vCPUs and memory: a NodeClaim that could take this type could take any type
+    /// at least as large.
+    pub vcpus: u32,
+    pub memory_gib: f64,
 }
 
 impl Priced {
@@ -213,6 +221,8 @@ pub struct Kept {
     pub count: u32,
     pub unit_usd_per_hour: Option<f64>,
     pub band: Option<u8>,
+    pub vcpus: u32,
+    pub memory_gib: f64,
 }
 
 /// The listed types not in `plan`, with what the market data says of them for `req`.
@@ -232,11 +242,14 @@ pub fn kept(
         .filter_map(|t| {
             let i = catalog.index_of(t)?;
             let q = market.quote(region, i);
+            let ty = &catalog.types()[i];
             Some(Kept {
                 instance_type: t.clone(),
-                count: crate::optimizer::node_count(req, &catalog.types()[i]),
+                count: crate::optimizer::node_count(req, ty),
                 unit_usd_per_hour: q.spot,
                 band: q.band.map(Band::index),
+                vcpus: ty.vcpus,
+                memory_gib: ty.memory_gib(),
             })
         })
         .collect()
@@ -263,6 +276,8 @@ pub fn price(
                 ranked_premium: premium,
                 premium,
                 planned: true,
+                vcpus: c.vcpus,
+                memory_gib: c.memory_gib,
             });
         }
     }
@@ -279,6 +294,8 @@ pub fn price(
                 ranked_premium: premium,
                 premium,
                 planned: false,
+                vcpus: k.vcpus,
+                memory_gib: k.memory_gib,
             }
         })
         .collect();
@@ -290,8 +307,31 @@ pub fn price(
             .then_with(|| a.instance_type.cmp(&b.instance_type))
     });
     types.extend(rest);
-    let exact = order(&mut types);
-    let (type_levels, merged) = type_levels(&mut types);
+    let split = types.iter().position(|t| !t.planned).unwrap_or(types.len());
+    let (planned, kept) = types.split_at_mut(split);
+    let exact = order(planned);
+    // Kept types share one level, the last: the planned ones get the rest.
+    let room = MAX_TYPE_LEVELS - usize::from(!kept.is_empty());
+    let (mut type_levels, merged) = type_levels(planned, room);
+    if !kept.is_empty() {
+        let premium = last(planned, kept);
+        for k in kept.iter_mut() {
+            k.premium = premium;
+        }
+        let mut names: Vec<String> = kept.iter().map(|k| k.instance_type.clone()).collect();
+        names.sort();
+        match type_levels.iter_mut().find(|l| l.premium == premium) {
+            Some(l) => {
+                l.types.extend(names);
+                l.types.sort();
+            }
+            None => type_levels.push(Level {
+                premium,
+                types: names,
+                zones: Vec::new(),
+            }),
+        }
+    }
     let exact = exact && !merged;
     let zone_premiums = zone_premiums(&types, reports, learned, now);
     let zone_levels = zone_levels(&zone_premiums);
@@ -304,11 +344,11 @@ pub fn price(
     }
 }
 
-/// Raises premiums in order so adjusted totals strictly increase: a run of types the ranking
-/// put after a dearer one (types in by widening, kept types, a placement near-tie) shares one
-/// factor on top of its band premiums, carried on to the types after it, so the factors are few
-/// and the premiums stay grouped by band. Premiums are in tenths of a percent, rounded up.
-/// Unpriced types go above every priced one. True when every priced type could be ordered.
+/// Raises premiums in rank order so adjusted totals strictly increase: a run of types the
+/// ranking put after a dearer one (types in by widening, a placement near-tie) shares one factor
+/// on top of its band premiums, carried on to the types after it, so the factors are few and the
+/// premiums stay grouped by band. Premiums are in tenths of a percent, rounded up. Unpriced
+/// types go above every priced one. True when every priced type could be ordered.
 fn order(types: &mut [Priced]) -> bool {
     let mut prev: Option<f64> = None;
     let mut factor = 1.0f64;
@@ -352,10 +392,48 @@ fn order(types: &mut [Priced]) -> bool {
     exact
 }
 
-/// Groups types by premium, cheapest level first; past [`MAX_TYPE_LEVELS`], the dearest merge
-/// into the last allowed level's premium.
+/// The one premium every kept type carries (tenths of a percent, rounded up): the least that
+/// puts each of them last wherever Karpenter compares prices, with a margin of a tenth of a
+/// percent.
+/// - For the request: its adjusted cost above every planned type's.
+/// - Node for node: one node of it above one node of every planned type at least as large
+///   (vCPUs and memory). A NodeClaim may take any listed type that fits its pods, and AWS is asked
+///   for the cheapest adjusted node first; a NodeClaim that could take a kept type could take
+///   every larger planned type, so there the kept type is asked for last.
+fn last(planned: &[Priced], kept: &[Priced]) -> u32 {
+    let node = |t: &Priced| {
+        t.unit_usd_per_hour
+            .filter(|u| *u > 0.0)
+            .map(|u| u * (1.0 + f64::from(t.premium) / 1000.0))
+    };
+    let dearest = planned
+        .iter()
+        .filter_map(Priced::adjusted_total)
+        .fold(0.0, f64::max);
+    let factor = kept
+        .iter()
+        .filter_map(|k| {
+            let unit = k.unit_usd_per_hour.filter(|u| *u > 0.0)?;
+            let for_request = dearest / (unit * f64::from(k.count.max(1)));
+            let per_node = planned
+                .iter()
+                .filter(|p| p.vcpus >= k.vcpus && p.memory_gib >= k.memory_gib)
+                .filter_map(node)
+                .fold(0.0, f64::max)
+                / unit;
+            Some(for_request.max(per_node) * 1.001)
+        })
+        .fold(1.0, f64::max);
+    let top = planned.iter().map(|p| p.premium).max().unwrap_or(0);
+    let premium = ((factor - 1.0) * 1000.0 - 1e-6).ceil().max(0.0) as u32;
+    // Unpriced kept types too: above every planned premium.
+    premium.max(top + 1)
+}
+
+/// Groups types by premium, cheapest level first; past `room` levels, the dearest merge into
+/// the last allowed level's premium.
 /// True with the levels when some were merged.
-fn type_levels(types: &mut [Priced]) -> (Vec<Level>, bool) {
+fn type_levels(types: &mut [Priced], room: usize) -> (Vec<Level>, bool) {
     let mut by: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     for t in types.iter() {
         by.entry(t.premium)
@@ -370,9 +448,9 @@ fn type_levels(types: &mut [Priced]) -> (Vec<Level>, bool) {
             zones: Vec::new(),
         })
         .collect();
-    let merging = levels.len() > MAX_TYPE_LEVELS;
+    let merging = levels.len() > room;
     if merging {
-        let merged: Vec<Level> = levels.split_off(MAX_TYPE_LEVELS - 1);
+        let merged: Vec<Level> = levels.split_off(room - 1);
         let premium = merged.last().expect("merged").premium;
         let names: Vec<String> = merged.into_iter().flat_map(|l| l.types).collect();
         for t in types
@@ -479,6 +557,63 @@ fn zone_levels(zp: &[ZonePremium]) -> Vec<Level> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn priced(name: &str, (vcpus, unit, count): (u32, f64, u32), planned: bool) -> Priced {
+        Priced {
+            instance_type: name.to_string(),
+            count,
+            unit_usd_per_hour: Some(unit),
+            ranked_premium: 0,
+            premium: 0,
+            planned,
+            vcpus,
+            memory_gib: f64::from(vcpus) * 4.0,
+        }
+    }
+
+    #[test]
+    fn kept_types_share_one_premium_that_puts_them_last_for_the_request_and_node_for_node() {
+        // Ranked: big (16 vCPU, $1/h, 1 node), small (2 vCPU, $0.10/h, 8 nodes); kept: the
+        // cheapest small (2 vCPU, $0.09/h) and one larger than any planned type.
+        let mut types = [
+            priced("big", (16, 1.0, 1), true),
+            priced("small", (2, 0.10, 8), true),
+            priced("kept-small", (2, 0.09, 8), false),
+            priced("kept-huge", (32, 1.5, 1), false),
+        ];
+        let (planned, kept) = types.split_at_mut(2);
+        assert!(order(planned));
+        // small: just after big for the request: 1.0 / 0.8 x 1.001, rounded up.
+        assert_eq!(planned[1].premium, 252);
+        // kept-small binds: one node above big's ($1/h), the dearest planned type as large:
+        // 1.0 / 0.09 x 1.001 = 11.1222, +1012.3% rounded up. kept-huge shares it.
+        let premium = last(planned, kept);
+        assert_eq!(premium, 10123);
+        for k in kept.iter_mut() {
+            k.premium = premium;
+        }
+        let node =
+            |t: &Priced| t.unit_usd_per_hour.unwrap() * (1.0 + f64::from(t.premium) / 1000.0);
+        assert!(node(&types[2]) > node(&types[0]) && node(&types[2]) < node(&types[0]) * 1.002);
+        assert!(node(&types[3]) > node(&types[0]));
+        let totals: Vec<f64> = types.iter().map(|t| t.adjusted_total().unwrap()).collect();
+        assert!(
+            totals[1] > totals[0] && totals[2] > totals[1] && totals[3] > totals[1],
+            "{totals:?}"
+        );
+    }
+
+    #[test]
+    fn without_a_larger_planned_type_the_request_binds_a_kept_type() {
+        let mut types = [
+            priced("big", (16, 1.0, 1), true),
+            priced("kept", (32, 0.8, 1), false),
+        ];
+        let (planned, kept) = types.split_at_mut(1);
+        assert!(order(planned));
+        // 1.0 / 0.8 x 1.001 = 1.25125: +25.2% rounded up.
+        assert_eq!(last(planned, kept), 252);
+    }
 
     #[test]
     fn adjustments_read_back_as_karpenter_applies_them() {
