@@ -51,7 +51,7 @@ rust_done() {
   wait "$rust_build" || rc=$?
   TIMINGS="${TIMINGS:-}$(printf '%-28s %5ss' "clippy + build (beside)" "$(( $(date +%s) - rust_start ))")\n"
   case "$rc" in
-    0) tail -1 "$rust_log" ;;
+    0) grep 'Finished' "$rust_log" | tail -1 ;;
     1) cat "$rust_log"; die "cargo clippy found problems (log: $rust_log)" ;;
     *) cat "$rust_log"; die "the release build of the tests failed (log: $rust_log)" ;;
   esac
@@ -77,8 +77,11 @@ rust_done
 phase_end
 
 phase "cargo test"
-SPOTPLAN_SKIP_LOG=$(mktemp); export SPOTPLAN_SKIP_LOG
-out=$(mktemp); out2=$(mktemp)
+# The lanes' outputs and the skip log live in a directory of this run's own under the cache, not
+# in /tmp: once, a file there vanished mid-run and the summary counted one lane only.
+run_dir=$(mktemp -d "$SPOTPLAN_CACHE/test-run.XXXXXX")
+SPOTPLAN_SKIP_LOG="$run_dir/skipped"; : > "$SPOTPLAN_SKIP_LOG"; export SPOTPLAN_SKIP_LOG
+out="$run_dir/main-lane.log"; out2="$run_dir/rig-lane.log"
 set +e
 # Two lanes once everything is built: the rig tests spend most of their time waiting on the
 # control plane, Karpenter and Argo CD, so the three longest test files run beside the rest.
@@ -97,7 +100,11 @@ lane=$!
   exit $(( r1 | r2 )); } 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
 wait "$lane"; rc2=$?
-cat "$out2"; cat "$out2" >> "$out"
+cat "$out2"
+for f in "$out" "$out2" "$SPOTPLAN_SKIP_LOG"; do
+  [ -f "$f" ] || die "$f is gone: this run's summary cannot be counted"
+done
+cat "$out2" >> "$out"
 [ "$rc" = 0 ] && rc=$rc2
 set -e
 phase_end
@@ -118,5 +125,5 @@ skipped=$(sort -u "$SPOTPLAN_SKIP_LOG" | grep -c . || true)
   fi
   sort -u "$SPOTPLAN_SKIP_LOG" | awk -F '\t' '{ printf "  skipped: %s (no %s): %s\n", $1, $2, $3 }'
 } >&2
-rm -f "$out" "$out2" "$SPOTPLAN_SKIP_LOG"
+rm -rf "$run_dir"
 [ "$rc" = 0 ] || die "cargo test failed (exit $rc): see the failures above"
