@@ -27,38 +27,8 @@ done
 phase() { PHASE_NAME="$1"; PHASE_START=$(date +%s); log "phase: $1"; }
 phase_end() { local d=$(( $(date +%s) - PHASE_START )); log "phase: $PHASE_NAME took ${d}s"; TIMINGS="${TIMINGS:-}$(printf '%-28s %5ss' "$PHASE_NAME" "$d")\n"; }
 
-if [ "$lint" = 1 ]; then
-  phase "fmt"
-  cargo fmt --all -- --check
-  phase_end
-fi
-
-# The Rust build needs none of the tools, and building them waits on downloads much of the
-# time: clippy and the release build of every test run beside it, in the background, and their
-# exit is checked before the tests start. Two cargo processes share the target directory, so
-# they run one after the other.
-rust_log="$SPOTPLAN_CACHE/rust-build.log"
-rust_start=$(date +%s)
-{
-  if [ "$lint" = 1 ]; then
-    cargo clippy -q --release --workspace --all-targets -- -D warnings || exit 1
-  fi
-  cargo test --release --workspace --no-run || exit 2
-} > "$rust_log" 2>&1 &
-rust_build=$!
-rust_done() {
-  local rc=0
-  wait "$rust_build" || rc=$?
-  TIMINGS="${TIMINGS:-}$(printf '%-28s %5ss' "clippy + build (beside)" "$(( $(date +%s) - rust_start ))")\n"
-  case "$rc" in
-    0) grep 'Finished' "$rust_log" | tail -1 ;;
-    1) cat "$rust_log"; die "cargo clippy found problems (log: $rust_log)" ;;
-    *) cat "$rust_log"; die "the release build of the tests failed (log: $rust_log)" ;;
-  esac
-}
-
 phase "tools (go, python)"
-bash scripts/build-tools.sh all > "$SPOTPLAN_CACHE/build-tools.log" 2>&1 || { tail -40 "$SPOTPLAN_CACHE/build-tools.log"; pkill -P "$rust_build" 2>/dev/null; die "building the test tools failed (log: $SPOTPLAN_CACHE/build-tools.log)"; }
+bash scripts/build-tools.sh all > "$SPOTPLAN_CACHE/build-tools.log" 2>&1 || { tail -40 "$SPOTPLAN_CACHE/build-tools.log"; die "building the test tools failed (log: $SPOTPLAN_CACHE/build-tools.log)"; }
 phase_end
 
 export SPOTPLAN_PYTHON="$PYVENV/bin/python"
@@ -72,9 +42,12 @@ cmp -s "$tmp" crates/spotplan-core/catalog/ec2-catalog.json || { rm -f "$tmp"; d
 rm -f "$tmp"
 phase_end
 
-phase "clippy + build, the rest"
-rust_done
-phase_end
+if [ "$lint" = 1 ]; then
+  phase "fmt + clippy"
+  cargo fmt --all -- --check
+  cargo clippy -q --release --workspace --all-targets -- -D warnings
+  phase_end
+fi
 
 phase "cargo test"
 # The lanes' outputs and the skip log live in a directory of this run's own under the cache, not
@@ -83,6 +56,7 @@ run_dir=$(mktemp -d "$SPOTPLAN_CACHE/test-run.XXXXXX")
 SPOTPLAN_SKIP_LOG="$run_dir/skipped"; : > "$SPOTPLAN_SKIP_LOG"; export SPOTPLAN_SKIP_LOG
 out="$run_dir/main-lane.log"; out2="$run_dir/rig-lane.log"
 set +e
+cargo test --release --workspace --no-run 2>&1 | tail -3
 # Two lanes once everything is built: the rig tests spend most of their time waiting on the
 # control plane, Karpenter and Argo CD, so the three longest test files run beside the rest.
 # Each lane is a plain `cargo test`; every test of the workspace is in exactly one of them.
