@@ -114,6 +114,12 @@ pub struct Priced {
 }
 
 impl Priced {
+    /// `unit x (1 + premium)`: Karpenter's adjusted price of one node.
+    pub fn adjusted_unit(&self) -> Option<f64> {
+        self.unit_usd_per_hour
+            .map(|p| p * (1.0 + f64::from(self.premium) / 1000.0))
+    }
+
     /// `count x unit x (1 + premium)`: what Karpenter's adjusted price makes the request cost.
     pub fn adjusted_total(&self) -> Option<f64> {
         self.unit_usd_per_hour
@@ -401,11 +407,6 @@ fn order(types: &mut [Priced]) -> bool {
 ///   for the cheapest adjusted node first; a NodeClaim that could take a kept type could take
 ///   every larger planned type, so there the kept type is asked for last.
 fn last(planned: &[Priced], kept: &[Priced]) -> u32 {
-    let node = |t: &Priced| {
-        t.unit_usd_per_hour
-            .filter(|u| *u > 0.0)
-            .map(|u| u * (1.0 + f64::from(t.premium) / 1000.0))
-    };
     let dearest = planned
         .iter()
         .filter_map(Priced::adjusted_total)
@@ -418,7 +419,7 @@ fn last(planned: &[Priced], kept: &[Priced]) -> u32 {
             let per_node = planned
                 .iter()
                 .filter(|p| p.vcpus >= k.vcpus && p.memory_gib >= k.memory_gib)
-                .filter_map(node)
+                .filter_map(Priced::adjusted_unit)
                 .fold(0.0, f64::max)
                 / unit;
             Some(for_request.max(per_node) * 1.001)
@@ -592,8 +593,7 @@ mod tests {
         for k in kept.iter_mut() {
             k.premium = premium;
         }
-        let node =
-            |t: &Priced| t.unit_usd_per_hour.unwrap() * (1.0 + f64::from(t.premium) / 1000.0);
+        let node = |t: &Priced| t.adjusted_unit().unwrap();
         assert!(node(&types[2]) > node(&types[0]) && node(&types[2]) < node(&types[0]) * 1.002);
         assert!(node(&types[3]) > node(&types[0]));
         let totals: Vec<f64> = types.iter().map(|t| t.adjusted_total().unwrap()).collect();
