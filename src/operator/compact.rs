@@ -134,7 +134,9 @@ impl Resource for Compact {
     }
 }
 
-/// A watch whose objects are slimmed by `slim` and then kept compact.
+/// A watch whose objects lose their managed fields and what every write changes
+/// (resourceVersion, creationTimestamp, generation: a cached object's body changes only when its
+/// content does), are slimmed by `slim`, and are then kept compact.
 pub(crate) fn compacted(
     events: impl Stream<Item = watcher::Result<watcher::Event<DynamicObject>>>,
     slim: impl Fn(&mut DynamicObject),
@@ -142,6 +144,9 @@ pub(crate) fn compacted(
     use watcher::Event;
     events.map_ok(move |e| {
         let small = |mut o: DynamicObject| {
+            let m = &mut o.metadata;
+            (m.resource_version, m.creation_timestamp, m.generation) = (None, None, None);
+            m.managed_fields = None;
             slim(&mut o);
             Compact::from(o)
         };

@@ -12,7 +12,7 @@ use futures::stream::BoxStream;
 use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions};
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 use serde_json::Value;
 use spotplan_api::build::overlays::{
     OverlayDelete, OverlayWrite, SPEC_HASH_FIELD, Support, spec_hash,
@@ -101,9 +101,6 @@ pub(crate) fn watch(
 /// a hash of its spec instead of the spec, and of its status only Karpenter's conditions'
 /// type, status, reason and message.
 fn slim(o: &mut DynamicObject) {
-    o.managed_fields_mut().clear();
-    let m = &mut o.metadata;
-    (m.resource_version, m.creation_timestamp, m.generation) = (None, None, None);
     keep_conditions(o);
     let hash = spec_hash(&o.data["spec"]);
     o.data = serde_json::json!({

@@ -80,13 +80,8 @@ pub(crate) fn streams(client: &Client) -> (Streams, Store<Plan>, Store<Compact>)
                 Api::<DynamicObject>::all_with(client.clone(), &nodepool_resource()),
                 watcher::Config::default().any_semantic(),
             ),
-            |np| {
-                np.managed_fields_mut().clear();
-                let m = &mut np.metadata;
-                (m.resource_version, m.creation_timestamp, m.generation) = (None, None, None);
-                // Of Karpenter's status, only its conditions matter (NodePoolsReady mirrors them).
-                keep_conditions(np);
-            },
+            // Of Karpenter's status, only its conditions matter (NodePoolsReady mirrors them).
+            keep_conditions,
         ),
     )
     .default_backoff();
