@@ -13,6 +13,7 @@ mod rig;
 
 use rig::{Background, Controller, Rig, condition, docs, eventually, ready, root, this_test};
 use serde_json::Value;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -231,7 +232,7 @@ impl GitOps {
 
     /// Refreshes until `ok` holds for Argo CD's view of the app (a commit reaches Argo CD on a
     /// refresh; an automated sync follows it), or fails with the last view.
-    fn until(&self, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    fn until(&self, what: &str, mut ok: impl FnMut(&Value) -> bool) -> Value {
         let start = std::time::Instant::now();
         loop {
             let app = self.refresh("normal");
@@ -400,6 +401,24 @@ fn gone(rig: &Rig, plans: &[&str]) {
     });
 }
 
+/// The tasks an Application's current sync attempt failed, as "Kind/name: message".
+fn failed_tasks(app: &Value) -> Vec<String> {
+    app["status"]["operationState"]["syncResult"]["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["status"] == "SyncFailed" || r["hookPhase"] == "Failed")
+        .map(|r| {
+            format!(
+                "{}/{}: {}",
+                r["kind"].as_str().unwrap_or("?"),
+                r["name"].as_str().unwrap_or("?"),
+                r["message"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn first_sync_from_empty_settles_without_drift_and_follows_git() {
     let Some(g) = start_with_two_plans(&this_test()) else {
@@ -412,15 +431,25 @@ fn first_sync_from_empty_settles_without_drift_and_follows_git() {
     );
     assert!(rig.apply(&g.application(false)).0);
 
-    // First sync from empty: one operation that succeeds on its first attempt, the CRD created
-    // before any SpotPlan.
+    // First sync from empty: one operation that succeeds, the CRD created before any SpotPlan.
+    // Its first attempt may fail only where the API server does not serve the new kind yet,
+    // though Argo CD saw the CRD Established (once in a cold CI run, under load); the
+    // Application's retry covers that. Any other failure of an attempt fails here, named.
+    let mut failed: BTreeSet<String> = BTreeSet::new();
     let app = g.until("the first sync", |a| {
+        failed.extend(failed_tasks(a));
         a["status"]["operationState"]["phase"] == "Succeeded"
     });
     let op = &app["status"]["operationState"];
+    let retries = op["retryCount"].as_u64().unwrap_or(0);
+    let new_kind_not_served = |f: &String| {
+        f.starts_with("SpotPlan/")
+            && (f.contains("could not find the requested resource")
+                || f.contains("no matches for kind"))
+    };
     assert!(
-        op["retryCount"].as_u64().unwrap_or(0) == 0,
-        "{}\n{op}\n{}",
+        retries <= 1 && failed.iter().all(new_kind_not_served),
+        "{retries} retries; failed tasks: {failed:?}\n{}\n{op}\n{}",
         summary(&app),
         g.argo_problems()
     );
