@@ -434,11 +434,15 @@ fn first_sync_from_empty_settles_without_drift_and_follows_git() {
     // First sync from empty: one operation that succeeds, the CRD created before any SpotPlan.
     // Its first attempt may fail only where the API server does not serve the new kind yet,
     // though Argo CD saw the CRD Established (once in a cold CI run, under load); the
-    // Application's retry covers that. Any other failure of an attempt fails here, named.
+    // Application's retry covers that. Any other failure of an attempt fails here, named, and
+    // so does a retry whose failure was not seen (with the operation messages that were).
     let mut failed: BTreeSet<String> = BTreeSet::new();
+    let mut messages: BTreeSet<String> = BTreeSet::new();
     let app = g.until("the first sync", |a| {
+        let op = &a["status"]["operationState"];
         failed.extend(failed_tasks(a));
-        a["status"]["operationState"]["phase"] == "Succeeded"
+        messages.extend(op["message"].as_str().map(str::to_string));
+        op["phase"] == "Succeeded"
     });
     let op = &app["status"]["operationState"];
     let retries = op["retryCount"].as_u64().unwrap_or(0);
@@ -448,8 +452,10 @@ fn first_sync_from_empty_settles_without_drift_and_follows_git() {
                 || f.contains("no matches for kind"))
     };
     assert!(
-        retries <= 1 && failed.iter().all(new_kind_not_served),
-        "{retries} retries; failed tasks: {failed:?}\n{}\n{op}\n{}",
+        retries <= 1
+            && (retries == 0) == failed.is_empty()
+            && failed.iter().all(new_kind_not_served),
+        "{retries} retries; failed tasks: {failed:?}; operation messages: {messages:?}\n{}\n{op}\n{}",
         summary(&app),
         g.argo_problems()
     );
